@@ -1,0 +1,48 @@
+# The two commands of the README, and what they need.
+#
+#   make demo   install missing packages, build (Release), run the quickstart
+#   make test   install missing packages, build, run the whole suite (ctest)
+#
+# Packages come from Debian 12. As root, missing ones are installed with
+# apt-get; otherwise the exact apt-get line is printed and make stops.
+
+PACKAGES := cmake g++ make libcaf-dev libtorch-dev libcapnp-dev capnproto \
+            libspdlog-dev librapidcheck-dev libgtest-dev libyaml-cpp-dev \
+            libopenblas0-pthread libbenchmark-dev
+BUILD ?= build
+JOBS ?= 2
+
+.PHONY: demo test build deps bench clean
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "apt-get failed for:$$missing"; exit 1; }; \
+	else \
+	  echo "missing Debian packages; install them as root with:"; \
+	  echo "  apt-get install -y$$missing"; \
+	  exit 1; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	./$(BUILD)/fedsp run scenarios/quickstart.yaml
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	./$(BUILD)/bench/fedsp_bench
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,34 @@
+// The run clock: the time `t` of every event and of task deadlines.
+//
+// This build has the real clock only: seconds since the run started, times a
+// scale factor. The virtual (discrete-event) clock of DESIGN.md "Time" plugs
+// in behind the same interface.
+#pragma once
+
+#include <chrono>
+
+namespace fedsp {
+
+class run_clock {
+public:
+  virtual ~run_clock() = default;
+  /// Seconds since the start of the run.
+  virtual double now() const = 0;
+};
+
+class real_clock final : public run_clock {
+public:
+  explicit real_clock(double scale = 1.0)
+    : start_(std::chrono::steady_clock::now()), scale_(scale) {}
+
+  double now() const override {
+    std::chrono::duration<double> d = std::chrono::steady_clock::now() - start_;
+    return d.count() * scale_;
+  }
+
+private:
+  std::chrono::steady_clock::time_point start_;
+  double scale_;
+};
+
+} // namespace fedsp

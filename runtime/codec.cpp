@@ -1,0 +1,566 @@
+#include "runtime/codec.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include "schemas/federation.capnp.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#  error "fedsp's codec copies tensor data as little-endian host memory"
+#endif
+
+namespace fedsp {
+
+namespace w = fedsp::wire;
+
+std::uint16_t protocol_version() {
+  return w::PROTOCOL_VERSION;
+}
+
+// -- half precision -------------------------------------------------------------
+
+std::uint16_t float_to_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if (std::isnan(f))
+    return static_cast<std::uint16_t>((u >> 16) | 0x40); // keep it a NaN
+  // Round to nearest, ties to even, on the 16 dropped bits.
+  u += 0x7FFF + ((u >> 16) & 1);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+float bf16_to_float(std::uint16_t h) {
+  std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::uint16_t float_to_f16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  std::uint32_t sign = (u >> 16) & 0x8000;
+  std::uint32_t exp = (u >> 23) & 0xFF;
+  std::uint32_t man = u & 0x7FFFFF;
+  if (exp == 0xFF) // inf or NaN
+    return static_cast<std::uint16_t>(sign | 0x7C00 | (man ? 0x200 : 0));
+  int e = static_cast<int>(exp) - 127 + 15;
+  if (e >= 31) // overflow: infinity
+    return static_cast<std::uint16_t>(sign | 0x7C00);
+  if (e <= 0) { // subnormal or zero
+    if (e < -10)
+      return static_cast<std::uint16_t>(sign);
+    man |= 0x800000;
+    int shift = 14 - e;
+    std::uint32_t half = man >> shift;
+    std::uint32_t rem = man & ((1u << shift) - 1);
+    std::uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1)))
+      ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = sign | (static_cast<std::uint32_t>(e) << 10) | (man >> 13);
+  std::uint32_t rem = man & 0x1FFF;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1)))
+    ++half; // may carry into the exponent, which is the right rounding
+  return static_cast<std::uint16_t>(half);
+}
+
+float f16_to_float(std::uint16_t h) {
+  std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
+  std::uint32_t exp = (h >> 10) & 0x1F;
+  std::uint32_t man = h & 0x3FF;
+  std::uint32_t u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else { // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while ((man & 0x400) == 0);
+      u = sign | (static_cast<std::uint32_t>(127 - 15 - e) << 23)
+          | ((man & 0x3FF) << 13);
+    }
+  } else if (exp == 0x1F) {
+    u = sign | 0x7F800000 | (man << 13);
+  } else {
+    u = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+namespace {
+
+template <class... Fs>
+struct overload : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overload(Fs...) -> overload<Fs...>;
+
+// -- encoding ---------------------------------------------------------------------
+
+void write_prompts(w::PromptSet::Builder out, const prompt_set& ps,
+                   wire_dtype dtype, bool layout_only) {
+  out.setVersion(ps.version);
+  auto tensors = out.initTensors(static_cast<unsigned>(ps.tensors.size()));
+  for (unsigned i = 0; i < ps.tensors.size(); ++i) {
+    auto& src = ps.tensors[i];
+    auto t = tensors[i];
+    t.setName(src.name);
+    auto shape = t.initShape(static_cast<unsigned>(src.shape.size()));
+    for (unsigned d = 0; d < src.shape.size(); ++d)
+      shape.set(d, src.shape[d]);
+    if (layout_only) {
+      t.setDtype(w::DType::F32);
+      continue;
+    }
+    auto n = src.data.size();
+    switch (dtype) {
+      case wire_dtype::f32: {
+        t.setDtype(w::DType::F32);
+        auto bytes = t.initData(static_cast<unsigned>(n * 4));
+        std::memcpy(bytes.begin(), src.data.data(), n * 4);
+        break;
+      }
+      case wire_dtype::f16:
+      case wire_dtype::bf16: {
+        bool f16 = dtype == wire_dtype::f16;
+        t.setDtype(f16 ? w::DType::F16 : w::DType::BF16);
+        auto bytes = t.initData(static_cast<unsigned>(n * 2));
+        for (std::size_t k = 0; k < n; ++k) {
+          auto h = f16 ? float_to_f16(src.data[k]) : float_to_bf16(src.data[k]);
+          std::memcpy(bytes.begin() + 2 * k, &h, 2);
+        }
+        break;
+      }
+    }
+  }
+}
+
+template <class Builder>
+void write_metrics(Builder&& list_init, const metric_list& ms) {
+  auto list = list_init(static_cast<unsigned>(ms.size()));
+  for (unsigned i = 0; i < ms.size(); ++i) {
+    list[i].setName(ms[i].first);
+    list[i].setValue(ms[i].second);
+  }
+}
+
+// -- decoding ---------------------------------------------------------------------
+
+error malformed(std::string text) {
+  return error{errc::malformed, std::move(text)};
+}
+
+result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
+                                std::size_t max_bytes, bool layout_only) {
+  prompt_set ps;
+  ps.version = in.getVersion();
+  auto tensors = in.getTensors();
+  ps.tensors.reserve(tensors.size());
+  for (unsigned i = 0; i < tensors.size(); ++i) {
+    auto t = tensors[i];
+    tensor_buffer buf;
+    buf.name = t.getName().cStr();
+    std::string label = std::string(where) + " tensor '" + buf.name + "'";
+    auto shape = t.getShape();
+    std::uint64_t numel = 1;
+    for (unsigned d = 0; d < shape.size(); ++d) {
+      buf.shape.push_back(shape[d]);
+      numel *= shape[d];
+      if (numel > max_bytes) // also guards the multiplication against overflow
+        return error{errc::too_large, label + ": shape has more elements than "
+                                        + "the message size limit allows"};
+    }
+    if (layout_only) {
+      ps.tensors.push_back(std::move(buf));
+      continue;
+    }
+    auto data = t.getData();
+    std::size_t elem = 0;
+    switch (t.getDtype()) {
+      case w::DType::F32: elem = 4; break;
+      case w::DType::F16:
+      case w::DType::BF16: elem = 2; break;
+      default:
+        return malformed(label + ": unknown dtype "
+                         + std::to_string(static_cast<int>(t.getDtype())));
+    }
+    if (data.size() != numel * elem)
+      return error{errc::shape_mismatch,
+                   label + ": shape " + describe_shape(buf) + " needs "
+                     + std::to_string(numel * elem) + " bytes, data has "
+                     + std::to_string(data.size())};
+    buf.data.resize(numel);
+    if (elem == 4) {
+      std::memcpy(buf.data.data(), data.begin(), numel * 4);
+    } else {
+      bool f16 = t.getDtype() == w::DType::F16;
+      for (std::size_t k = 0; k < numel; ++k) {
+        std::uint16_t h;
+        std::memcpy(&h, data.begin() + 2 * k, 2);
+        buf.data[k] = f16 ? f16_to_float(h) : bf16_to_float(h);
+      }
+    }
+    ps.tensors.push_back(std::move(buf));
+  }
+  if (!layout_only)
+    if (auto err = check_values(ps)) {
+      err->text = std::string(where) + ": " + err->text;
+      return *err;
+    }
+  return ps;
+}
+
+metric_list read_metrics(capnp::List<w::Metric>::Reader in) {
+  metric_list out;
+  for (auto m : in)
+    out.emplace_back(m.getName().cStr(), m.getValue());
+  return out;
+}
+
+result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
+  if (root.getProtocolVersion() != w::PROTOCOL_VERSION)
+    return error{errc::unsupported_version,
+                 "protocol version " + std::to_string(root.getProtocolVersion())
+                   + ", this build speaks "
+                   + std::to_string(w::PROTOCOL_VERSION)};
+  envelope env;
+  env.sender = root.getSender().cStr();
+  auto body = root.getBody();
+  switch (body.which()) {
+    case w::Envelope::Body::JOIN: {
+      auto m = body.getJoin();
+      env.body = join_msg{m.getClientId(), m.getNumSamples()};
+      break;
+    }
+    case w::Envelope::Body::WELCOME: {
+      auto m = body.getWelcome();
+      welcome_msg out{m.getClientId(), m.getCurrentVersion(), {}};
+      for (auto t : m.getPromptShapes()) {
+        tensor_buffer buf;
+        buf.name = t.getName().cStr();
+        for (auto d : t.getShape())
+          buf.shape.push_back(d);
+        out.prompt_shapes.tensors.push_back(std::move(buf));
+      }
+      env.body = std::move(out);
+      break;
+    }
+    case w::Envelope::Body::TASK: {
+      auto m = body.getTask();
+      auto ps = read_prompts(m.getPrompts(), "task prompts", max_bytes, false);
+      if (!ps)
+        return ps.err();
+      task_msg out;
+      out.task_id = m.getTaskId();
+      out.client_id = m.getClientId();
+      out.base_version = m.getBaseVersion();
+      out.prompts = std::move(ps).value();
+      out.local_steps = m.getLocalSteps();
+      out.learning_rate = m.getLearningRate();
+      out.batch_size = m.getBatchSize();
+      out.seed = m.getSeed();
+      out.deadline = m.getDeadline();
+      out.round = m.getRound();
+      if (!std::isfinite(out.learning_rate) || !std::isfinite(out.deadline))
+        return error{errc::non_finite, "task learning rate or deadline"};
+      env.body = std::move(out);
+      break;
+    }
+    case w::Envelope::Body::UPDATE: {
+      auto m = body.getUpdate();
+      auto ps = read_prompts(m.getPrompts(), "update prompts", max_bytes, false);
+      if (!ps)
+        return ps.err();
+      update_msg out;
+      out.task_id = m.getTaskId();
+      out.client_id = m.getClientId();
+      out.base_version = m.getBaseVersion();
+      out.prompts = std::move(ps).value();
+      out.num_samples = m.getNumSamples();
+      out.metrics = read_metrics(m.getMetrics());
+      env.body = std::move(out);
+      break;
+    }
+    case w::Envelope::Body::EVAL_REQUEST: {
+      auto m = body.getEvalRequest();
+      auto ps = read_prompts(m.getPrompts(), "eval prompts", max_bytes, false);
+      if (!ps)
+        return ps.err();
+      env.body = eval_request_msg{m.getVersion(), std::move(ps).value(),
+                                  m.getSplit().cStr()};
+      break;
+    }
+    case w::Envelope::Body::EVAL_REPORT: {
+      auto m = body.getEvalReport();
+      env.body = eval_report_msg{m.getVersion(), m.getSplit().cStr(),
+                                 read_metrics(m.getMetrics()),
+                                 m.getNumExamples()};
+      break;
+    }
+    case w::Envelope::Body::REJECT: {
+      auto m = body.getReject();
+      auto raw = static_cast<int>(m.getReason());
+      auto reason = raw >= 0 && raw <= static_cast<int>(errc::too_large)
+                      ? static_cast<errc>(raw)
+                      : errc::unknown;
+      env.body = reject_msg{reason, m.getText().cStr(), m.getTaskId()};
+      break;
+    }
+    case w::Envelope::Body::HEARTBEAT:
+      env.body = heartbeat_msg{body.getHeartbeat().getTime()};
+      break;
+    case w::Envelope::Body::ACK:
+      env.body = ack_msg{body.getAck().getTaskId()};
+      break;
+    case w::Envelope::Body::SHUTDOWN:
+      env.body = shutdown_msg{body.getShutdown().getReason().cStr()};
+      break;
+    case w::Envelope::Body::MODEL_CHUNK:
+      return error{errc::unsupported,
+                   "modelChunk is reserved and not implemented by this build"};
+    case w::Envelope::Body::RESUME:
+      return error{errc::unsupported,
+                   "resume is reserved and not implemented by this build"};
+    default:
+      return error{errc::unsupported,
+                   "unknown message variant "
+                     + std::to_string(static_cast<int>(body.which()))};
+  }
+  return env;
+}
+
+/// Words of prompt data a message will carry: sizes the first segment so a
+/// large message is built in one allocation instead of a chain of growing ones.
+std::size_t payload_words(const message_body& body, wire_dtype dtype) {
+  const prompt_set* ps = std::visit(
+    overload{[](const task_msg& m) { return &m.prompts; },
+             [](const update_msg& m) { return &m.prompts; },
+             [](const eval_request_msg& m) { return &m.prompts; },
+             [](const auto&) -> const prompt_set* { return nullptr; }},
+    body);
+  std::size_t elem = dtype == wire_dtype::f32 ? 4 : 2;
+  return ps == nullptr ? 0 : ps->numel() * elem / 8 + 8 * ps->tensors.size();
+}
+
+} // namespace
+
+wire_buffer encode(const envelope& env, wire_dtype dtype) {
+  capnp::MallocMessageBuilder mb(
+    static_cast<unsigned>(std::min<std::size_t>(payload_words(env.body, dtype) + 256,
+                                                std::size_t{1} << 28)));
+  auto root = mb.initRoot<w::Envelope>();
+  root.setProtocolVersion(w::PROTOCOL_VERSION);
+  root.setSender(env.sender);
+  auto body = root.initBody();
+  std::visit(
+    overload{
+      [&](const join_msg& m) {
+        auto b = body.initJoin();
+        b.setClientId(m.client_id);
+        b.setNumSamples(m.num_samples);
+      },
+      [&](const welcome_msg& m) {
+        auto b = body.initWelcome();
+        b.setClientId(m.client_id);
+        b.setCurrentVersion(m.current_version);
+        auto shapes = b.initPromptShapes(
+          static_cast<unsigned>(m.prompt_shapes.tensors.size()));
+        for (unsigned i = 0; i < m.prompt_shapes.tensors.size(); ++i) {
+          auto& src = m.prompt_shapes.tensors[i];
+          shapes[i].setName(src.name);
+          auto s = shapes[i].initShape(static_cast<unsigned>(src.shape.size()));
+          for (unsigned d = 0; d < src.shape.size(); ++d)
+            s.set(d, src.shape[d]);
+        }
+      },
+      [&](const task_msg& m) {
+        auto b = body.initTask();
+        b.setTaskId(m.task_id);
+        b.setClientId(m.client_id);
+        b.setBaseVersion(m.base_version);
+        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        b.setLocalSteps(m.local_steps);
+        b.setLearningRate(m.learning_rate);
+        b.setBatchSize(m.batch_size);
+        b.setSeed(m.seed);
+        b.setDeadline(m.deadline);
+        b.setRound(m.round);
+      },
+      [&](const update_msg& m) {
+        auto b = body.initUpdate();
+        b.setTaskId(m.task_id);
+        b.setClientId(m.client_id);
+        b.setBaseVersion(m.base_version);
+        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        b.setNumSamples(m.num_samples);
+        write_metrics([&](unsigned n) { return b.initMetrics(n); }, m.metrics);
+      },
+      [&](const eval_request_msg& m) {
+        auto b = body.initEvalRequest();
+        b.setVersion(m.version);
+        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        b.setSplit(m.split);
+      },
+      [&](const eval_report_msg& m) {
+        auto b = body.initEvalReport();
+        b.setVersion(m.version);
+        b.setSplit(m.split);
+        write_metrics([&](unsigned n) { return b.initMetrics(n); }, m.metrics);
+        b.setNumExamples(m.num_examples);
+      },
+      [&](const reject_msg& m) {
+        auto b = body.initReject();
+        auto code = m.reason <= errc::too_large ? m.reason : errc::unknown;
+        b.setReason(static_cast<w::RejectReason>(static_cast<int>(code)));
+        b.setText(m.text);
+        b.setTaskId(m.task_id);
+      },
+      [&](const heartbeat_msg& m) { body.initHeartbeat().setTime(m.time); },
+      [&](const ack_msg& m) { body.initAck().setTaskId(m.task_id); },
+      [&](const shutdown_msg& m) { body.initShutdown().setReason(m.reason); },
+    },
+    env.body);
+  // Serialise straight into the output words (no intermediate flat array).
+  wire_buffer out;
+  out.words.resize(capnp::computeSerializedSizeInWords(mb));
+  kj::ArrayOutputStream stream(kj::arrayPtr(
+    reinterpret_cast<kj::byte*>(out.words.data()), out.words.size() * 8));
+  capnp::writeMessage(stream, mb);
+  return out;
+}
+
+result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
+  if (buf.size_bytes() > limits.max_bytes)
+    return error{errc::too_large,
+                 "message of " + std::to_string(buf.size_bytes())
+                   + " bytes exceeds the limit of "
+                   + std::to_string(limits.max_bytes)};
+  if (buf.words.empty())
+    return malformed("empty message");
+  try {
+    capnp::ReaderOptions opts;
+    opts.traversalLimitInWords = limits.traversal_limit_words;
+    opts.nestingLimit = limits.nesting_limit;
+    kj::ArrayPtr<const capnp::word> words(
+      reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
+    capnp::FlatArrayMessageReader reader(words, opts);
+    return decode_root(reader.getRoot<w::Envelope>(), limits.max_bytes);
+  } catch (const kj::Exception& e) {
+    return malformed(e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    return malformed(e.what());
+  }
+}
+
+result<envelope> decode_bytes(const void* data, std::size_t size,
+                              const decode_limits& limits) {
+  if (size > limits.max_bytes)
+    return error{errc::too_large, "message of " + std::to_string(size)
+                                    + " bytes exceeds the limit of "
+                                    + std::to_string(limits.max_bytes)};
+  if (size % 8 != 0)
+    return malformed("length " + std::to_string(size)
+                     + " is not a whole number of 8-byte words (truncated?)");
+  wire_buffer buf;
+  buf.words.resize(size / 8);
+  std::memcpy(buf.words.data(), data, size);
+  return decode(buf, limits);
+}
+
+// -- describe ---------------------------------------------------------------------
+
+namespace {
+
+void describe_prompts(std::ostringstream& os, const prompt_set& ps) {
+  os << "  prompts: version " << ps.version << ", " << ps.tensors.size()
+     << " tensor(s), " << ps.numel() << " values\n";
+  for (auto& t : ps.tensors) {
+    os << "    " << describe_shape(t);
+    if (!t.data.empty()) {
+      auto [lo, hi] = std::minmax_element(t.data.begin(), t.data.end());
+      double sum = 0;
+      for (float v : t.data)
+        sum += v;
+      os << " min " << *lo << " max " << *hi << " mean "
+         << sum / static_cast<double>(t.data.size());
+    }
+    os << "\n";
+  }
+}
+
+void describe_metrics(std::ostringstream& os, const metric_list& ms) {
+  for (auto& [k, v] : ms)
+    os << "  metric " << k << ": " << v << "\n";
+}
+
+} // namespace
+
+std::string describe(const envelope& env) {
+  std::ostringstream os;
+  os << kind_name(env.body) << " from '" << env.sender << "' (protocol "
+     << protocol_version() << ")\n";
+  std::visit(
+    overload{
+      [&](const join_msg& m) {
+        os << "  client_id: " << m.client_id << "\n  num_samples: "
+           << m.num_samples << "\n";
+      },
+      [&](const welcome_msg& m) {
+        os << "  client_id: " << m.client_id << "\n  current_version: "
+           << m.current_version << "\n";
+        for (auto& t : m.prompt_shapes.tensors)
+          os << "  prompt layout: " << describe_shape(t) << "\n";
+      },
+      [&](const task_msg& m) {
+        os << "  task_id: " << m.task_id << "\n  client_id: " << m.client_id
+           << "\n  round: " << m.round << "\n  base_version: "
+           << m.base_version << "\n  local_steps: " << m.local_steps
+           << "\n  learning_rate: " << m.learning_rate
+           << "\n  batch_size: " << m.batch_size << "\n  seed: " << m.seed
+           << "\n  deadline: " << m.deadline << "\n";
+        describe_prompts(os, m.prompts);
+      },
+      [&](const update_msg& m) {
+        os << "  task_id: " << m.task_id << "\n  client_id: " << m.client_id
+           << "\n  base_version: " << m.base_version
+           << "\n  num_samples: " << m.num_samples << "\n";
+        describe_metrics(os, m.metrics);
+        describe_prompts(os, m.prompts);
+      },
+      [&](const eval_request_msg& m) {
+        os << "  version: " << m.version << "\n  split: " << m.split << "\n";
+        describe_prompts(os, m.prompts);
+      },
+      [&](const eval_report_msg& m) {
+        os << "  version: " << m.version << "\n  split: " << m.split
+           << "\n  num_examples: " << m.num_examples << "\n";
+        describe_metrics(os, m.metrics);
+      },
+      [&](const reject_msg& m) {
+        os << "  reason: " << to_string(m.reason) << "\n  task_id: "
+           << m.task_id << "\n  text: " << m.text << "\n";
+      },
+      [&](const heartbeat_msg& m) { os << "  time: " << m.time << "\n"; },
+      [&](const ack_msg& m) { os << "  task_id: " << m.task_id << "\n"; },
+      [&](const shutdown_msg& m) { os << "  reason: " << m.reason << "\n"; },
+    },
+    env.body);
+  return os.str();
+}
+
+} // namespace fedsp

@@ -1,0 +1,41 @@
+// The run's event log: events.jsonl, one JSON object per line.
+//
+// Every event has `type`, `t` (seconds on the run clock: see clock.hpp) and
+// the wall-clock fields `wall_ms` (milliseconds since the Unix epoch) and
+// `wall_elapsed_s` (seconds since the log was opened). Everything else is
+// per type (README "Outputs"). Thread-safe: actors on different threads
+// write to one log; each line is written whole and flushed.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <string>
+
+#include "runtime/json.hpp"
+
+namespace fedsp {
+
+class event_log {
+public:
+  /// Opens (truncating) `path`; throws std::runtime_error if it cannot.
+  explicit event_log(const std::string& path);
+  ~event_log();
+
+  event_log(const event_log&) = delete;
+  event_log& operator=(const event_log&) = delete;
+
+  /// Writes one event: {"type": type, "t": t, <fields...>, "wall_ms": ...}.
+  void write(const std::string& type, double t, const json& fields);
+
+  /// Events written so far.
+  std::size_t count() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::FILE* file_ = nullptr;
+  std::size_t count_ = 0;
+  std::chrono::steady_clock::time_point opened_;
+};
+
+} // namespace fedsp

@@ -1,0 +1,100 @@
+// The federation's messages as plain C++ values, one struct per variant of
+// `Envelope.body` in schemas/federation.capnp (see there for field meanings).
+// runtime/codec.hpp converts between these and the wire.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/prompt_set.hpp"
+
+namespace fedsp {
+
+using metric_list = std::vector<std::pair<std::string, double>>;
+
+/// Value of a named metric, or `fallback` when absent.
+double metric_or(const metric_list& ms, const std::string& name,
+                 double fallback);
+
+struct join_msg {
+  std::uint32_t client_id = 0;
+  std::uint64_t num_samples = 0;
+};
+
+struct welcome_msg {
+  std::uint32_t client_id = 0;
+  std::uint64_t current_version = 0;
+  prompt_set prompt_shapes; // names and shapes; data empty
+};
+
+struct task_msg {
+  std::uint64_t task_id = 0;
+  std::uint32_t client_id = 0;
+  std::uint64_t base_version = 0;
+  prompt_set prompts;
+  std::uint32_t local_steps = 0;
+  float learning_rate = 0;
+  std::uint32_t batch_size = 0;
+  std::uint64_t seed = 0;
+  double deadline = 0;
+  std::uint32_t round = 0;
+};
+
+struct update_msg {
+  std::uint64_t task_id = 0;
+  std::uint32_t client_id = 0;
+  std::uint64_t base_version = 0;
+  prompt_set prompts;
+  std::uint64_t num_samples = 0;
+  metric_list metrics;
+};
+
+struct eval_request_msg {
+  std::uint64_t version = 0;
+  prompt_set prompts;
+  std::string split;
+};
+
+struct eval_report_msg {
+  std::uint64_t version = 0;
+  std::string split;
+  metric_list metrics;
+  std::uint64_t num_examples = 0;
+};
+
+struct reject_msg {
+  errc reason = errc::unknown; // only codes up to errc::too_large go on the wire
+  std::string text;
+  std::uint64_t task_id = 0;
+};
+
+struct heartbeat_msg {
+  double time = 0;
+};
+
+struct ack_msg {
+  std::uint64_t task_id = 0;
+};
+
+struct shutdown_msg {
+  std::string reason;
+};
+
+using message_body
+  = std::variant<join_msg, welcome_msg, task_msg, update_msg, eval_request_msg,
+                 eval_report_msg, reject_msg, heartbeat_msg, ack_msg,
+                 shutdown_msg>;
+
+struct envelope {
+  std::string sender;
+  message_body body;
+};
+
+/// "task", "update", ... for logs and file names.
+const char* kind_name(const message_body& body);
+
+} // namespace fedsp

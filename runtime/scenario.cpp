@@ -1,0 +1,255 @@
+#include "runtime/scenario.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+namespace fedsp {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A setter validates one scalar and stores it; it returns what is wrong.
+using setter = std::function<std::optional<std::string>(const YAML::Node&)>;
+
+struct field {
+  std::string key;
+  setter set;
+};
+
+template <class T>
+setter uint_field(T& out, std::uint64_t lo, std::uint64_t hi) {
+  return [&out, lo, hi](const YAML::Node& n) -> std::optional<std::string> {
+    auto range = "an integer in [" + std::to_string(lo) + ", "
+                 + std::to_string(hi) + "]";
+    if (!n.IsScalar())
+      return "must be " + range + ", got a " + (n.IsMap() ? "map" : "list");
+    auto s = n.Scalar();
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+      return "must be " + range + ", got '" + s + "'";
+    std::uint64_t v;
+    try {
+      v = std::stoull(s);
+    } catch (...) {
+      return "must be " + range + ", got '" + s + "'";
+    }
+    if (v < lo || v > hi)
+      return "must be " + range + ", got " + s;
+    out = static_cast<T>(v);
+    return std::nullopt;
+  };
+}
+
+setter real_field(double& out, double lo, double hi) {
+  return [&out, lo, hi](const YAML::Node& n) -> std::optional<std::string> {
+    std::ostringstream range;
+    range << "a number in [" << lo << ", " << hi << "]";
+    if (!n.IsScalar())
+      return "must be " + range.str();
+    auto s = n.Scalar();
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
+      return "must be " + range.str() + ", got '" + s + "'";
+    if (v < lo || v > hi)
+      return "must be " + range.str() + ", got " + s;
+    out = v;
+    return std::nullopt;
+  };
+}
+
+setter string_field(std::string& out, std::vector<std::string> allowed = {}) {
+  return [&out, allowed](const YAML::Node& n) -> std::optional<std::string> {
+    if (!n.IsScalar())
+      return std::string("must be a string");
+    auto s = n.Scalar();
+    if (!allowed.empty()) {
+      bool ok = false;
+      std::string list;
+      for (auto& a : allowed) {
+        ok = ok || a == s;
+        list += (list.empty() ? "" : ", ") + a;
+      }
+      if (!ok)
+        return "must be one of " + list + ", got '" + s + "'";
+    }
+    out = s;
+    return std::nullopt;
+  };
+}
+
+class scenario_reader {
+public:
+  scenario_reader(std::string path) : path_(std::move(path)) {}
+
+  result<scenario> read(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return fail(e.mark.line, "YAML syntax error: " + e.msg);
+    }
+    if (root.IsNull())
+      return fail(-1, "the scenario is empty");
+    if (!root.IsMap())
+      return fail(root.Mark().line, "the scenario must be a map of keys");
+    scenario sc;
+    sc.path = path_;
+    sc.name = fs::path(path_).stem().string();
+    auto& m = sc.model;
+    auto& d = sc.data;
+    auto& f = sc.federation;
+    auto& t = sc.training;
+    std::map<std::string, std::vector<field>> sections{
+      {"model",
+       {{"layers", uint_field(m.layers, 1, 48)},
+        {"width", uint_field(m.width, 8, 4096)},
+        {"heads", uint_field(m.heads, 1, 64)},
+        {"context", uint_field(m.context, 8, 4096)},
+        {"prompt_length", uint_field(m.prompt_length, 1, 512)},
+        {"prompt_init_std", real_field(m.prompt_init_std, 0.0, 10.0)},
+        {"init_std", real_field(m.init_std, 0.0, 10.0)}}},
+      {"data",
+       {{"kind", string_field(d.kind, {"synthetic", "jsonl"})},
+        {"dir", string_field(d.dir)},
+        {"train", uint_field(d.train, 1, 10'000'000)},
+        {"test", uint_field(d.test, 1, 10'000'000)}}},
+      {"clients", {{"count", uint_field(sc.clients.count, 1, 1'000'000)}}},
+      {"federation",
+       {{"mode", string_field(f.mode, {"sync", "async"})},
+        {"rounds", uint_field(f.rounds, 1, 1'000'000)},
+        {"clients_per_round", uint_field(f.clients_per_round, 0, 1'000'000)},
+        {"quorum", uint_field(f.quorum, 0, 1'000'000)},
+        {"round_deadline_s", real_field(f.round_deadline_s, 0.001, 1e9)}}},
+      {"training",
+       {{"local_steps", uint_field(t.local_steps, 1, 1'000'000)},
+        {"learning_rate", real_field(t.learning_rate, 1e-9, 100.0)},
+        {"batch_size", uint_field(t.batch_size, 1, 65536)}}},
+      {"eval", {{"max_examples", uint_field(sc.eval.max_examples, 0, 10'000'000)}}},
+      {"compute",
+       {{"workers", uint_field(sc.compute.workers, 1, 256)},
+        {"threads", uint_field(sc.compute.threads, 0, 256)}}},
+    };
+    std::vector<field> top{{"name", string_field(sc.name)},
+                           {"seed", uint_field(sc.seed, 0, ~std::uint64_t{0})}};
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      auto key = it->first.Scalar();
+      int line = it->first.Mark().line;
+      if (auto sec = sections.find(key); sec != sections.end()) {
+        if (!it->second.IsMap())
+          return fail(line, "'" + key + "' must be a map of keys");
+        for (auto jt = it->second.begin(); jt != it->second.end(); ++jt) {
+          auto sub = jt->first.Scalar();
+          if (auto err = apply(sec->second, key + "." + sub, sub,
+                               jt->first.Mark().line, jt->second))
+            return *err;
+        }
+        continue;
+      }
+      if (auto err = apply(top, key, key, line, it->second))
+        return *err;
+    }
+    return check(std::move(sc));
+  }
+
+private:
+  error fail(int line, const std::string& what) const {
+    auto where = line >= 0 ? path_ + ":" + std::to_string(line + 1) : path_;
+    return error{errc::bad_scenario, where + ": " + what};
+  }
+
+  std::optional<error> apply(const std::vector<field>& fields,
+                             const std::string& dotted, const std::string& key,
+                             int line, const YAML::Node& value) {
+    for (auto& fd : fields)
+      if (fd.key == key) {
+        lines_[dotted] = line;
+        if (auto what = fd.set(value))
+          return fail(line, "key '" + dotted + "' " + *what);
+        return std::nullopt;
+      }
+    std::string known;
+    for (auto& fd : fields)
+      known += (known.empty() ? "" : ", ") + fd.key;
+    return fail(line, "unknown key '" + dotted + "' (known here: " + known + ")");
+  }
+
+  int line_of(const std::string& dotted) const {
+    auto it = lines_.find(dotted);
+    return it == lines_.end() ? -1 : it->second;
+  }
+
+  result<scenario> check(scenario sc) const {
+    if (sc.model.width % sc.model.heads != 0)
+      return fail(line_of("model.heads"),
+                  "key 'model.heads' (" + std::to_string(sc.model.heads)
+                    + ") must divide model.width ("
+                    + std::to_string(sc.model.width) + ")");
+    auto& f = sc.federation;
+    if (f.mode == "async")
+      return fail(line_of("federation.mode"),
+                  "key 'federation.mode': async rounds are not implemented in "
+                  "this build (only sync)");
+    if (f.clients_per_round > sc.clients.count)
+      return fail(line_of("federation.clients_per_round"),
+                  "key 'federation.clients_per_round' ("
+                    + std::to_string(f.clients_per_round)
+                    + ") exceeds clients.count ("
+                    + std::to_string(sc.clients.count) + ")");
+    auto per_round = f.clients_per_round ? f.clients_per_round : sc.clients.count;
+    if (f.quorum > per_round)
+      return fail(line_of("federation.quorum"),
+                  "key 'federation.quorum' (" + std::to_string(f.quorum)
+                    + ") exceeds the clients selected per round ("
+                    + std::to_string(per_round) + ")");
+    if (sc.data.kind == "jsonl") {
+      if (sc.data.dir.empty())
+        return fail(line_of("data.kind"),
+                    "key 'data.dir' is required when data.kind is jsonl");
+      fs::path dir(sc.data.dir);
+      if (dir.is_relative())
+        dir = fs::path(path_).parent_path() / dir;
+      sc.data.dir = dir.lexically_normal().string();
+      for (const char* name : {"train.jsonl", "test.jsonl"})
+        if (!fs::is_regular_file(dir / name))
+          return fail(line_of("data.dir"), "key 'data.dir': missing file '"
+                                             + (dir / name).string() + "'");
+    } else if (sc.data.train < sc.clients.count) {
+      return fail(line_of("data.train"),
+                  "key 'data.train' (" + std::to_string(sc.data.train)
+                    + ") gives some of the " + std::to_string(sc.clients.count)
+                    + " clients no example");
+    }
+    return sc;
+  }
+
+  std::string path_;
+  std::map<std::string, int> lines_;
+};
+
+} // namespace
+
+result<scenario> parse_scenario(const std::string& text,
+                                const std::string& path) {
+  return scenario_reader(path).read(text);
+}
+
+result<scenario> load_scenario(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return error{errc::bad_scenario,
+                 path + ": cannot open the scenario file (missing or unreadable)"};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_scenario(ss.str(), path);
+}
+
+} // namespace fedsp

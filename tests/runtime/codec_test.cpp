@@ -1,0 +1,215 @@
+// The codec: exact round trips, and a typed error for every kind of bad input.
+#include <cmath>
+#include <cstring>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include "runtime/codec.hpp"
+#include "schemas/federation.capnp.h"
+#include "tests/runtime/test_util.hpp"
+
+namespace fedsp {
+namespace {
+
+wire_buffer to_buffer(capnp::MessageBuilder& mb) {
+  auto flat = capnp::messageToFlatArray(mb);
+  wire_buffer out;
+  out.words.resize(flat.size());
+  std::memcpy(out.words.data(), flat.begin(), flat.size() * 8);
+  return out;
+}
+
+/// A Task whose single tensor is built by `fill` directly with Cap'n Proto,
+/// so tests can write what our encoder never would.
+template <class F>
+wire_buffer raw_task(F fill, std::uint16_t version = 1) {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::Envelope>();
+  root.setProtocolVersion(version);
+  root.setSender("server");
+  auto task = root.initBody().initTask();
+  task.setTaskId(1);
+  auto ps = task.initPrompts();
+  fill(ps.initTensors(1)[0]);
+  return to_buffer(mb);
+}
+
+TEST(codec, task_round_trip_is_exact) {
+  auto task = test::make_task(test::make_prompts({2, 2, 3}));
+  auto env = decode(encode(envelope{"server", task}));
+  ASSERT_TRUE(env.ok()) << env.err().message();
+  EXPECT_EQ(env.value().sender, "server");
+  auto& got = std::get<task_msg>(env.value().body);
+  EXPECT_EQ(got.task_id, 42u);
+  EXPECT_EQ(got.client_id, 3u);
+  EXPECT_EQ(got.round, 2u);
+  EXPECT_EQ(got.deadline, 12.5);
+  EXPECT_EQ(got.prompts, task.prompts);
+}
+
+TEST(codec, every_message_kind_round_trips) {
+  auto ps = test::make_prompts({4});
+  std::vector<message_body> bodies{
+    join_msg{7, 120},
+    welcome_msg{7, 2, test::make_prompts({1, 2})},
+    test::make_task(ps),
+    update_msg{42, 3, 3, ps, 64, {{"loss_before", 1.5}, {"loss_after", 0.5}}},
+    eval_request_msg{3, ps, "test"},
+    eval_report_msg{3, "test", {{"acc", 0.75}}, 200},
+    reject_msg{errc::duplicate, "second update", 42},
+    heartbeat_msg{1.25},
+    ack_msg{42},
+    shutdown_msg{"done"},
+  };
+  for (auto& body : bodies) {
+    auto env = decode(encode(envelope{"x", body}));
+    ASSERT_TRUE(env.ok()) << kind_name(body) << ": " << env.err().message();
+    EXPECT_EQ(env.value().body.index(), body.index()) << kind_name(body);
+  }
+  auto up = decode(encode(envelope{"x", bodies[3]}));
+  auto& u = std::get<update_msg>(up.value().body);
+  EXPECT_EQ(metric_or(u.metrics, "loss_after", -1), 0.5);
+  auto rej = decode(encode(envelope{"x", bodies[6]}));
+  EXPECT_EQ(std::get<reject_msg>(rej.value().body).reason, errc::duplicate);
+  auto wel = decode(encode(envelope{"x", bodies[1]}));
+  EXPECT_EQ(std::get<welcome_msg>(wel.value().body).prompt_shapes.tensors[0].shape,
+            (std::vector<std::uint32_t>{1, 2}));
+}
+
+TEST(codec, half_precision_round_trips_within_its_resolution) {
+  auto ps = test::make_prompts({64}, -3.f, 0.1f);
+  for (auto dt : {wire_dtype::f16, wire_dtype::bf16}) {
+    auto env = decode(encode(envelope{"s", test::make_task(ps)}, dt));
+    ASSERT_TRUE(env.ok());
+    auto& got = std::get<task_msg>(env.value().body).prompts.tensors[0].data;
+    // f16 keeps 11 significant bits, bf16 8: relative error 2^-11 and 2^-8.
+    double tol = dt == wire_dtype::f16 ? 1.0 / 2048 : 1.0 / 256;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], ps.tensors[0].data[i],
+                  tol * std::fabs(ps.tensors[0].data[i]) + 1e-7);
+  }
+  // Exactly representable values survive unchanged, specials keep their class.
+  EXPECT_EQ(f16_to_float(float_to_f16(1.5f)), 1.5f);
+  EXPECT_EQ(bf16_to_float(float_to_bf16(-2.0f)), -2.0f);
+  EXPECT_TRUE(std::isinf(f16_to_float(float_to_f16(1e6f))));
+  EXPECT_EQ(f16_to_float(float_to_f16(5.9604645e-8f)), 5.9604645e-8f); // smallest subnormal
+}
+
+TEST(codec, empty_and_garbage_bytes_are_malformed) {
+  EXPECT_EQ(decode(wire_buffer{}).err().code, errc::malformed);
+  wire_buffer junk{{0xdeadbeefcafebabeull, 0x0123456789abcdefull, 7, 9}};
+  auto r = decode(junk);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::malformed);
+  std::string text = "definitely not a capnp message!!";
+  EXPECT_EQ(decode_bytes(text.data(), text.size()).err().code, errc::malformed);
+}
+
+TEST(codec, truncated_message_is_malformed) {
+  auto buf = encode(envelope{"server", test::make_task(test::make_prompts({16}))});
+  auto bytes = std::vector<unsigned char>(buf.bytes(), buf.bytes() + buf.size_bytes());
+  auto cut_word = decode_bytes(bytes.data(), bytes.size() - 8);
+  ASSERT_FALSE(cut_word.ok());
+  EXPECT_EQ(cut_word.err().code, errc::malformed);
+  auto cut_byte = decode_bytes(bytes.data(), bytes.size() - 3);
+  ASSERT_FALSE(cut_byte.ok());
+  EXPECT_NE(cut_byte.err().text.find("truncated"), std::string::npos);
+}
+
+TEST(codec, wrong_protocol_version_is_rejected_by_name) {
+  auto buf = raw_task([](wire::Tensor::Builder t) { t.setName("prefix"); }, 99);
+  auto r = decode(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::unsupported_version);
+  EXPECT_NE(r.err().text.find("99"), std::string::npos) << r.err().text;
+}
+
+TEST(codec, data_length_not_matching_shape_is_a_shape_mismatch) {
+  auto buf = raw_task([](wire::Tensor::Builder t) {
+    t.setName("prefix");
+    auto s = t.initShape(2);
+    s.set(0, 2);
+    s.set(1, 3);
+    t.initData(5 * 4); // 5 floats for a 2x3 tensor
+  });
+  auto r = decode(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::shape_mismatch);
+  EXPECT_NE(r.err().text.find("prefix"), std::string::npos) << r.err().text;
+}
+
+TEST(codec, nan_and_infinite_prompt_values_are_rejected) {
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    auto ps = test::make_prompts({8});
+    ps.tensors[0].data[5] = bad;
+    auto r = decode(encode(envelope{"client-1", update_msg{1, 1, 0, ps, 10, {}}}));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, errc::non_finite);
+    EXPECT_NE(r.err().text.find("element 5"), std::string::npos) << r.err().text;
+  }
+}
+
+TEST(codec, unknown_dtype_is_malformed) {
+  auto buf = raw_task([](wire::Tensor::Builder t) {
+    t.setName("prefix");
+    t.initShape(1).set(0, 1);
+    t.setDtype(static_cast<wire::DType>(9));
+    t.initData(4);
+  });
+  auto r = decode(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::malformed);
+  EXPECT_NE(r.err().text.find("dtype"), std::string::npos);
+}
+
+TEST(codec, huge_shape_is_too_large_not_an_allocation) {
+  auto buf = raw_task([](wire::Tensor::Builder t) {
+    t.setName("prefix");
+    auto s = t.initShape(3);
+    s.set(0, 4'000'000'000u);
+    s.set(1, 4'000'000'000u);
+    s.set(2, 4'000'000'000u);
+  });
+  EXPECT_EQ(decode(buf).err().code, errc::too_large);
+}
+
+TEST(codec, duplicate_tensor_names_are_malformed) {
+  auto ps = test::make_prompts({2});
+  ps.tensors.push_back(ps.tensors[0]);
+  auto r = decode(encode(envelope{"s", test::make_task(ps)}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::malformed);
+}
+
+TEST(codec, reserved_variants_say_unsupported) {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::Envelope>();
+  root.setProtocolVersion(1);
+  root.initBody().setModelChunk();
+  auto r = decode(to_buffer(mb));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::unsupported);
+  EXPECT_NE(r.err().text.find("modelChunk"), std::string::npos);
+}
+
+TEST(codec, message_over_the_size_limit_is_too_large) {
+  decode_limits small;
+  small.max_bytes = 256;
+  auto buf = encode(envelope{"s", test::make_task(test::make_prompts({1024}))});
+  EXPECT_EQ(decode(buf, small).err().code, errc::too_large);
+  EXPECT_TRUE(decode(buf).ok());
+}
+
+TEST(codec, traversal_limit_stops_oversized_reads) {
+  decode_limits tight;
+  tight.traversal_limit_words = 32; // far less than 1024 floats
+  auto buf = encode(envelope{"s", test::make_task(test::make_prompts({1024}))});
+  auto r = decode(buf, tight);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::malformed);
+}
+
+} // namespace
+} // namespace fedsp

@@ -1,0 +1,107 @@
+// JSON values, task JSONL files and partitions.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "runtime/dataset.hpp"
+#include "runtime/json.hpp"
+
+namespace fedsp {
+namespace {
+
+TEST(json, parse_and_dump_round_trip) {
+  auto text = R"({"a":1,"b":[true,false,null],"c":"x\"y\n\u00e9","d":-2.5})";
+  auto j = json::parse(text);
+  ASSERT_TRUE(j.ok()) << j.err().text;
+  EXPECT_EQ(j.value().find("c")->as_string(), "x\"y\n\xc3\xa9");
+  auto again = json::parse(j.value().dump());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value().dump(), j.value().dump());
+}
+
+TEST(json, malformed_documents_are_errors_with_an_offset) {
+  for (auto bad : {"{", "[1,]", "{\"a\" 1}", "tru", "\"open", "1 2", "{\"a\":1,}"}) {
+    auto j = json::parse(bad);
+    EXPECT_FALSE(j.ok()) << bad;
+    if (!j.ok())
+      EXPECT_NE(j.err().text.find("offset"), std::string::npos);
+  }
+  std::string deep(1000, '[');
+  EXPECT_FALSE(json::parse(deep).ok());
+}
+
+TEST(json, non_finite_numbers_are_written_as_null) {
+  json j = json::object{{"x", NAN}};
+  EXPECT_EQ(j.dump(), R"({"x":null})");
+}
+
+class task_file : public ::testing::Test {
+protected:
+  std::filesystem::path path = std::filesystem::temp_directory_path() / "fedsp_task.jsonl";
+  void write(const std::string& text) { std::ofstream(path) << text; }
+  void TearDown() override { std::filesystem::remove(path); }
+};
+
+TEST_F(task_file, reads_examples_and_groups) {
+  write(R"({"context":"hi","choices":[" ham"," spam"],"label":1,"group":"list-a"})"
+        "\n\n"
+        R"({"context":"yo","choices":[" a"," b"," c"],"label":0})" "\n");
+  auto r = load_task_jsonl(path.string());
+  ASSERT_TRUE(r.ok()) << r.err().text;
+  ASSERT_EQ(r.value().size(), 2u);
+  EXPECT_EQ(r.value()[0].label, 1);
+  EXPECT_EQ(r.value()[0].group, "list-a");
+  EXPECT_EQ(r.value()[1].choices.size(), 3u);
+}
+
+TEST_F(task_file, bad_lines_are_reported_with_file_and_line) {
+  write(R"({"context":"hi","choices":[" a"," b"],"label":0})" "\n"
+        R"({"context":"hi","choices":[" a"," b"],"label":2})" "\n");
+  auto r = load_task_jsonl(path.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().text.find(path.string() + ":2"), std::string::npos) << r.err().text;
+  EXPECT_NE(r.err().text.find("label"), std::string::npos);
+
+  write("{not json\n");
+  EXPECT_NE(load_task_jsonl(path.string()).err().text.find(":1:"), std::string::npos);
+  write(R"({"context":"hi","choices":[" only"],"label":0})" "\n");
+  EXPECT_NE(load_task_jsonl(path.string()).err().text.find("choices"), std::string::npos);
+  write("\n");
+  EXPECT_EQ(load_task_jsonl(path.string()).err().code, errc::empty_input);
+  EXPECT_EQ(load_task_jsonl("/nonexistent.jsonl").err().code, errc::io);
+}
+
+TEST(partition, iid_shards_cover_everything_once_with_balanced_sizes) {
+  auto shards = partition_iid(103, 4, 9);
+  std::set<std::size_t> seen;
+  for (auto& s : shards) {
+    EXPECT_GE(s.size(), 25u);
+    EXPECT_LE(s.size(), 26u);
+    seen.insert(s.begin(), s.end());
+  }
+  EXPECT_EQ(seen.size(), 103u);
+  EXPECT_EQ(partition_iid(103, 4, 9), shards); // same seed, same shards
+}
+
+TEST(synthetic_task, is_balanced_and_labels_follow_the_majority) {
+  auto data = make_synthetic_task(200, 3);
+  int negatives = 0;
+  for (auto& ex : data) {
+    negatives += ex.label;
+    int pos = 0, neg = 0;
+    for (auto w : {"good", "great", "fine", "nice", "happy", "calm"})
+      for (auto p = ex.context.find(w); p != std::string::npos; p = ex.context.find(w, p + 1))
+        ++pos;
+    for (auto w : {"bad", "awful", "poor", "sad", "angry", "grim"})
+      for (auto p = ex.context.find(w); p != std::string::npos; p = ex.context.find(w, p + 1))
+        ++neg;
+    EXPECT_EQ(ex.label, neg > pos ? 1 : 0) << ex.context;
+  }
+  EXPECT_EQ(negatives, 100);
+}
+
+} // namespace
+} // namespace fedsp

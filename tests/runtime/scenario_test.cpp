@@ -1,0 +1,108 @@
+// Scenario files: defaults, and errors that name the file, the line and the key.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "runtime/scenario.hpp"
+
+namespace fedsp {
+namespace {
+
+std::string error_of(const std::string& text, const std::string& path = "s.yaml") {
+  auto r = parse_scenario(text, path);
+  EXPECT_FALSE(r.ok()) << "expected an error for:\n" << text;
+  return r.ok() ? "" : r.err().text;
+}
+
+TEST(scenario, values_are_read_and_the_rest_defaults) {
+  auto r = parse_scenario("seed: 5\nclients:\n  count: 3\nfederation:\n  rounds: 2\n",
+                          "dir/two-rounds.yaml");
+  ASSERT_TRUE(r.ok()) << r.err().text;
+  auto& sc = r.value();
+  EXPECT_EQ(sc.name, "two-rounds");
+  EXPECT_EQ(sc.seed, 5u);
+  EXPECT_EQ(sc.clients.count, 3u);
+  EXPECT_EQ(sc.federation.rounds, 2u);
+  EXPECT_EQ(sc.model.layers, model_params{}.layers);
+  EXPECT_EQ(sc.training.learning_rate, training_params{}.learning_rate);
+}
+
+TEST(scenario, unknown_key_names_file_line_and_dotted_key) {
+  auto e = error_of("seed: 1\nfederation:\n  rounds: 2\n  roundz: 3\n");
+  EXPECT_NE(e.find("s.yaml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'federation.roundz'"), std::string::npos) << e;
+  EXPECT_NE(e.find("rounds"), std::string::npos) << e; // lists the known keys
+}
+
+TEST(scenario, unknown_top_level_section_is_an_error) {
+  auto e = error_of("sede: 1\n");
+  EXPECT_NE(e.find("s.yaml:1"), std::string::npos) << e;
+  EXPECT_NE(e.find("'sede'"), std::string::npos) << e;
+}
+
+TEST(scenario, wrong_type_names_the_key_and_the_value) {
+  auto e = error_of("federation:\n  rounds: three\n");
+  EXPECT_NE(e.find("s.yaml:2"), std::string::npos) << e;
+  EXPECT_NE(e.find("'federation.rounds'"), std::string::npos) << e;
+  EXPECT_NE(e.find("three"), std::string::npos) << e;
+  e = error_of("training:\n  learning_rate: [1, 2]\n");
+  EXPECT_NE(e.find("'training.learning_rate'"), std::string::npos) << e;
+  e = error_of("model: 4\n");
+  EXPECT_NE(e.find("'model' must be a map"), std::string::npos) << e;
+}
+
+TEST(scenario, out_of_range_values_are_refused) {
+  EXPECT_NE(error_of("clients:\n  count: 0\n").find("'clients.count'"), std::string::npos);
+  EXPECT_NE(error_of("training:\n  learning_rate: -1\n").find("learning_rate"),
+            std::string::npos);
+  EXPECT_NE(error_of("federation:\n  rounds: -2\n").find("federation.rounds"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  width: 30\n  heads: 4\n").find("must divide"),
+            std::string::npos);
+  EXPECT_NE(error_of("clients:\n  count: 2\nfederation:\n  clients_per_round: 3\n")
+              .find("exceeds clients.count"),
+            std::string::npos);
+}
+
+TEST(scenario, async_mode_says_it_is_not_implemented) {
+  auto e = error_of("federation:\n  mode: async\n");
+  EXPECT_NE(e.find("not implemented"), std::string::npos) << e;
+  EXPECT_NE(error_of("federation:\n  mode: turbo\n").find("one of sync, async"),
+            std::string::npos);
+}
+
+TEST(scenario, missing_scenario_file_is_named) {
+  auto r = load_scenario("/nonexistent/where.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().text.find("/nonexistent/where.yaml"), std::string::npos);
+}
+
+TEST(scenario, missing_data_file_names_the_key_and_the_file) {
+  auto dir = std::filesystem::temp_directory_path() / "fedsp_scenario_test";
+  std::filesystem::create_directories(dir / "data");
+  std::ofstream(dir / "data" / "train.jsonl") << "{}\n"; // test.jsonl missing
+  auto e = error_of("data:\n  kind: jsonl\n  dir: data\n", (dir / "s.yaml").string());
+  EXPECT_NE(e.find("'data.dir'"), std::string::npos) << e;
+  EXPECT_NE(e.find("test.jsonl"), std::string::npos) << e;
+  EXPECT_NE(e.find(":3:"), std::string::npos) << e;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(scenario, yaml_syntax_error_and_empty_file_are_reported) {
+  EXPECT_NE(error_of("model: [1, 2\n").find("YAML syntax error"), std::string::npos);
+  EXPECT_NE(error_of("").find("empty"), std::string::npos);
+  EXPECT_NE(error_of("- 1\n- 2\n").find("map"), std::string::npos);
+}
+
+TEST(scenario, shipped_scenarios_parse) {
+  for (auto& entry : std::filesystem::directory_iterator(FEDSP_SOURCE_DIR "/scenarios")) {
+    if (entry.path().extension() != ".yaml")
+      continue;
+    auto r = load_scenario(entry.path().string());
+    EXPECT_TRUE(r.ok()) << entry.path() << ": " << (r.ok() ? "" : r.err().text);
+  }
+}
+
+} // namespace
+} // namespace fedsp
