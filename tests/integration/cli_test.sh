@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The fedsp command as a user meets it: help, bad scenarios, a tiny run with
+# message dumps, the stock `capnp decode` as the reference decoder of a Task,
+# and `fedsp inspect` on good, garbage and truncated files.
+# usage: cli_test.sh <fedsp binary> <source dir>
+set -uo pipefail
+fedsp=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+check() { # check <description> <command...>
+  local what=$1; shift
+  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
+}
+# expect_fail <status> <pattern> <command...>: exits with status, stderr matches
+expect_fail() {
+  local want=$1 pattern=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  [[ $got -eq $want ]] || { echo "  exit $got, wanted $want: $*"; cat "$tmp/err"; return 1; }
+  grep -q -- "$pattern" "$tmp/err" || { echo "  stderr lacks '$pattern':"; cat "$tmp/err"; return 1; }
+}
+
+check "fedsp --help lists run and inspect" bash -c "'$fedsp' --help | grep -q 'run <scenario.yaml>' && '$fedsp' --help | grep -q inspect"
+check "fedsp run --help documents --dump-messages" bash -c "'$fedsp' run --help | grep -q -- --dump-messages"
+check "fedsp help inspect" bash -c "'$fedsp' help inspect | grep -q 'Decodes one federation message'"
+check "no arguments exits 2 with usage" expect_fail 2 "usage: fedsp" "$fedsp"
+check "unknown command" expect_fail 2 "unknown command 'fly'" "$fedsp" fly
+
+printf 'seed: 1\nfederation:\n  roundz: 2\n' >"$tmp/bad-key.yaml"
+check "unknown key names file, line and key" expect_fail 2 "bad-key.yaml:3: unknown key 'federation.roundz'" "$fedsp" run "$tmp/bad-key.yaml"
+printf 'clients:\n  count: many\n' >"$tmp/bad-type.yaml"
+check "wrong type names the key" expect_fail 2 "key 'clients.count' must be an integer" "$fedsp" run "$tmp/bad-type.yaml"
+printf 'data:\n  kind: jsonl\n  dir: nowhere\n' >"$tmp/bad-dir.yaml"
+check "missing data file names the key and the file" expect_fail 2 "key 'data.dir': missing file '.*nowhere/train.jsonl'" "$fedsp" run "$tmp/bad-dir.yaml"
+check "missing scenario file is named" expect_fail 2 "missing.yaml: cannot open" "$fedsp" run "$tmp/missing.yaml"
+check "unknown option" expect_fail 2 "unknown option '--fast'" "$fedsp" run "$src/tests/integration/tiny.yaml" --fast
+
+check "tiny run completes" "$fedsp" run "$src/tests/integration/tiny.yaml" --out "$tmp/run" --dump-messages "$tmp/msgs" --quiet
+check "run directory has events.jsonl and summary.json" test -s "$tmp/run/events.jsonl" -a -s "$tmp/run/summary.json"
+task=$(ls "$tmp"/msgs/*-task-server.bin 2>/dev/null | head -n 1)
+check "a Task message was dumped" test -n "$task"
+
+if command -v capnp >/dev/null; then
+  capnp decode --short "$src/schemas/federation.capnp" Envelope <"$task" >"$tmp/decoded" 2>"$tmp/decode-err"
+  check "capnp decode reads the Task (reference decoder)" grep -q 'body = (task = (taskId = ' "$tmp/decoded"
+  check "capnp decode sees the scenario's local_steps and batch_size" grep -q 'localSteps = 2, learningRate = .*, batchSize = 4' "$tmp/decoded"
+  check "capnp decode sees the prompt tensor" grep -q 'name = "prefix"' "$tmp/decoded"
+  check "capnp decode sees protocol version 1" grep -q 'protocolVersion = 1' "$tmp/decoded"
+else
+  echo "FAIL - capnp tool not installed (package capnproto)"; failures=$((failures + 1))
+fi
+
+check "inspect prints a dumped Task" bash -c "'$fedsp' inspect '$task' | grep -q 'task_id: '"
+head -c 256 /dev/urandom >"$tmp/garbage.bin"
+check "inspect rejects garbage" expect_fail 1 "invalid message" "$fedsp" inspect "$tmp/garbage.bin"
+size=$(stat -c %s "$task")
+head -c $((size - 16)) "$task" >"$tmp/truncated.bin"
+check "inspect rejects a truncated message" expect_fail 1 "invalid message: malformed" "$fedsp" inspect "$tmp/truncated.bin"
+head -c $((size - 3)) "$task" >"$tmp/ragged.bin"
+check "inspect rejects a partial word" expect_fail 1 "truncated" "$fedsp" inspect "$tmp/ragged.bin"
+: >"$tmp/empty.bin"
+check "inspect rejects an empty file" expect_fail 1 "empty message" "$fedsp" inspect "$tmp/empty.bin"
+check "inspect of a missing file" expect_fail 1 "cannot open" "$fedsp" inspect "$tmp/none.bin"
+
+echo "cli: $failures failure(s)"
+[[ $failures -eq 0 ]]
