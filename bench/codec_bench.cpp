@@ -1,0 +1,87 @@
+// Wire and aggregation costs for prompts of the sizes fedsp serves.
+//
+// Prompt sizes are L x 2 x C x P floats (deep prefix: keys and values per
+// layer, P = 40 positions as in the FedSP reference code, 8 for quickstart):
+//   quickstart   2 layers,   64 wide, P 8    ->      2,048 floats
+//   tiny         4 layers,  128 wide, P 16   ->     16,384
+//   gpt2        12 layers,  768 wide, P 40   ->    737,280
+//   gpt2-medium 24 layers, 1024 wide, P 40   ->  1,966,080
+#include <benchmark/benchmark.h>
+
+#include "runtime/codec.hpp"
+#include "runtime/fedavg.hpp"
+
+namespace {
+
+using namespace fedsp;
+
+struct size_case {
+  const char* name;
+  std::uint32_t layers, width, prefix;
+};
+
+constexpr size_case cases[] = {{"quickstart", 2, 64, 8},
+                               {"tiny", 4, 128, 16},
+                               {"gpt2", 12, 768, 40},
+                               {"gpt2-medium", 24, 1024, 40}};
+
+prompt_set prompts_of(const size_case& c) {
+  // (L, 2, H, P, hd) with H * hd = C; the split does not change the bytes.
+  tensor_buffer t{"prefix", {c.layers, 2, 1, c.prefix, c.width}, {}};
+  t.data.resize(t.numel());
+  for (std::size_t i = 0; i < t.data.size(); ++i)
+    t.data[i] = static_cast<float>(i % 1000) * 1e-3f;
+  return prompt_set{1, {std::move(t)}};
+}
+
+envelope update_of(const prompt_set& ps) {
+  return envelope{"client-1", update_msg{1, 1, 1, ps, 100, {{"loss_before", 1.0}}}};
+}
+
+void bm_encode(benchmark::State& st) {
+  auto& c = cases[st.range(0)];
+  auto env = update_of(prompts_of(c));
+  std::size_t bytes = 0;
+  for (auto _ : st) {
+    auto buf = encode(env);
+    bytes = buf.size_bytes();
+    benchmark::DoNotOptimize(buf.words.data());
+  }
+  st.SetLabel(c.name);
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * bytes));
+  st.counters["msg_bytes"] = static_cast<double>(bytes);
+}
+
+void bm_decode(benchmark::State& st) {
+  auto& c = cases[st.range(0)];
+  auto buf = encode(update_of(prompts_of(c)));
+  for (auto _ : st) {
+    auto env = decode(buf);
+    benchmark::DoNotOptimize(env.ok());
+  }
+  st.SetLabel(c.name);
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * buf.size_bytes()));
+}
+
+void bm_fedavg_10(benchmark::State& st) {
+  auto& c = cases[st.range(0)];
+  std::vector<prompt_set> sets(10, prompts_of(c));
+  std::vector<weighted_prompts> in;
+  for (std::size_t i = 0; i < sets.size(); ++i)
+    in.push_back({i + 1, 10.0 + static_cast<double>(i), &sets[i]});
+  for (auto _ : st) {
+    auto avg = fedavg(in);
+    benchmark::DoNotOptimize(avg.ok());
+  }
+  st.SetLabel(c.name);
+  st.SetBytesProcessed(
+    static_cast<std::int64_t>(st.iterations() * 10 * sets[0].numel() * sizeof(float)));
+}
+
+BENCHMARK(bm_encode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_decode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_fedavg_10)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
+
+} // namespace
+
+BENCHMARK_MAIN();
