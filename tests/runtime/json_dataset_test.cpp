@@ -26,11 +26,27 @@ TEST(json, malformed_documents_are_errors_with_an_offset) {
   for (auto bad : {"{", "[1,]", "{\"a\" 1}", "tru", "\"open", "1 2", "{\"a\":1,}"}) {
     auto j = json::parse(bad);
     EXPECT_FALSE(j.ok()) << bad;
-    if (!j.ok())
+    if (!j.ok()) {
       EXPECT_NE(j.err().text.find("offset"), std::string::npos);
+    }
   }
   std::string deep(1000, '[');
   EXPECT_FALSE(json::parse(deep).ok());
+}
+
+TEST(json, repeated_keys_keep_the_last_value_like_json_parse) {
+  auto j = json::parse(R"({"a":1,"b":2,"a":3})");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j.value().as_object().size(), 2u);
+  EXPECT_EQ(j.value().find("a")->as_number(), 3);
+}
+
+TEST(json, lone_surrogates_become_replacement_characters) {
+  auto j = json::parse(R"(["\ud800x", "\udc00", "\ud83d\ude00"])");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j.value().as_array()[0].as_string(), "\xef\xbf\xbdx");
+  EXPECT_EQ(j.value().as_array()[1].as_string(), "\xef\xbf\xbd");
+  EXPECT_EQ(j.value().as_array()[2].as_string(), "\xf0\x9f\x98\x80");
 }
 
 TEST(json, non_finite_numbers_are_written_as_null) {

