@@ -6,13 +6,13 @@
 namespace fedsp::models {
 namespace {
 
-gpt_config cfg() {
-  gpt_config c;
+gpt2_config cfg() {
+  gpt2_config c;
   c.n_layer = 2;
   c.n_embd = 32;
   c.n_head = 4;
-  c.n_ctx = 16;
-  c.init_std = 0.2;
+  c.n_positions = 16;
+  c.initializer_range = 0.2;
   return c;
 }
 

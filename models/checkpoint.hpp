@@ -1,0 +1,38 @@
+// Model and prompt checkpoints in safetensors files.
+//
+// Models: Hugging Face GPT-2 checkpoints as published (tensor names with or
+// without the `transformer.` prefix; Conv1D weights (in, out); `config.json`
+// beside the weights gives n_layer, n_head, n_embd, n_positions, vocab_size,
+// layer_norm_epsilon; the causal-mask buffers `attn.bias`/`attn.masked_bias`
+// and the tied `lm_head.weight` are skipped), and fedsp's own files, which
+// carry their config in `__metadata__` (`fedsp_format` = "1", `kind`,
+// the config fields and, for auxiliary models, `layer_block`). Every tensor of
+// the model must be present with its exact shape; an unknown tensor is an
+// error too. Each error names the file and the tensor.
+//
+// Prompts: one tensor per prompt buffer, metadata `fedsp_format`, `kind` =
+// "prompts", `version`.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "models/gpt.hpp"
+#include "runtime/prompt_set.hpp"
+
+namespace fedsp::models {
+
+/// Reads a GPT-2 checkpoint (HF layout or fedsp's).
+result<gpt> load_gpt(const std::string& path);
+
+/// Writes `model` with its config (and layer map) in the metadata; `kind` is
+/// "gpt2" for a global model, "auxiliary" for an auxiliary one.
+std::optional<error> save_gpt(const std::string& path, gpt& model,
+                              const std::string& kind = "gpt2",
+                              const std::map<std::string, std::string>& extra = {});
+
+result<prompt_set> load_prompts(const std::string& path);
+std::optional<error> save_prompts(const std::string& path, const prompt_set& prompts);
+
+} // namespace fedsp::models

@@ -1,0 +1,394 @@
+#include "models/trainer.hpp"
+
+#include <cmath>
+
+#include "runtime/rng.hpp"
+
+namespace fedsp::models {
+
+namespace {
+
+constexpr std::size_t probe_size = 32; // examples in the before/after probe
+
+std::int64_t warmup_steps(std::int64_t total, double fraction) {
+  return static_cast<std::int64_t>(std::floor(static_cast<double>(total) * fraction));
+}
+
+/// The correct choice of `n` examples drawn with replacement.
+std::vector<const encoded_sequence*> sample(const std::vector<encoded_example>& data,
+                                            std::int64_t n, rng& r) {
+  std::vector<const encoded_sequence*> out;
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto& ex = data[uniform_below(r, data.size())];
+    out.push_back(&ex.choices[static_cast<std::size_t>(ex.label)]);
+  }
+  return out;
+}
+
+std::vector<const encoded_sequence*> probe(const std::vector<encoded_example>& data) {
+  std::vector<const encoded_sequence*> out;
+  for (std::size_t i = 0; i < std::min(probe_size, data.size()); ++i)
+    out.push_back(&data[i].choices[static_cast<std::size_t>(data[i].label)]);
+  return out;
+}
+
+double probe_loss(gpt& model, const torch::Tensor& prefix,
+                  const std::vector<const encoded_sequence*>& seqs) {
+  torch::NoGradGuard no_grad;
+  auto [idx, tgt] = make_batch(seqs);
+  return answer_loss(model->forward(idx, prefix), tgt).item<double>();
+}
+
+/// Runs `steps` optimizer steps of `loss_of(batch)` with accumulation.
+template <class LossFn>
+stage_losses run_stage(optimizer_stage& stage, std::int64_t steps, std::int64_t batch,
+                       std::int64_t accumulate, const std::vector<encoded_example>& data,
+                       rng& r, LossFn&& loss_of) {
+  stage_losses out;
+  for (std::int64_t s = 0; s < steps; ++s) {
+    double total = 0;
+    for (std::int64_t a = 0; a < accumulate; ++a) {
+      auto loss = loss_of(sample(data, batch, r)) / static_cast<double>(accumulate);
+      loss.backward();
+      total += loss.template item<double>();
+    }
+    stage.step();
+    if (s == 0)
+      out.first = total;
+    out.last = total;
+  }
+  return out;
+}
+
+std::optional<error> check_data(const std::vector<encoded_example>& data) {
+  if (data.empty())
+    return error{errc::empty_input, "no training examples"};
+  return std::nullopt;
+}
+
+} // namespace
+
+// -- schedule and stage ------------------------------------------------------------------
+
+double lr_schedule::at(std::int64_t step) const {
+  if (warmup > 0 && step < warmup)
+    return base * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  auto rest = std::max<std::int64_t>(1, total - warmup);
+  auto done = std::min(rest, step - warmup);
+  return base * std::max(0.0, 1.0 - static_cast<double>(done) / static_cast<double>(rest));
+}
+
+optimizer_stage::optimizer_stage(std::vector<torch::Tensor> params, lr_schedule schedule,
+                                 double weight_decay)
+  : params_(std::move(params)), schedule_(schedule) {
+  opt_ = std::make_unique<torch::optim::AdamW>(
+    params_, torch::optim::AdamWOptions(schedule.base).weight_decay(weight_decay));
+}
+
+void optimizer_stage::step() {
+  for (auto& group : opt_->param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(schedule_.at(done_));
+  opt_->step();
+  opt_->zero_grad();
+  ++done_;
+}
+
+// -- client ------------------------------------------------------------------------------
+
+client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params params)
+  : body_(body), prompt_(prompt), p_(params),
+    model_stage_(body->parameters(),
+                 lr_schedule{params.model_lr,
+                             warmup_steps(params.model_steps * params.rounds, params.warmup_fraction),
+                             params.model_steps * params.rounds},
+                 params.weight_decay),
+    prompt_stage_(prompt->parameters(),
+                  lr_schedule{params.prompt_lr,
+                              warmup_steps(params.prompt_steps * params.rounds,
+                                           params.warmup_fraction),
+                              params.prompt_steps * params.rounds},
+                  params.weight_decay) {}
+
+result<client_report> client_trainer::round(const prompt_set& prompts,
+                                            const std::vector<encoded_example>& data,
+                                            std::uint64_t seed) {
+  if (auto err = check_data(data))
+    return *err;
+  if (auto err = prompt_->load(prompts))
+    return *err;
+  try {
+    rng r(seed);
+    client_report rep;
+    rep.num_samples = data.size();
+    auto pr = probe(data);
+    rep.loss_before = probe_loss(body_, prompt_->materialize(), pr);
+
+    // Stage "model": the body trains on the frozen prompts.
+    body_->set_trainable(true);
+    body_->train();
+    for (auto& p : prompt_->parameters())
+      p.set_requires_grad(false);
+    prompt_->eval();
+    auto frozen = prompt_->forward().detach(); // (L, 2, H, P, hd)
+    rep.model_stage = run_stage(model_stage_, p_.model_steps, p_.batch, p_.accumulate, data, r,
+                                [&](const auto& seqs) {
+                                  auto [idx, tgt] = make_batch(seqs);
+                                  return answer_loss(body_->forward(idx, frozen), tgt);
+                                });
+
+    // Stage "prompt": the prompts train on the frozen body.
+    body_->set_trainable(false);
+    body_->eval();
+    for (auto& p : prompt_->parameters())
+      p.set_requires_grad(true);
+    prompt_->train();
+    rep.prompt_stage = run_stage(prompt_stage_, p_.prompt_steps, p_.batch, p_.accumulate, data,
+                                 r, [&](const auto& seqs) {
+                                   auto [idx, tgt] = make_batch(seqs);
+                                   return answer_loss(body_->forward(idx, prompt_->forward()), tgt);
+                                 });
+    prompt_->eval();
+    rep.loss_after = probe_loss(body_, prompt_->materialize(), pr);
+    rep.prompts = prompt_->to_prompts(prompts.version);
+    if (auto err = check_values(rep.prompts))
+      return error{errc::non_finite, "client training diverged: " + err->text};
+    return rep;
+  } catch (const c10::Error& e) {
+    return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
+  }
+}
+
+// -- server ------------------------------------------------------------------------------
+
+server_trainer::server_trainer(gpt global, soft_prompt prompt, server_params params, gpt aux,
+                               std::vector<std::int64_t> to_global)
+  : global_(global), prompt_(prompt), p_(params), aux_(aux), to_global_(std::move(to_global)),
+    stage_(prompt->parameters(),
+           lr_schedule{params.lr, warmup_steps(params.steps * params.rounds, params.warmup_fraction),
+                       params.steps * params.rounds},
+           params.weight_decay) {
+  global_->set_trainable(false);
+  global_->eval();
+  if (aux_) {
+    aux_->set_trainable(false);
+    aux_->eval();
+  }
+}
+
+result<server_report> server_trainer::round(const prompt_set& prompts,
+                                            const std::vector<encoded_example>& data,
+                                            std::uint64_t seed) {
+  if (auto err = check_data(data))
+    return *err;
+  if (auto err = prompt_->load(prompts))
+    return *err;
+  if (p_.distill_weight > 0 && !aux_)
+    return error{errc::bad_argument, "server distillation needs the auxiliary model"};
+  try {
+    rng r(seed);
+    server_report rep;
+    auto pr = probe(data);
+    rep.loss_before = probe_loss(global_, prompt_->materialize(), pr);
+    prompt_->train();
+    double T = p_.temperature;
+    rep.losses = run_stage(stage_, p_.steps, p_.batch, p_.accumulate, data, r, [&](const auto& seqs) {
+      auto [idx, tgt] = make_batch(seqs);
+      auto prefix = prompt_->forward();                // (L, 2, H, P, hd)
+      auto logits = global_->forward(idx, prefix);      // (B, T, V)
+      auto loss = answer_loss(logits, tgt);
+      if (p_.distill_weight > 0) {
+        auto aux_prefix = remap_layers(prefix, to_global_).detach();
+        torch::Tensor teacher;
+        {
+          torch::NoGradGuard no_grad;
+          teacher = torch::softmax(aux_->forward(idx, aux_prefix) / T, -1); // (B, T, V)
+        }
+        auto mask = tgt.ne(-100).unsqueeze(-1);                            // (B, T, 1)
+        auto kl = (teacher * (torch::log(teacher.clamp_min(1e-12))
+                              - torch::log_softmax(logits / T, -1)))
+                    .mul(mask)
+                    .sum()
+                  / mask.sum().clamp_min(1);
+        loss = loss + p_.distill_weight * T * T * kl;
+      }
+      return loss;
+    });
+    prompt_->eval();
+    rep.loss_after = probe_loss(global_, prompt_->materialize(), pr);
+    rep.prompts = prompt_->to_prompts(prompts.version);
+    if (auto err = check_values(rep.prompts))
+      return error{errc::non_finite, "server training diverged: " + err->text};
+    return rep;
+  } catch (const c10::Error& e) {
+    return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
+  }
+}
+
+// -- language models -----------------------------------------------------------------------
+
+namespace {
+
+/// B windows of seq_len + 1 tokens: inputs (B, T) and next-token targets (B, T).
+std::pair<torch::Tensor, torch::Tensor> windows(const std::vector<std::int64_t>& tokens,
+                                                std::int64_t B, std::int64_t T, rng& r) {
+  auto x = torch::empty({B, T}, torch::kLong), y = torch::empty({B, T}, torch::kLong);
+  auto xa = x.accessor<std::int64_t, 2>(), ya = y.accessor<std::int64_t, 2>();
+  auto span = static_cast<std::uint64_t>(tokens.size()) - static_cast<std::uint64_t>(T);
+  for (std::int64_t b = 0; b < B; ++b) {
+    auto start = static_cast<std::size_t>(uniform_below(r, span));
+    for (std::int64_t t = 0; t < T; ++t) {
+      xa[b][t] = tokens[start + static_cast<std::size_t>(t)];
+      ya[b][t] = tokens[start + static_cast<std::size_t>(t) + 1];
+    }
+  }
+  return {x, y};
+}
+
+torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& y) {
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(2)}),
+                                              y.reshape({-1}));
+}
+
+std::optional<error> check_stream(const std::vector<std::int64_t>& tokens, std::int64_t T,
+                                  const char* what) {
+  if (static_cast<std::int64_t>(tokens.size()) < T + 2)
+    return error{errc::empty_input, std::string(what) + " has " + std::to_string(tokens.size())
+                                      + " tokens, fewer than one window of "
+                                      + std::to_string(T + 1)};
+  return std::nullopt;
+}
+
+} // namespace
+
+double heldout_loss(gpt& model, const std::vector<std::int64_t>& tokens, std::int64_t seq_len,
+                    std::int64_t batch, std::int64_t batches) {
+  torch::NoGradGuard no_grad;
+  bool was = model->is_training();
+  model->eval();
+  rng r(12345); // the same windows every time: comparable figures
+  double total = 0;
+  for (std::int64_t i = 0; i < batches; ++i) {
+    auto [x, y] = windows(tokens, batch, seq_len, r);
+    total += lm_loss(model->forward(x, torch::Tensor()), y).item<double>();
+  }
+  model->train(was);
+  return total / static_cast<double>(batches);
+}
+
+result<lm_report> pretrain(gpt& model, const std::vector<std::int64_t>& train,
+                           const std::vector<std::int64_t>& heldout, const lm_params& p,
+                           const progress_fn& progress) {
+  if (auto err = check_stream(train, p.seq_len, "the training corpus"))
+    return *err;
+  if (auto err = check_stream(heldout, p.seq_len, "the held-out corpus"))
+    return *err;
+  try {
+    model->set_trainable(true);
+    model->train();
+    optimizer_stage stage(model->parameters(),
+                          lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
+                          p.weight_decay);
+    rng r(p.seed);
+    lm_report rep;
+    for (std::int64_t s = 0; s < p.steps; ++s) {
+      auto [x, y] = windows(train, p.batch, p.seq_len, r);
+      auto loss = lm_loss(model->forward(x, torch::Tensor()), y);
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+      stage.step();
+      double l = loss.item<double>();
+      if (s == 0)
+        rep.first_loss = l;
+      rep.last_loss = l;
+      double held = NAN;
+      if ((p.eval_every > 0 && (s + 1) % p.eval_every == 0) || s + 1 == p.steps) {
+        held = heldout_loss(model, heldout, p.seq_len, p.batch, p.eval_batches);
+        rep.heldout_curve.emplace_back(s + 1, held);
+        rep.heldout_loss = held;
+      }
+      if (progress)
+        progress(s + 1, l, held);
+    }
+    model->eval();
+    return rep;
+  } catch (const c10::Error& e) {
+    return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
+  }
+}
+
+result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int64_t>& train,
+                          const std::vector<std::int64_t>& heldout, const distill_params& dp,
+                          const progress_fn& progress) {
+  auto& p = dp.lm;
+  if (dp.loss != "mse" && dp.loss != "mixed")
+    return error{errc::bad_argument, "unknown distillation loss '" + dp.loss + "' (mse or mixed)"};
+  if (auto err = check_stream(train, p.seq_len, "the distillation corpus"))
+    return *err;
+  if (auto err = check_stream(heldout, p.seq_len, "the held-out corpus"))
+    return *err;
+  auto loss_of = [&](const torch::Tensor& x, const torch::Tensor& y) {
+    torch::Tensor th;
+    {
+      torch::NoGradGuard no_grad;
+      th = teacher->hidden(x, torch::Tensor()); // (B, T, C)
+    }
+    auto sh = student->hidden(x, torch::Tensor()); // (B, T, C)
+    auto mse = torch::mse_loss(sh, th);
+    if (dp.loss == "mse")
+      return mse;
+    auto slogits = student->head(sh); // (B, T, V)
+    torch::Tensor tprob;
+    {
+      torch::NoGradGuard no_grad;
+      tprob = torch::softmax(teacher->head(th), -1);
+    }
+    auto soft_ce = -(tprob * torch::log_softmax(slogits, -1)).sum(-1).mean();
+    return 0.5 * lm_loss(slogits, y) + 0.5 * (mse + soft_ce);
+  };
+  try {
+    teacher->set_trainable(false);
+    teacher->eval();
+    student->set_trainable(true);
+    student->train();
+    optimizer_stage stage(student->parameters(),
+                          lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
+                          p.weight_decay);
+    rng r(p.seed);
+    auto held_loss = [&] {
+      torch::NoGradGuard no_grad;
+      rng hr(12345);
+      double total = 0;
+      for (std::int64_t i = 0; i < p.eval_batches; ++i) {
+        auto [x, y] = windows(heldout, p.batch, p.seq_len, hr);
+        total += loss_of(x, y).item<double>();
+      }
+      return total / static_cast<double>(p.eval_batches);
+    };
+    lm_report rep;
+    for (std::int64_t s = 0; s < p.steps; ++s) {
+      auto [x, y] = windows(train, p.batch, p.seq_len, r);
+      auto loss = loss_of(x, y);
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(student->parameters(), 1.0);
+      stage.step();
+      double l = loss.item<double>();
+      if (s == 0)
+        rep.first_loss = l;
+      rep.last_loss = l;
+      double held = NAN;
+      if ((p.eval_every > 0 && (s + 1) % p.eval_every == 0) || s + 1 == p.steps) {
+        held = held_loss();
+        rep.heldout_curve.emplace_back(s + 1, held);
+        rep.heldout_loss = held;
+      }
+      if (progress)
+        progress(s + 1, l, held);
+    }
+    student->eval();
+    return rep;
+  } catch (const c10::Error& e) {
+    return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
+  }
+}
+
+} // namespace fedsp::models

@@ -1,0 +1,178 @@
+// Training: the client's alternating stages, the server's prompt tuning,
+// distillation of the auxiliary model, and pretraining of a global model.
+//
+// Optimisers are AdamW with a linear warmup then a linear decay to zero over
+// the stage's planned total steps. A client's two stages ("model" and
+// "prompt") each keep their own optimiser and schedule across rounds, as the
+// reference implementation does. Losses on task data are computed on the
+// answer tokens only (scoring.hpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "models/gpt.hpp"
+#include "models/scoring.hpp"
+#include "models/soft_prompt.hpp"
+
+namespace fedsp::models {
+
+/// Linear warmup over `warmup` steps to `base`, then linear decay to 0 at `total`.
+struct lr_schedule {
+  double base = 1e-3;
+  std::int64_t warmup = 0;
+  std::int64_t total = 1;
+  double at(std::int64_t step) const;
+};
+
+/// One AdamW optimiser with its schedule; the step count persists.
+class optimizer_stage {
+public:
+  optimizer_stage(std::vector<torch::Tensor> params, lr_schedule schedule,
+                  double weight_decay);
+  /// Applies the scheduled learning rate, steps, clears gradients.
+  void step();
+  std::int64_t steps_done() const { return done_; }
+  double current_lr() const { return schedule_.at(done_); }
+
+private:
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> opt_;
+  lr_schedule schedule_;
+  std::int64_t done_ = 0;
+};
+
+struct client_params {
+  std::int64_t model_steps = 10;   // stage "model": body trains, prompts frozen
+  std::int64_t prompt_steps = 10;  // stage "prompt": prompts train, body frozen
+  std::int64_t batch = 8;          // examples per micro-batch
+  std::int64_t accumulate = 1;     // micro-batches per optimizer step
+  double model_lr = 1e-4;
+  double prompt_lr = 5e-2;         // the reference code's client prompt lr
+  double weight_decay = 0.0;
+  std::int64_t rounds = 1;         // planned rounds (for the decay)
+  double warmup_fraction = 0.1;
+};
+
+struct stage_losses {
+  double first = 0, last = 0; // loss of the first and last optimizer step
+};
+
+struct client_report {
+  prompt_set prompts;
+  stage_losses model_stage, prompt_stage;
+  double loss_before = 0, loss_after = 0; // on a fixed probe of the local data
+  std::uint64_t num_samples = 0;
+};
+
+/// A FedSP client: the auxiliary body and the prompts, trained in turns.
+class client_trainer {
+public:
+  client_trainer(gpt body, soft_prompt prompt, client_params params);
+
+  /// Loads `prompts`, runs stage "model" then stage "prompt" on `data` and
+  /// returns the tuned prompts. Errors: layout mismatch, non-finite values,
+  /// empty data, a torch failure.
+  result<client_report> round(const prompt_set& prompts,
+                              const std::vector<encoded_example>& data, std::uint64_t seed);
+
+  gpt& body() { return body_; }
+  soft_prompt& prompt() { return prompt_; }
+
+private:
+  gpt body_;
+  soft_prompt prompt_;
+  client_params p_;
+  optimizer_stage model_stage_, prompt_stage_;
+};
+
+struct server_params {
+  std::int64_t steps = 10;
+  std::int64_t batch = 8;
+  std::int64_t accumulate = 1;
+  double lr = 5e-3;                // the reference code's server prompt lr
+  double weight_decay = 0.0;
+  std::int64_t rounds = 1;
+  double warmup_fraction = 0.1;
+  double distill_weight = 0.0;     // lambda of the KD term from the auxiliary model
+  double temperature = 1.0;
+};
+
+struct server_report {
+  prompt_set prompts;
+  stage_losses losses;
+  double loss_before = 0, loss_after = 0;
+};
+
+/// The server step: tunes the aggregated prompts on the frozen global model,
+/// optionally pulled towards the auxiliary model's answers:
+///   loss = CE(global) + lambda * T^2 * KL(softmax(aux / T) || softmax(global / T))
+/// on the answer positions, the auxiliary model running the same prompts
+/// mapped to its depth (aux layer j takes global layer to_global[j]).
+class server_trainer {
+public:
+  server_trainer(gpt global, soft_prompt prompt, server_params params, gpt aux = nullptr,
+                 std::vector<std::int64_t> to_global = {});
+
+  result<server_report> round(const prompt_set& prompts,
+                              const std::vector<encoded_example>& data, std::uint64_t seed);
+
+  soft_prompt& prompt() { return prompt_; }
+
+private:
+  gpt global_;
+  soft_prompt prompt_;
+  server_params p_;
+  gpt aux_;
+  std::vector<std::int64_t> to_global_;
+  optimizer_stage stage_;
+};
+
+// -- language-model training --------------------------------------------------------------
+
+struct lm_params {
+  std::int64_t steps = 1000;
+  std::int64_t batch = 16;
+  std::int64_t seq_len = 256;
+  double lr = 1e-3;
+  double weight_decay = 0.1;
+  double warmup_fraction = 0.05;
+  std::int64_t eval_every = 100;   // held-out loss every N steps (0: only at the end)
+  std::int64_t eval_batches = 8;
+  std::uint64_t seed = 1;
+};
+
+/// Progress: (step, training loss, held-out loss or NaN when not evaluated).
+using progress_fn = std::function<void(std::int64_t, double, double)>;
+
+struct lm_report {
+  double first_loss = 0, last_loss = 0;
+  double heldout_loss = 0;              // at the end
+  std::vector<std::pair<std::int64_t, double>> heldout_curve;
+};
+
+/// Mean next-token loss on `batches` fixed windows of `tokens`.
+double heldout_loss(gpt& model, const std::vector<std::int64_t>& tokens,
+                    std::int64_t seq_len, std::int64_t batch, std::int64_t batches);
+
+/// Next-token training on random windows of a token stream.
+result<lm_report> pretrain(gpt& model, const std::vector<std::int64_t>& train,
+                           const std::vector<std::int64_t>& heldout, const lm_params& p,
+                           const progress_fn& progress = nullptr);
+
+struct distill_params {
+  lm_params lm{5000, 16, 128, 5e-4, 0.01, 0.1, 500, 4, 1};
+  std::string loss = "mse";   // mse (paper default) | mixed
+};
+
+/// Knowledge distillation: `student` (all parameters train) towards the
+/// frozen `teacher`, no prompts. Loss "mse": MSE of the final hidden states;
+/// "mixed": 0.5 LM + 0.5 (MSE + soft cross-entropy of the logits).
+/// The reported held-out figure is the distillation loss on held-out windows.
+result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int64_t>& train,
+                          const std::vector<std::int64_t>& heldout, const distill_params& p,
+                          const progress_fn& progress = nullptr);
+
+} // namespace fedsp::models
