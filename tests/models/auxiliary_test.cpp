@@ -39,6 +39,15 @@ TEST(auxiliary, paper_default_is_one_block_repeated_to_full_depth) {
               static_cast<long long>(aux.value().model->num_parameters()));
 }
 
+TEST(auxiliary, presets_have_the_documented_parameter_counts) {
+  // docs/models.md; the tiny figure is also FINDINGS.md's measured 0.86M.
+  gpt tiny(gpt2_preset("tiny").value(), 1);
+  EXPECT_EQ(tiny->num_parameters(), 858880);
+  EXPECT_EQ(build_auxiliary(tiny, aux_params{}).value().model->num_parameters(), 264064);
+  EXPECT_EQ(expected(gpt2_preset("gpt2").value(), 12), 124439808); // GPT-2's published 124M
+  EXPECT_EQ(expected(gpt2_preset("gpt2").value(), 1), 46473216);
+}
+
 TEST(auxiliary, a_one_layer_global_model_and_its_auxiliary_compute_the_same) {
   gpt global(small(1), 3);
   auto aux = build_auxiliary(global, aux_params{}).value();

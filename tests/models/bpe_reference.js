@@ -22,7 +22,8 @@ const files = [];
 for (const group of fs.readdirSync(dataDir).sort()) {
   const dir = path.join(dataDir, group);
   if (!fs.statSync(dir).isDirectory()) continue;
-  for (const f of fs.readdirSync(dir).sort()) files.push(path.join(group, f));
+  for (const f of fs.readdirSync(dir).sort())
+    if (f.endsWith('.json')) files.push(path.join(group, f));
 }
 const out = [];
 const step = Math.max(1, Math.floor(files.length / n));
