@@ -320,9 +320,12 @@ int cmd_pretrain(const std::vector<std::string>& args) {
   if (!s)
     return fail("pretrain: " + s.err().text, 1);
   auto& r = s.value();
-  std::printf("pretrained %s: %lld parameters, %lld training tokens, %.0f s\n"
+  std::printf("pretrained %s: %lld parameters (its auxiliary model, block 0 shared to full "
+              "depth: %lld, %.0f%%), %lld training tokens, %.0f s\n"
               "loss %.3f -> %.3f, held-out %.3f nats/token (%.3f bits)\nwrote %s\n",
               o.preset.c_str(), static_cast<long long>(r.parameters),
+              static_cast<long long>(r.aux_parameters),
+              100.0 * static_cast<double>(r.aux_parameters) / static_cast<double>(r.parameters),
               static_cast<long long>(r.train_tokens), r.seconds, r.first_loss, r.last_loss,
               r.heldout_loss, r.heldout_loss / std::log(2.0), o.out.c_str());
   return 0;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "models/auxiliary.hpp"
 #include "models/checkpoint.hpp"
 #include "models/scoring.hpp"
 #include "models/soft_prompt.hpp"
@@ -108,6 +109,7 @@ result<pretrain_summary> run_pretrain(const pretrain_options& o, const pretrain_
     return *err;
   pretrain_summary s;
   s.parameters = model->num_parameters();
+  s.aux_parameters = build_auxiliary(model, aux_params{}).value().model->num_parameters();
   s.train_tokens = static_cast<std::int64_t>(train.size());
   s.heldout_tokens = static_cast<std::int64_t>(heldout.size());
   s.first_loss = rep.value().first_loss;

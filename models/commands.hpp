@@ -27,6 +27,7 @@ struct pretrain_options {
 
 struct pretrain_summary {
   std::int64_t parameters = 0;
+  std::int64_t aux_parameters = 0; // its auxiliary model (block 0 shared to full depth)
   std::int64_t train_tokens = 0, heldout_tokens = 0;
   double first_loss = 0, last_loss = 0, heldout_loss = 0; // nats per token
   double seconds = 0;

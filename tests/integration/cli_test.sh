@@ -89,7 +89,9 @@ for (let i=0;i<120;i++){ const p=i%2==0, w=(p?pos:neg)[i%4];
 require("fs").writeFileSync(process.argv[1], corpus.join("\n")+"\n");
 require("fs").writeFileSync(process.argv[2], task.slice(0,40).join("\n")+"\n");' "$tmp/corpus.jsonl" "$tmp/task.jsonl"
 check "pretrain writes a model" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/m.safetensors" --steps 20 --batch 4 --seq-len 32 --eval-every 10
-check "pretrain reports held-out loss" bash -c "'$fedsp' pretrain --corpus '$tmp/corpus.jsonl' --out '$tmp/m2.safetensors' --steps 4 --batch 2 --seq-len 16 2>/dev/null | grep -q 'held-out'"
+"$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/m2.safetensors" --steps 4 --batch 2 --seq-len 16 >"$tmp/pretrain.txt" 2>/dev/null
+check "pretrain reports held-out loss" grep -q 'held-out' "$tmp/pretrain.txt"
+check "pretrain reports global and auxiliary parameter counts" grep -q '858880 parameters (its auxiliary model, block 0 shared to full depth: 264064, 31%)' "$tmp/pretrain.txt"
 "$fedsp" eval --model "$tmp/m.safetensors" --task "$tmp/task.jsonl" --out "$tmp/per-example.jsonl" >"$tmp/eval.txt" 2>&1
 check "eval prints acc and acc_norm for 40 examples" bash -c "grep -q 'examples 40' '$tmp/eval.txt' && grep -q '^acc ' '$tmp/eval.txt' && grep -q '^acc_norm ' '$tmp/eval.txt'"
 check "eval --out: one line per example, pred is the argmax of loglik" node -e '
