@@ -12,7 +12,7 @@ PACKAGES := cmake g++ make libcaf-dev libtorch-dev libcapnp-dev capnproto \
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: demo test build deps data bench clean
+.PHONY: demo test build deps data prepared bench clean
 
 deps:
 	@missing=""; \
@@ -42,10 +42,14 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
-demo: build data
+# The SpamAssassin task, prepared once by the project's own command.
+prepared: build data
+	@test -f data/spamassassin/stats.json || ./$(BUILD)/fedsp prepare spamassassin --out data/spamassassin
+
+demo: prepared
 	./$(BUILD)/fedsp run scenarios/quickstart.yaml
 
-test: build data
+test: prepared
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build

@@ -98,9 +98,15 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
                               {"loss_before", metric_or(up->metrics, "loss_before", NAN)},
                               {"loss_after", metric_or(up->metrics, "loss_after", NAN)}});
       auto task_id = up->task_id;
+      auto client = up->client_id;
       self->state.accepted.push_back({task_id, round, std::move(*up)});
       caf::anon_send(server, accepted_atom::value, task_id);
-      return ctx->seal(envelope{self_name, ack_msg{task_id}});
+      auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
+      if (ctx->traffic != nullptr) {
+        ctx->traffic->from_client(client, buf.size_bytes());
+        ctx->traffic->to_client(client, ack.size_bytes());
+      }
+      return ack;
     },
     [=](close_atom, std::uint32_t round, std::uint32_t min_updates) {
       auto& st = self->state;
@@ -115,14 +121,17 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
         }
       }
       std::vector<weighted_prompts> inputs;
-      double before = 0, after = 0;
+      double before = 0, after = 0, seconds = 0, flops = 0;
       for (auto& a : st.accepted)
         if (a.round == round) {
           inputs.push_back({a.task_id, static_cast<double>(a.update.num_samples),
                             &a.update.prompts});
           out.updates.push_back(a.task_id);
+          out.per_client.emplace_back(a.update.client_id, a.update.prompts);
           before += metric_or(a.update.metrics, "loss_before", 0);
           after += metric_or(a.update.metrics, "loss_after", 0);
+          seconds += metric_or(a.update.metrics, "train_seconds", 0);
+          flops += metric_or(a.update.metrics, "flops", 0);
         }
       if (inputs.size() < std::max<std::uint32_t>(min_updates, 1)) {
         out.note = "round " + std::to_string(round) + ": "
@@ -130,12 +139,15 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
                    + std::to_string(std::max<std::uint32_t>(min_updates, 1))
                    + " needed";
         out.updates.clear();
+        out.per_client.clear();
       } else if (auto avg = fedavg(inputs); avg) {
         out.has_result = true;
         out.prompts = std::move(avg).value();
         auto n = static_cast<double>(inputs.size());
         out.mean_loss_before = before / n;
         out.mean_loss_after = after / n;
+        out.mean_train_seconds = seconds / n;
+        out.mean_flops = flops / n;
         json ids = json::array{};
         for (auto id : out.updates)
           ids.as_array().push_back(id);
@@ -147,6 +159,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
       } else {
         out.note = avg.err().message();
         out.updates.clear();
+        out.per_client.clear();
       }
       // Drop the round's updates: aggregated or not, they are done with.
       st.accepted.erase(std::remove_if(st.accepted.begin(), st.accepted.end(),

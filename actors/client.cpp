@@ -2,24 +2,97 @@
 
 namespace fedsp {
 
-
 client_actor::behavior_type
-client(client_actor::stateful_pointer<client_state> self, context_ptr ctx,
-       client_config cfg) {
+client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, client_config cfg) {
   auto me = client_name(cfg.id);
   // A task that cannot be trained is answered with a Reject to the server,
   // which then stops waiting for it; the reason is logged and is an event.
-  auto refuse = [=](const error& err,
-                    std::uint64_t task) {
+  auto refuse = [=](const error& err, std::uint64_t task) {
     ctx->event("reject", json::object{{"by", me},
                                       {"task", task},
                                       {"reason", to_string(err.code)},
                                       {"text", err.text}});
     ctx->log->warn("{} refused task {}: {}", me, task, err.message());
     if (task != 0)
-      caf::anon_send(cfg.server,
-                     ctx->seal(envelope{me, reject_msg{err.code, err.text, task}}));
+      caf::anon_send(cfg.server, ctx->seal(envelope{me, reject_msg{err.code, err.text, task}}));
   };
+
+  // Trains one task on the worker and submits the prompts.
+  auto train = [=](const task_msg& t) {
+    auto out = std::make_shared<result<client_round_report>>(error{errc::unknown, "not run"});
+    auto session = self->state.session;
+    auto prompts = std::make_shared<prompt_set>(t.prompts);
+    auto seed = t.seed;
+    compute_job job{[=] { *out = session->round(*prompts, client_round_params{}, seed); }};
+    self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
+      .then(
+        [=](double seconds) {
+          if (!out->ok()) {
+            refuse(out->err(), t.task_id);
+            return;
+          }
+          auto& r = out->value();
+          update_msg up{t.task_id, cfg.id, t.base_version, r.prompts, r.num_samples,
+                        {{"loss_before", r.loss_before},
+                         {"loss_after", r.loss_after},
+                         {"model_loss_first", r.model_loss_first},
+                         {"model_loss_last", r.model_loss_last},
+                         {"prompt_loss_first", r.prompt_loss_first},
+                         {"prompt_loss_last", r.prompt_loss_last},
+                         {"train_seconds", seconds},
+                         {"flops", r.flops}}};
+          self->request(cfg.aggregator, caf::infinite, ctx->seal(envelope{me, std::move(up)}))
+            .then([=](const wire_buffer& reply) {
+              auto ack = decode(reply);
+              if (ack && std::holds_alternative<ack_msg>(ack.value().body)) {
+                ++self->state.tasks_done;
+                return;
+              }
+              ctx->log->warn("{}: update for task {} not acknowledged: {}", me, t.task_id,
+                             ack ? describe(ack.value()) : ack.err().message());
+            });
+        },
+        [=](caf::error& err) {
+          refuse(error{errc::unknown, "worker failed: " + self->system().render(err)}, t.task_id);
+        });
+  };
+
+  // Builds the session from the received model on the worker, then runs
+  // whatever tasks arrived meanwhile.
+  auto build_session = [=] {
+    auto& st = self->state;
+    st.building = true;
+    auto out = std::make_shared<result<std::shared_ptr<client_session>>>(
+      error{errc::unknown, "not run"});
+    auto bytes = std::make_shared<std::string>(st.model.bytes());
+    auto data = cfg.data;
+    auto sc = cfg.sc;
+    compute_job job{[=] { *out = client_session::create(*bytes, *sc, *data); }};
+    self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
+      .then(
+        [=](double) {
+          auto& st = self->state;
+          st.building = false;
+          if (!out->ok()) {
+            st.broken = error{out->err().code, "received model unusable: " + out->err().text};
+            ctx->log->error("{}: {}", me, st.broken->text);
+          } else {
+            st.session = out->value();
+          }
+          auto waiting = std::move(st.waiting);
+          st.waiting.clear();
+          for (auto& t : waiting)
+            if (st.session)
+              train(t);
+            else
+              refuse(*st.broken, t.task_id);
+        },
+        [=](caf::error& err) {
+          self->state.building = false;
+          self->state.broken = error{errc::unknown, "worker failed: " + self->system().render(err)};
+        });
+  };
+
   // Join is a request: the server learns this actor's handle from it and
   // answers with Welcome (the prompt layout every task must match).
   self->request(cfg.server, caf::infinite,
@@ -48,72 +121,60 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx,
         refuse(env.err(), 0);
         return;
       }
+      auto& st = self->state;
       auto& body = env.value().body;
       if (std::holds_alternative<shutdown_msg>(body)) {
         self->quit();
         return;
       }
+      if (auto* chunk = std::get_if<model_chunk_msg>(&body)) {
+        if (st.broken || st.session || st.building)
+          return; // a model is already here (or lost): ignore stray chunks
+        if (auto err = st.model.add(*chunk)) {
+          st.broken = err;
+          refuse(*err, 0);
+          return;
+        }
+        if (st.model.complete()) {
+          ctx->event("model_received", json::object{{"client", cfg.id},
+                                                    {"model", chunk->model_id},
+                                                    {"bytes", chunk->total_bytes},
+                                                    {"chunks", chunk->count}});
+          build_session();
+        }
+        return;
+      }
       auto* task = std::get_if<task_msg>(&body);
       if (task == nullptr) {
         refuse(error{errc::unsupported,
-                               std::string("client takes task or shutdown, got ")
-                                 + kind_name(body)},
+                     std::string("client takes model_chunk, task or shutdown, got ")
+                       + kind_name(body)},
                0);
         return;
       }
       if (task->client_id != cfg.id) {
-        refuse(error{errc::wrong_client,
-                               "task " + std::to_string(task->task_id)
-                                 + " is for " + client_name(task->client_id)},
-               task->task_id);
+        refuse(error{errc::wrong_client, "task " + std::to_string(task->task_id) + " is for "
+                                           + client_name(task->client_id)},
+               0);
         return;
       }
-      if (!self->state.welcomed) {
-        refuse(error{errc::unknown_sender, "task before welcome"},
-               task->task_id);
+      if (!st.welcomed) {
+        refuse(error{errc::unknown_sender, "task before welcome"}, task->task_id);
         return;
       }
-      if (auto err = check_layout(self->state.layout, task->prompts)) {
+      if (auto err = check_layout(st.layout, task->prompts)) {
         refuse(*err, task->task_id);
         return;
       }
-      train_job job{task->prompts, cfg.data,
-                    train_params{task->local_steps, task->learning_rate,
-                                 task->batch_size, task->seed}};
-      auto t = *task;
-      self->request(cfg.worker, caf::infinite, train_atom::value, std::move(job))
-        .then(
-          [=](const train_outcome& out) {
-            if (!out.ok) {
-              refuse(out.err, t.task_id);
-              return;
-            }
-            auto& r = out.report;
-            update_msg up{t.task_id, cfg.id, t.base_version, r.prompts,
-                          r.num_samples,
-                          {{"loss_before", r.loss_before},
-                           {"loss_after", r.loss_after},
-                           {"train_loss_first", r.train_loss_first},
-                           {"train_loss_last", r.train_loss_last},
-                           {"train_seconds", out.seconds}}};
-            self->request(cfg.aggregator, caf::infinite,
-                          ctx->seal(envelope{me, std::move(up)}))
-              .then([=](const wire_buffer& reply) {
-                auto ack = decode(reply);
-                if (ack && std::holds_alternative<ack_msg>(ack.value().body)) {
-                  ++self->state.tasks_done;
-                  return;
-                }
-                ctx->log->warn("{}: update for task {} not acknowledged: {}", me,
-                               t.task_id,
-                               ack ? describe(ack.value()) : ack.err().message());
-              });
-          },
-          [=](caf::error& err) {
-            refuse(error{errc::unknown,
-                         "worker failed: " + self->system().render(err)},
-                   t.task_id);
-          });
+      if (st.broken) {
+        refuse(*st.broken, task->task_id);
+        return;
+      }
+      if (!st.session) {
+        st.waiting.push_back(*task); // the model is still arriving or building
+        return;
+      }
+      train(*task);
     },
   };
 }

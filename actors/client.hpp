@@ -1,15 +1,19 @@
 // client: one federation participant with private data.
 //
-//   joining --Welcome--> ready --Task--> training --worker done--> submitting
-//      ^                   ^                                         |
-//      |                   +------------- Ack / Reject --------------+
-//   (Join sent at spawn)        Shutdown in any phase: quit
+//   joining --Welcome + ModelChunks (CRC-checked)--> building session (worker)
+//      --> ready --Task--> training (worker) --> submitting --Ack/Reject--> ready
+//   A Task that arrives while the session is being built waits for it.
+//   Shutdown in any phase: quit.
 //
-// The client joins the server, then answers each Task: it checks the task is
-// its own and the prompts fit the announced layout, trains them on a worker,
-// and sends the Update to the aggregator. Only prompts (plus counts and
-// metrics) leave the client; its data never does.
+// The client receives the model it trains on once (the auxiliary model for
+// FedSP, the global one for FedPrompt), in chunks checked against the
+// announced size and CRC-32. For each Task it checks the task is its own and
+// the prompts fit the announced layout, runs its round on a worker, and sends
+// the Update to the aggregator. Only prompts (plus counts and metrics) leave
+// the client; its data and its copy of the model never do.
 #pragma once
+
+#include <optional>
 
 #include "actors/aggregator.hpp"
 #include "actors/worker.hpp"
@@ -20,21 +24,26 @@ using client_actor = caf::typed_actor<caf::reacts_to<wire_buffer>>;
 
 struct client_config {
   std::uint32_t id = 0;
-  example_list data;          // this client's private training split
-  caf::actor server;          // receives Join
-  aggregator_actor aggregator; // receives Update
-  worker_actor worker;        // runs the training
+  std::shared_ptr<const std::vector<mc_example>> data; // private training split
+  std::shared_ptr<const scenario> sc;                  // method and training settings
+  caf::actor server;                                   // receives Join
+  aggregator_actor aggregator;                         // receives Update
+  worker_actor worker;                                 // runs the training
 };
 
 struct client_state {
   prompt_set layout;          // from Welcome
   bool welcomed = false;
+  model_assembler model;      // chunks of the model being received
+  std::optional<error> broken; // the model transfer failed: tasks are refused
+  bool building = false;      // the session is being built on the worker
+  std::shared_ptr<client_session> session;
+  std::vector<task_msg> waiting; // tasks that arrived before the session
   std::uint64_t tasks_done = 0;
   static inline const char* name = "client";
 };
 
 client_actor::behavior_type
-client(client_actor::stateful_pointer<client_state> self, context_ptr ctx,
-       client_config cfg);
+client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, client_config cfg);
 
 } // namespace fedsp

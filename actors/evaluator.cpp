@@ -17,8 +17,8 @@ wire_buffer reject(const run_context& ctx, const error& err) {
 } // namespace
 
 evaluator_actor::behavior_type
-evaluator(evaluator_actor::stateful_pointer<evaluator_state> self,
-          context_ptr ctx, worker_actor worker, example_list test_data) {
+evaluator(evaluator_actor::stateful_pointer<evaluator_state> self, context_ptr ctx,
+          worker_actor worker, std::shared_ptr<server_session> session) {
   return {
     [=](const wire_buffer& buf) -> caf::result<wire_buffer> {
       auto env = decode(buf);
@@ -30,28 +30,35 @@ evaluator(evaluator_actor::stateful_pointer<evaluator_state> self,
                                   std::string("evaluator takes eval_request, got ")
                                     + kind_name(env.value().body)});
       auto rp = self->make_response_promise<wire_buffer>();
+      auto scores = std::make_shared<result<model_scores>>(error{errc::unknown, "not run"});
+      auto prompts = std::make_shared<prompt_set>(std::move(req->prompts));
       auto version = req->version;
       auto split = req->split;
-      self->request(worker, caf::infinite, eval_atom::value,
-                    eval_job{std::move(req->prompts), test_data})
+      compute_job job{[=] { *scores = session->evaluate(*prompts); }};
+      self->request(worker, caf::infinite, run_atom::value, std::move(job))
         .then(
-          [=](const eval_outcome& out) mutable {
-            if (!out.ok) {
-              rp.deliver(reject(*ctx, out.err));
+          [=](double seconds) mutable {
+            if (!scores->ok()) {
+              rp.deliver(reject(*ctx, scores->err()));
               return;
             }
-            auto& r = out.report;
-            ctx->event("eval", json::object{{"version", version},
-                                            {"split", split},
-                                            {"acc", r.acc},
-                                            {"acc_norm", r.acc_norm},
-                                            {"loss", r.loss},
-                                            {"n", r.num_examples}});
-            eval_report_msg rep{version, split,
-                                {{"acc", r.acc}, {"acc_norm", r.acc_norm},
-                                 {"loss", r.loss}},
-                                r.num_examples};
-            rp.deliver(ctx->seal(envelope{self_name, std::move(rep)}));
+            auto& r = scores->value();
+            json ev = json::object{{"version", version}, {"split", split},
+                                   {"acc", r.global_acc}, {"acc_norm", r.global_acc_norm},
+                                   {"loss", r.global_loss}, {"n", r.n},
+                                   {"seconds", seconds}};
+            metric_list metrics{{"acc", r.global_acc},
+                                {"acc_norm", r.global_acc_norm},
+                                {"loss", r.global_loss}};
+            if (r.aux_acc >= 0) {
+              ev.set("aux_acc", r.aux_acc);
+              ev.set("aux_acc_norm", r.aux_acc_norm);
+              metrics.emplace_back("aux_acc", r.aux_acc);
+              metrics.emplace_back("aux_acc_norm", r.aux_acc_norm);
+            }
+            ctx->event("eval", ev);
+            rp.deliver(ctx->seal(
+              envelope{self_name, eval_report_msg{version, split, std::move(metrics), r.n}}));
           },
           [=](caf::error& err) mutable {
             rp.deliver(reject(*ctx, error{errc::unknown,

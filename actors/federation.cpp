@@ -10,40 +10,30 @@
 
 #include "actors/server.hpp"
 #include "runtime/rng.hpp"
+#include "models/federated.hpp"
 
 namespace fedsp {
 
 namespace {
 
-struct task_splits {
-  std::vector<mc_example> train;
-  std::vector<mc_example> test;
-};
-
-result<task_splits> load_data(const scenario& sc) {
-  task_splits out;
-  if (sc.data.kind == "synthetic") {
-    auto all = make_synthetic_task(sc.data.train + sc.data.test, sc.seed);
-    out.train.assign(all.begin(), all.begin() + sc.data.train);
-    out.test.assign(all.begin() + sc.data.train, all.end());
-  } else {
-    auto train = load_task_jsonl(sc.data.dir + "/train.jsonl");
-    if (!train)
-      return train.err();
-    auto test = load_task_jsonl(sc.data.dir + "/test.jsonl");
-    if (!test)
-      return test.err();
-    out.train = std::move(train).value();
-    out.test = std::move(test).value();
-    if (out.train.size() < sc.clients.count)
-      return error{errc::bad_scenario,
-                   sc.data.dir + "/train.jsonl has " + std::to_string(out.train.size())
-                     + " examples, fewer than the " + std::to_string(sc.clients.count)
-                     + " clients"};
+/// The clients' shards of the training data, as the scenario partitions it.
+result<std::vector<std::vector<std::size_t>>> partition(const scenario& sc,
+                                                        const std::vector<mc_example>& train,
+                                                        std::uint32_t clients) {
+  auto seed = mix_seed(sc.seed, 11);
+  if (sc.clients.partition == "dirichlet") {
+    std::vector<int> labels;
+    for (auto& ex : train)
+      labels.push_back(ex.label);
+    return partition_dirichlet(labels, clients, sc.clients.alpha, seed);
   }
-  if (sc.eval.max_examples != 0 && out.test.size() > sc.eval.max_examples)
-    out.test.resize(sc.eval.max_examples);
-  return out;
+  if (sc.clients.partition == "group") {
+    std::vector<std::string> groups;
+    for (auto& ex : train)
+      groups.push_back(ex.group);
+    return partition_by_group(groups, clients);
+  }
+  return partition_iid(train.size(), clients, seed);
 }
 
 std::shared_ptr<spdlog::logger> make_logger(const run_options& opts) {
@@ -74,9 +64,21 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (ec)
     return error{errc::io, "cannot create run directory '" + opts.out_dir
                              + "': " + ec.message()};
-  auto data = load_data(sc);
+  auto data = load_task_split(sc);
   if (!data)
     return data.err();
+  auto plan = plan_of(sc.method.name);
+  if (!plan)
+    return plan.err();
+  // Centralised training: one party holds the union of the clients' data.
+  auto clients_n = sc.method.name == "centralized" ? 1u : sc.clients.count;
+  if (data.value().train.size() < clients_n)
+    return error{errc::bad_scenario, "the training split has " + std::to_string(data.value().train.size())
+                                       + " examples, fewer than the " + std::to_string(clients_n)
+                                       + " clients"};
+  auto shards = partition(sc, data.value().train, clients_n);
+  if (!shards)
+    return error{errc::bad_scenario, shards.err().text};
 
   auto log = make_logger(opts);
   real_clock clock;
@@ -89,25 +91,26 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   } catch (const std::exception& e) {
     return error{errc::io, e.what()};
   }
+  traffic_meter traffic;
   auto ctx = std::make_shared<run_context>();
   ctx->events = events.get();
   ctx->clock = &clock;
   ctx->dump = dump.get();
   ctx->log = log;
+  ctx->traffic = &traffic;
 
   auto workers_n = sc.compute.workers;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   set_compute_threads(static_cast<int>(
     sc.compute.threads ? sc.compute.threads : std::max(1u, cores / workers_n)));
 
-  // The global model gives the prompt layout and the version-0 prompts.
-  prompt_model reference(sc.model, sc.seed);
-  auto initial = reference.initial_prompts(mix_seed(sc.seed, 7));
-  auto layout = reference.layout();
-  log->info("scenario '{}': {} clients, {} rounds, model {} parameters, "
-            "prompts {} values",
-            sc.name, sc.clients.count, sc.federation.rounds,
-            reference.num_parameters(), initial.numel());
+  auto session = server_session::create(sc, data.value());
+  if (!session)
+    return session.err();
+  auto shared_sc = std::make_shared<const scenario>(sc);
+  log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
+            sc.name, sc.method.name, clients_n, sc.federation.rounds,
+            session.value()->global_parameters());
 
   auto started = std::chrono::steady_clock::now();
   std::string summary_text;
@@ -117,28 +120,22 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     caf::actor_system sys{cfg};
     std::vector<worker_actor> workers;
     for (std::uint32_t w = 0; w < workers_n; ++w)
-      workers.push_back(sys.spawn<caf::detached>(worker, sc.model, sc.seed));
-
-    auto test = std::make_shared<const std::vector<mc_example>>(data.value().test);
-    server_config scfg{sc.name,        sc.seed,   sc.clients.count, sc.federation,
-                       sc.training,    initial,   layout,           workers[0],
-                       test};
+      workers.push_back(sys.spawn<caf::detached>(worker));
+    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n};
     auto srv = sys.spawn(server, ctx, std::move(scfg));
     caf::scoped_actor self{sys};
     // The server spawns its aggregator; clients send updates there directly.
     auto& train = data.value().train;
-    auto shards = partition_iid(train.size(), sc.clients.count, mix_seed(sc.seed, 11));
     std::vector<client_actor> clients;
     aggregator_actor agg;
     self->request(srv, caf::infinite, aggregator_atom::value)
-      .receive([&](aggregator_actor a) { agg = a; },
-               [&](caf::error& err) { failure = err; });
+      .receive([&](aggregator_actor a) { agg = a; }, [&](caf::error& err) { failure = err; });
     if (!failure) {
-      for (std::uint32_t c = 0; c < sc.clients.count; ++c) {
+      for (std::uint32_t c = 0; c < clients_n; ++c) {
         auto shard = std::make_shared<std::vector<mc_example>>();
-        for (auto i : shards[c])
+        for (auto i : shards.value()[c])
           shard->push_back(train[i]);
-        client_config ccfg{c, shard, srv, agg, workers[(c + 1) % workers_n]};
+        client_config ccfg{c, shard, shared_sc, srv, agg, workers[(c + 1) % workers_n]};
         clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
       }
       self->request(srv, caf::infinite, run_atom::value)
@@ -160,8 +157,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (!parsed)
     return parsed.err();
   auto summary = std::move(parsed).value();
-  summary.set("model_parameters", reference.num_parameters());
-  summary.set("prompt_parameters", initial.numel());
+  summary.set("prompt_parameters", session.value()->initial_prompts().numel());
   summary.set("events", events->count());
   summary.set("wall_seconds",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started)

@@ -14,7 +14,11 @@
 #include <caf/all.hpp>
 #include <spdlog/logger.h>
 
-#include "models/prompt_model.hpp"
+#include <functional>
+#include <map>
+#include <mutex>
+
+#include "models/federated.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/codec.hpp"
 #include "runtime/events.hpp"
@@ -42,30 +46,11 @@ using aggregator_atom = caf::atom_constant<caf::atom("aggregator")>;
 
 // -- in-process messages ---------------------------------------------------------
 
-using example_list = std::shared_ptr<const std::vector<mc_example>>;
-
-struct train_job {
-  prompt_set prompts;
-  example_list data;
-  train_params params;
-};
-
-struct train_outcome {
-  bool ok = false;
-  train_report report;
-  error err;
-  double seconds = 0; // wall time of the job on the worker
-};
-
-struct eval_job {
-  prompt_set prompts;
-  example_list data;
-};
-
-struct eval_outcome {
-  bool ok = false;
-  eval_report report;
-  error err;
+/// Work for a worker: a closure run on the worker's thread (torch calls
+/// block). It writes its results into state the requester shares with it;
+/// the reply (wall seconds) says it is done.
+struct compute_job {
+  std::function<void()> run;
 };
 
 /// The server tells the aggregator which update to expect for a task.
@@ -80,14 +65,19 @@ struct task_expectation {
 /// data: `has_result` false means "no aggregate: keep the previous version".
 struct aggregate_outcome {
   bool has_result = false;
-  prompt_set prompts;                 // version 0: the server stamps it
+  prompt_set prompts;                 // FedAvg (version 0: the server stamps it)
   std::vector<std::uint64_t> updates; // ids of the updates folded in
+  std::vector<std::pair<std::uint32_t, prompt_set>> per_client; // local-only
   double mean_loss_before = 0;        // over those updates
   double mean_loss_after = 0;
+  double mean_train_seconds = 0;      // client compute per task: measured
+  double mean_flops = 0;              // ... and estimated
   std::string note;                   // why there is no result
 };
 
 // -- run context -----------------------------------------------------------------
+
+class traffic_meter;
 
 /// Shared by every actor of a run; built by run_federation (no globals).
 struct run_context {
@@ -95,6 +85,7 @@ struct run_context {
   const run_clock* clock = nullptr;          // the `t` of every event
   message_dump* dump = nullptr;              // optional --dump-messages
   std::shared_ptr<spdlog::logger> log;       // human-readable log lines
+  traffic_meter* traffic = nullptr;          // bytes per client and direction
 
   double now() const { return clock->now(); }
 
@@ -115,6 +106,35 @@ struct run_context {
 
 using context_ptr = std::shared_ptr<const run_context>;
 
+/// Bytes a client received from and sent to the federation, counted where
+/// the messages are sealed and opened. Thread-safe.
+class traffic_meter {
+public:
+  struct totals_t {
+    std::uint64_t to_client = 0;   // prompts, tasks, control (not the model)
+    std::uint64_t from_client = 0; // updates, joins
+    std::uint64_t model = 0;       // the model shipped once, in chunks
+  };
+  void to_client(std::uint32_t id, std::size_t bytes) { add(id, bytes, 0, 0); }
+  void from_client(std::uint32_t id, std::size_t bytes) { add(id, 0, bytes, 0); }
+  void model_to_client(std::uint32_t id, std::size_t bytes) { add(id, 0, 0, bytes); }
+  std::map<std::uint32_t, totals_t> totals() const {
+    std::lock_guard<std::mutex> g(mtx_);
+    return totals_;
+  }
+
+private:
+  void add(std::uint32_t id, std::size_t down, std::size_t up, std::size_t model) {
+    std::lock_guard<std::mutex> g(mtx_);
+    auto& t = totals_[id];
+    t.to_client += down;
+    t.from_client += up;
+    t.model += model;
+  }
+  mutable std::mutex mtx_;
+  std::map<std::uint32_t, totals_t> totals_;
+};
+
 /// "client-<id>": the sender name a client uses in its envelopes.
 inline std::string client_name(std::uint32_t id) {
   return "client-" + std::to_string(id);
@@ -122,9 +142,6 @@ inline std::string client_name(std::uint32_t id) {
 
 } // namespace fedsp
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::train_job)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::train_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::eval_job)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::eval_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::compute_job)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::task_expectation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::aggregate_outcome)

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include "models/auxiliary.hpp"
+#include "models/federated.hpp"
 #include "models/trainer.hpp"
 
 using namespace fedsp::models;
@@ -25,7 +26,7 @@ int main(int argc, char** argv) {
   }
   std::string preset = argv[1], which = argv[2];
   long B = std::atol(argv[3]), T = std::atol(argv[4]), steps = std::atol(argv[5]);
-  torch::set_num_threads(std::atoi(argv[6]));
+  fedsp::set_compute_threads(std::atoi(argv[6])); // as fedsp runs: torch threads, OpenBLAS 1
   auto cfg = gpt2_preset(preset);
   if (!cfg) {
     std::fprintf(stderr, "%s\n", cfg.err().text.c_str());

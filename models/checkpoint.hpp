@@ -32,6 +32,11 @@ std::optional<error> save_gpt(const std::string& path, gpt& model,
                               const std::string& kind = "gpt2",
                               const std::map<std::string, std::string>& extra = {});
 
+/// The same as files held in memory (models sent to clients).
+result<gpt> load_gpt_bytes(const std::string& bytes, const std::string& where);
+result<std::string> gpt_bytes(gpt& model, const std::string& kind,
+                              const std::map<std::string, std::string>& extra = {});
+
 result<prompt_set> load_prompts(const std::string& path);
 std::optional<error> save_prompts(const std::string& path, const prompt_set& prompts);
 

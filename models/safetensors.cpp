@@ -189,7 +189,7 @@ result<st_file> read_safetensors(const std::string& path) {
   return parse_safetensors(ss.str(), path);
 }
 
-std::optional<error> write_safetensors(const std::string& path, const st_file& file) {
+result<std::string> encode_safetensors(const st_file& file) {
   json header = json::object{};
   if (!file.metadata.empty()) {
     json meta = json::object{};
@@ -212,28 +212,36 @@ std::optional<error> write_safetensors(const std::string& path, const st_file& f
   }
   auto text = header.dump();
   text.append((8 - (8 + text.size()) % 8) % 8, ' '); // data starts 8-byte aligned
+  std::string out(8, '\0');
+  std::uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
+  out += text;
+  out.reserve(out.size() + offset);
+  for (auto& [name, t] : file.tensors)
+    out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  return out;
+}
+
+std::optional<error> write_safetensors(const std::string& path, const st_file& file) {
+  auto bytes = encode_safetensors(file);
+  if (!bytes)
+    return bytes.err();
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
     return error{errc::io, "cannot write '" + tmp + "': " + std::strerror(errno)};
-  auto put = [&](const void* p, std::size_t n) {
-    auto* c = static_cast<const char*>(p);
-    while (n > 0) {
-      auto w = ::write(fd, c, n);
-      if (w <= 0)
-        return false;
+  const char* c = bytes.value().data();
+  std::size_t left = bytes.value().size();
+  bool ok = true;
+  while (ok && left > 0) {
+    auto w = ::write(fd, c, left);
+    ok = w > 0;
+    if (ok) {
       c += w;
-      n -= static_cast<std::size_t>(w);
+      left -= static_cast<std::size_t>(w);
     }
-    return true;
-  };
-  unsigned char len[8];
-  std::uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i)
-    len[i] = static_cast<unsigned char>(n >> (8 * i));
-  bool ok = put(len, 8) && put(text.data(), text.size());
-  for (auto& [name, t] : file.tensors)
-    ok = ok && put(t.data.data(), t.data.size());
+  }
   ok = ok && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -48,6 +48,9 @@ result<st_file> read_safetensors(const std::string& path);
 /// Parses an in-memory file (`where` names it in errors).
 result<st_file> parse_safetensors(const std::string& bytes, const std::string& where);
 
+/// The file's bytes (tensors in name order, data 8-byte aligned).
+result<std::string> encode_safetensors(const st_file& file);
+
 /// Writes atomically (temporary file, fsync, rename): a reader never sees a
 /// half-written checkpoint. Tensors are laid out in name order.
 std::optional<error> write_safetensors(const std::string& path, const st_file& file);

@@ -95,8 +95,9 @@ void optimizer_stage::step() {
 
 // -- client ------------------------------------------------------------------------------
 
-client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params params)
-  : body_(body), prompt_(prompt), p_(params),
+client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params params,
+                               std::vector<std::int64_t> layer_map)
+  : body_(body), prompt_(prompt), p_(params), layer_map_(std::move(layer_map)),
     model_stage_(body->parameters(),
                  lr_schedule{params.model_lr,
                              warmup_steps(params.model_steps * params.rounds, params.warmup_fraction),
@@ -108,6 +109,10 @@ client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params param
                                            params.warmup_fraction),
                               params.prompt_steps * params.rounds},
                   params.weight_decay) {}
+
+torch::Tensor client_trainer::for_body(const torch::Tensor& prefix) const {
+  return layer_map_.empty() ? prefix : remap_layers(prefix, layer_map_);
+}
 
 result<client_report> client_trainer::round(const prompt_set& prompts,
                                             const std::vector<encoded_example>& data,
@@ -121,7 +126,7 @@ result<client_report> client_trainer::round(const prompt_set& prompts,
     client_report rep;
     rep.num_samples = data.size();
     auto pr = probe(data);
-    rep.loss_before = probe_loss(body_, prompt_->materialize(), pr);
+    rep.loss_before = probe_loss(body_, for_body(prompt_->materialize()), pr);
 
     // Stage "model": the body trains on the frozen prompts.
     body_->set_trainable(true);
@@ -129,7 +134,7 @@ result<client_report> client_trainer::round(const prompt_set& prompts,
     for (auto& p : prompt_->parameters())
       p.set_requires_grad(false);
     prompt_->eval();
-    auto frozen = prompt_->forward().detach(); // (L, 2, H, P, hd)
+    auto frozen = for_body(prompt_->forward()).detach(); // (L, 2, H, P, hd)
     rep.model_stage = run_stage(model_stage_, p_.model_steps, p_.batch, p_.accumulate, data, r,
                                 [&](const auto& seqs) {
                                   auto [idx, tgt] = make_batch(seqs);
@@ -145,10 +150,10 @@ result<client_report> client_trainer::round(const prompt_set& prompts,
     rep.prompt_stage = run_stage(prompt_stage_, p_.prompt_steps, p_.batch, p_.accumulate, data,
                                  r, [&](const auto& seqs) {
                                    auto [idx, tgt] = make_batch(seqs);
-                                   return answer_loss(body_->forward(idx, prompt_->forward()), tgt);
+                                   return answer_loss(body_->forward(idx, for_body(prompt_->forward())), tgt);
                                  });
     prompt_->eval();
-    rep.loss_after = probe_loss(body_, prompt_->materialize(), pr);
+    rep.loss_after = probe_loss(body_, for_body(prompt_->materialize()), pr);
     rep.prompts = prompt_->to_prompts(prompts.version);
     if (auto err = check_values(rep.prompts))
       return error{errc::non_finite, "client training diverged: " + err->text};

@@ -70,7 +70,11 @@ struct client_report {
 /// A FedSP client: the auxiliary body and the prompts, trained in turns.
 class client_trainer {
 public:
-  client_trainer(gpt body, soft_prompt prompt, client_params params);
+  /// `layer_map` (empty: identity) maps the prompts' layers onto the body's:
+  /// body layer j runs prompt layer layer_map[j] (an auxiliary model of
+  /// another depth; auxiliary.hpp). Prompts keep the global layout.
+  client_trainer(gpt body, soft_prompt prompt, client_params params,
+                 std::vector<std::int64_t> layer_map = {});
 
   /// Loads `prompts`, runs stage "model" then stage "prompt" on `data` and
   /// returns the tuned prompts. Errors: layout mismatch, non-finite values,
@@ -82,9 +86,12 @@ public:
   soft_prompt& prompt() { return prompt_; }
 
 private:
+  torch::Tensor for_body(const torch::Tensor& prefix) const;
+
   gpt body_;
   soft_prompt prompt_;
   client_params p_;
+  std::vector<std::int64_t> layer_map_;
   optimizer_stage model_stage_, prompt_stage_;
 };
 

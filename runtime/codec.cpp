@@ -249,7 +249,8 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
     }
     case w::Envelope::Body::WELCOME: {
       auto m = body.getWelcome();
-      welcome_msg out{m.getClientId(), m.getCurrentVersion(), {}};
+      welcome_msg out{m.getClientId(), m.getCurrentVersion(), {},
+                      m.getModelId().cStr(), m.getModelBytes(), m.getModelChunks()};
       for (auto t : m.getPromptShapes()) {
         tensor_buffer buf;
         buf.name = t.getName().cStr();
@@ -330,9 +331,15 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
     case w::Envelope::Body::SHUTDOWN:
       env.body = shutdown_msg{body.getShutdown().getReason().cStr()};
       break;
-    case w::Envelope::Body::MODEL_CHUNK:
-      return error{errc::unsupported,
-                   "modelChunk is reserved and not implemented by this build"};
+    case w::Envelope::Body::MODEL_CHUNK: {
+      auto m = body.getModelChunk();
+      auto data = m.getData();
+      env.body = model_chunk_msg{m.getModelId().cStr(), m.getIndex(), m.getCount(),
+                                 m.getTotalBytes(), m.getCrc32(),
+                                 std::string(reinterpret_cast<const char*>(data.begin()),
+                                             data.size())};
+      break;
+    }
     case w::Envelope::Body::RESUME:
       return error{errc::unsupported,
                    "resume is reserved and not implemented by this build"};
@@ -353,6 +360,8 @@ std::size_t payload_words(const message_body& body, wire_dtype dtype) {
              [](const eval_request_msg& m) { return &m.prompts; },
              [](const auto&) -> const prompt_set* { return nullptr; }},
     body);
+  if (auto* chunk = std::get_if<model_chunk_msg>(&body))
+    return chunk->data.size() / 8 + 16;
   std::size_t elem = dtype == wire_dtype::f32 ? 4 : 2;
   return ps == nullptr ? 0 : ps->numel() * elem / 8 + 8 * ps->tensors.size();
 }
@@ -378,6 +387,9 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         auto b = body.initWelcome();
         b.setClientId(m.client_id);
         b.setCurrentVersion(m.current_version);
+        b.setModelId(m.model_id);
+        b.setModelBytes(m.model_bytes);
+        b.setModelChunks(m.model_chunks);
         auto shapes = b.initPromptShapes(
           static_cast<unsigned>(m.prompt_shapes.tensors.size()));
         for (unsigned i = 0; i < m.prompt_shapes.tensors.size(); ++i) {
@@ -433,6 +445,16 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
       [&](const heartbeat_msg& m) { body.initHeartbeat().setTime(m.time); },
       [&](const ack_msg& m) { body.initAck().setTaskId(m.task_id); },
       [&](const shutdown_msg& m) { body.initShutdown().setReason(m.reason); },
+      [&](const model_chunk_msg& m) {
+        auto b = body.initModelChunk();
+        b.setModelId(m.model_id);
+        b.setIndex(m.index);
+        b.setCount(m.count);
+        b.setTotalBytes(m.total_bytes);
+        b.setCrc32(m.crc32);
+        auto d = b.initData(static_cast<unsigned>(m.data.size()));
+        std::memcpy(d.begin(), m.data.data(), m.data.size());
+      },
     },
     env.body);
   // Serialise straight into the output words (no intermediate flat array).
@@ -522,7 +544,8 @@ std::string describe(const envelope& env) {
       },
       [&](const welcome_msg& m) {
         os << "  client_id: " << m.client_id << "\n  current_version: "
-           << m.current_version << "\n";
+           << m.current_version << "\n  model: '" << m.model_id << "', " << m.model_bytes
+           << " bytes in " << m.model_chunks << " chunk(s)\n";
         for (auto& t : m.prompt_shapes.tensors)
           os << "  prompt layout: " << describe_shape(t) << "\n";
       },
@@ -558,6 +581,11 @@ std::string describe(const envelope& env) {
       [&](const heartbeat_msg& m) { os << "  time: " << m.time << "\n"; },
       [&](const ack_msg& m) { os << "  task_id: " << m.task_id << "\n"; },
       [&](const shutdown_msg& m) { os << "  reason: " << m.reason << "\n"; },
+      [&](const model_chunk_msg& m) {
+        os << "  model_id: " << m.model_id << "\n  chunk: " << m.index + 1 << " of " << m.count
+           << "\n  bytes: " << m.data.size() << " of " << m.total_bytes << "\n  crc32: " << m.crc32
+           << "\n";
+      },
     },
     env.body);
   return os.str();

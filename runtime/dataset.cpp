@@ -1,6 +1,9 @@
 #include "runtime/dataset.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <map>
 
 #include "runtime/json.hpp"
 #include "runtime/rng.hpp"
@@ -128,6 +131,87 @@ std::vector<std::vector<std::size_t>> partition_iid(std::size_t n,
   std::vector<std::vector<std::size_t>> out(parts);
   for (std::size_t i = 0; i < n; ++i)
     out[i % parts].push_back(idx[i]);
+  return out;
+}
+
+} // namespace fedsp
+
+namespace fedsp {
+
+double sample_gamma(double shape, std::mt19937_64& r) {
+  if (shape < 1.0) // boost: Gamma(a) = Gamma(a + 1) * U^(1/a)
+    return sample_gamma(shape + 1.0, r) * std::pow(uniform01(r), 1.0 / shape);
+  double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+  for (;;) {
+    // Standard normal by Box-Muller from two uniforms in (0, 1].
+    double u1 = 1.0 - uniform01(r), u2 = uniform01(r);
+    double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    double v = 1.0 + c * z;
+    if (v <= 0)
+      continue;
+    v = v * v * v;
+    double u = 1.0 - uniform01(r);
+    if (std::log(u) < 0.5 * z * z + d - d * v + d * std::log(v))
+      return d * v;
+  }
+}
+
+result<std::vector<std::vector<std::size_t>>>
+partition_dirichlet(const std::vector<int>& labels, std::size_t parts, double alpha,
+                    std::uint64_t seed) {
+  if (parts == 0 || !(alpha > 0) || !std::isfinite(alpha))
+    return error{errc::bad_argument, "dirichlet partition needs parts > 0 and alpha > 0"};
+  std::map<int, std::vector<std::size_t>> by_label;
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    by_label[labels[i]].push_back(i);
+  rng r(seed);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::vector<std::vector<std::size_t>> out(parts);
+    for (auto& [label, idx] : by_label) {
+      auto shuffled = idx;
+      shuffle(shuffled, r);
+      std::vector<double> share(parts);
+      double total = 0;
+      for (auto& s : share)
+        total += s = sample_gamma(alpha, r);
+      // Cumulative cut points over this label's examples.
+      double acc = 0;
+      std::size_t from = 0;
+      for (std::size_t k = 0; k < parts; ++k) {
+        acc += share[k] / total;
+        auto to = k + 1 == parts ? shuffled.size()
+                                 : std::min(shuffled.size(), static_cast<std::size_t>(std::llround(
+                                                               acc * static_cast<double>(shuffled.size()))));
+        for (; from < to; ++from)
+          out[k].push_back(shuffled[from]);
+      }
+    }
+    if (std::all_of(out.begin(), out.end(), [](auto& s) { return !s.empty(); }))
+      return out;
+  }
+  return error{errc::bad_argument, "dirichlet(alpha=" + std::to_string(alpha) + ") left a client "
+                                     "without examples in 100 draws: raise alpha or lower the "
+                                     "client count"};
+}
+
+result<std::vector<std::vector<std::size_t>>>
+partition_by_group(const std::vector<std::string>& groups, std::size_t parts) {
+  std::map<std::string, std::vector<std::size_t>> by_group;
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    by_group[groups[i]].push_back(i);
+  if (by_group.size() < parts)
+    return error{errc::bad_argument, "partition by group: " + std::to_string(by_group.size())
+                                       + " groups for " + std::to_string(parts) + " clients"};
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> sorted(by_group.begin(),
+                                                                       by_group.end());
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](auto& a, auto& b) { return a.second.size() > b.second.size(); });
+  std::vector<std::vector<std::size_t>> out(parts);
+  for (auto& [name, idx] : sorted) {
+    auto smallest = std::min_element(out.begin(), out.end(),
+                                     [](auto& a, auto& b) { return a.size() < b.size(); });
+    smallest->insert(smallest->end(), idx.begin(), idx.end());
+  }
   return out;
 }
 

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
+
+#include "runtime/rng.hpp"
 #include <string>
 #include <vector>
 
@@ -36,5 +39,22 @@ result<std::vector<std::string>> load_corpus_jsonl(const std::string& path);
 std::vector<std::vector<std::size_t>> partition_iid(std::size_t n,
                                                     std::size_t parts,
                                                     std::uint64_t seed);
+
+/// Label skew (Hsu et al. 2019): for each label, shares drawn from
+/// Dirichlet(alpha, ..., alpha) over the parts split that label's examples.
+/// Small alpha: few labels per part; large alpha: close to iid. Draws again
+/// (up to 100 times) until every part has an example, else an error.
+result<std::vector<std::vector<std::size_t>>>
+partition_dirichlet(const std::vector<int>& labels, std::size_t parts, double alpha,
+                    std::uint64_t seed);
+
+/// Natural partition: whole groups go to parts, largest group first, each
+/// to the part with the fewest examples so far. Error when there are fewer
+/// groups than parts.
+result<std::vector<std::vector<std::size_t>>>
+partition_by_group(const std::vector<std::string>& groups, std::size_t parts);
+
+/// Gamma(shape, 1) sample (Marsaglia and Tsang), deterministic given `r`.
+double sample_gamma(double shape, std::mt19937_64& r);
 
 } // namespace fedsp

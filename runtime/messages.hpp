@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -29,6 +30,18 @@ struct welcome_msg {
   std::uint32_t client_id = 0;
   std::uint64_t current_version = 0;
   prompt_set prompt_shapes; // names and shapes; data empty
+  std::string model_id;     // "" when no model follows
+  std::uint64_t model_bytes = 0;
+  std::uint32_t model_chunks = 0;
+};
+
+struct model_chunk_msg {
+  std::string model_id;
+  std::uint32_t index = 0;
+  std::uint32_t count = 0;
+  std::uint64_t total_bytes = 0;
+  std::uint32_t crc32 = 0;
+  std::string data; // raw bytes
 };
 
 struct task_msg {
@@ -87,11 +100,38 @@ struct shutdown_msg {
 using message_body
   = std::variant<join_msg, welcome_msg, task_msg, update_msg, eval_request_msg,
                  eval_report_msg, reject_msg, heartbeat_msg, ack_msg,
-                 shutdown_msg>;
+                 shutdown_msg, model_chunk_msg>;
 
 struct envelope {
   std::string sender;
   message_body body;
+};
+
+/// CRC-32 (IEEE 802.3, as zlib's crc32) of `data`.
+std::uint32_t crc32(const void* data, std::size_t size);
+
+/// Splits a model file into chunks of at most `chunk_bytes`.
+std::vector<model_chunk_msg> split_model(const std::string& model_id, const std::string& bytes,
+                                         std::size_t chunk_bytes);
+
+/// Collects a model's chunks; `add` checks each one, `complete` the whole.
+class model_assembler {
+public:
+  /// Errors: a chunk of another model, inconsistent count/size, an index out
+  /// of range or seen before, more bytes than announced, a checksum mismatch.
+  std::optional<error> add(const model_chunk_msg& chunk);
+  bool complete() const { return received_ == count_ && count_ > 0; }
+  /// The whole file once complete (checksum verified by the last add()).
+  const std::string& bytes() const { return bytes_; }
+  std::uint32_t chunks_received() const { return received_; }
+
+private:
+  std::string model_id_;
+  std::uint32_t count_ = 0, received_ = 0, crc_ = 0;
+  std::uint64_t total_ = 0;
+  std::vector<std::string> parts_;
+  std::vector<bool> seen_;
+  std::string bytes_;
 };
 
 /// "task", "update", ... for logs and file names.

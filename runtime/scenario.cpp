@@ -66,6 +66,15 @@ setter real_field(double& out, double lo, double hi) {
   };
 }
 
+setter bool_field(bool& out) {
+  return [&out](const YAML::Node& n) -> std::optional<std::string> {
+    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false"))
+      return "must be true or false";
+    out = n.Scalar() == "true";
+    return std::nullopt;
+  };
+}
+
 setter string_field(std::string& out, std::vector<std::string> allowed = {}) {
   return [&out, allowed](const YAML::Node& n) -> std::optional<std::string> {
     if (!n.IsScalar())
@@ -108,6 +117,7 @@ public:
     auto& d = sc.data;
     auto& f = sc.federation;
     auto& t = sc.training;
+    auto& mp = sc.method;
     std::map<std::string, std::vector<field>> sections{
       {"model",
        {{"layers", uint_field(m.layers, 1, 48)},
@@ -116,24 +126,56 @@ public:
         {"context", uint_field(m.context, 8, 4096)},
         {"prompt_length", uint_field(m.prompt_length, 1, 512)},
         {"prompt_init_std", real_field(m.prompt_init_std, 0.0, 10.0)},
-        {"init_std", real_field(m.init_std, 0.0, 10.0)}}},
+        {"init_std", real_field(m.init_std, 0.0, 10.0)},
+        {"checkpoint", string_field(m.checkpoint)},
+        {"tokenizer", string_field(m.tokenizer, {"byte", "gpt2"})},
+        {"vocab_dir", string_field(m.vocab_dir)},
+        {"reparameterize", bool_field(m.reparameterize)},
+        {"prompt_dropout", real_field(m.prompt_dropout, 0.0, 0.9)}}},
       {"data",
        {{"kind", string_field(d.kind, {"synthetic", "jsonl"})},
         {"dir", string_field(d.dir)},
         {"train", uint_field(d.train, 1, 10'000'000)},
-        {"test", uint_field(d.test, 1, 10'000'000)}}},
-      {"clients", {{"count", uint_field(sc.clients.count, 1, 1'000'000)}}},
+        {"test", uint_field(d.test, 1, 10'000'000)},
+        {"public", uint_field(d.public_examples, 1, 10'000'000)}}},
+      {"clients",
+       {{"count", uint_field(sc.clients.count, 1, 1'000'000)},
+        {"partition", string_field(sc.clients.partition, {"iid", "dirichlet", "group"})},
+        {"alpha", real_field(sc.clients.alpha, 1e-3, 1e6)}}},
+      {"method",
+       {{"name", string_field(mp.name, {"fedsp", "fedprompt", "fedprompt_single", "local",
+                                        "centralized", "zeroshot"})},
+        {"aux_method", string_field(mp.aux_method, {"share", "drop"})},
+        {"aux_start", uint_field(mp.aux_start, 0, 4096)},
+        {"aux_cell", uint_field(mp.aux_cell, 1, 4096)},
+        {"aux_depth", uint_field(mp.aux_depth, 0, 4096)},
+        {"aux_keep_every", uint_field(mp.aux_keep_every, 1, 4096)},
+        {"distill_steps", uint_field(mp.distill_steps, 0, 10'000'000)},
+        {"distill_lr", real_field(mp.distill_lr, 1e-9, 10.0)},
+        {"distill_batch", uint_field(mp.distill_batch, 1, 65536)},
+        {"distill_seq_len", uint_field(mp.distill_seq_len, 2, 65536)},
+        {"distill_loss", string_field(mp.distill_loss, {"mse", "mixed"})},
+        {"server_steps", uint_field(mp.server_steps, 0, 10'000'000)},
+        {"server_lr", real_field(mp.server_lr, 1e-9, 100.0)},
+        {"server_batch", uint_field(mp.server_batch, 1, 65536)},
+        {"server_distill_weight", real_field(mp.server_distill_weight, 0.0, 1e3)},
+        {"chunk_bytes", uint_field(mp.chunk_bytes, 1024, 64u << 20)}}},
       {"federation",
        {{"mode", string_field(f.mode, {"sync", "async"})},
-        {"rounds", uint_field(f.rounds, 1, 1'000'000)},
+        {"rounds", uint_field(f.rounds, 0, 1'000'000)},
         {"clients_per_round", uint_field(f.clients_per_round, 0, 1'000'000)},
         {"quorum", uint_field(f.quorum, 0, 1'000'000)},
         {"round_deadline_s", real_field(f.round_deadline_s, 0.001, 1e9)}}},
       {"training",
-       {{"local_steps", uint_field(t.local_steps, 1, 1'000'000)},
-        {"learning_rate", real_field(t.learning_rate, 1e-9, 100.0)},
-        {"batch_size", uint_field(t.batch_size, 1, 65536)}}},
-      {"eval", {{"max_examples", uint_field(sc.eval.max_examples, 0, 10'000'000)}}},
+       {{"prompt_steps", uint_field(t.prompt_steps, 0, 1'000'000)},
+        {"prompt_lr", real_field(t.prompt_lr, 1e-9, 100.0)},
+        {"model_steps", uint_field(t.model_steps, 0, 1'000'000)},
+        {"model_lr", real_field(t.model_lr, 1e-9, 100.0)},
+        {"batch_size", uint_field(t.batch_size, 1, 65536)},
+        {"accumulate", uint_field(t.accumulate, 1, 65536)}}},
+      {"eval",
+       {{"max_examples", uint_field(sc.eval.max_examples, 0, 10'000'000)},
+        {"every", uint_field(sc.eval.every, 1, 1'000'000)}}},
       {"compute",
        {{"workers", uint_field(sc.compute.workers, 1, 256)},
         {"threads", uint_field(sc.compute.threads, 0, 256)}}},
@@ -210,6 +252,22 @@ private:
                   "key 'federation.quorum' (" + std::to_string(f.quorum)
                     + ") exceeds the clients selected per round ("
                     + std::to_string(per_round) + ")");
+    auto anchor = [&](std::string& p) {
+      fs::path path(p);
+      if (!p.empty() && path.is_relative())
+        p = (fs::path(path_).parent_path() / path).lexically_normal().string();
+    };
+    if (!sc.model.checkpoint.empty()) {
+      anchor(sc.model.checkpoint);
+      if (!fs::is_regular_file(sc.model.checkpoint))
+        return fail(line_of("model.checkpoint"),
+                    "key 'model.checkpoint': missing file '" + sc.model.checkpoint + "'");
+    }
+    if (lines_.count("model.vocab_dir"))
+      anchor(sc.model.vocab_dir);
+    if (f.rounds == 0 && sc.method.name != "zeroshot")
+      return fail(line_of("federation.rounds"),
+                  "key 'federation.rounds' must be at least 1 (0 only for method zeroshot)");
     if (sc.data.kind == "jsonl") {
       if (sc.data.dir.empty())
         return fail(line_of("data.kind"),

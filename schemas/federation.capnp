@@ -31,8 +31,10 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("fedsp::wire");
 
-const protocolVersion :UInt16 = 1;
+const protocolVersion :UInt16 = 2;
 # The version this schema describes. Envelope.protocolVersion must equal it.
+# 2: modelChunk defined (was a reserved Void variant in 1); Welcome announces
+#    the model a client will receive.
 
 enum DType {
   f32 @0;   # IEEE binary32
@@ -68,6 +70,23 @@ struct Welcome {
   clientId @0 :UInt32;        # echoes Join.clientId
   currentVersion @1 :UInt64;  # the server's latest published prompt version
   promptShapes @2 :List(Tensor); # the expected prompt layout (names, shapes; data empty)
+  modelId @3 :Text;           # the model the client will receive in ModelChunks
+                              # ("" when the client needs none)
+  modelBytes @4 :UInt64;      # its size in bytes
+  modelChunks @5 :UInt32;     # the number of chunks it comes in
+}
+
+struct ModelChunk {
+  # server -> client: one piece of a model (a safetensors file) the client
+  # trains on: the auxiliary model (FedSP) or the global one (FedPrompt). Sent
+  # once, after Welcome and before any Task. The receiver checks index,
+  # count, sizes and finally the checksum over the whole file.
+  modelId @0 :Text;       # names the model; equal in every chunk
+  index @1 :UInt32;       # 0-based position of this chunk
+  count @2 :UInt32;       # chunks in all
+  totalBytes @3 :UInt64;  # size of the whole file
+  crc32 @4 :UInt32;       # CRC-32 (IEEE) of the whole file
+  data @5 :Data;          # the chunk's bytes
 }
 
 struct Task {
@@ -161,7 +180,7 @@ struct Envelope {
     heartbeat @9 :Heartbeat;
     shutdown @10 :Shutdown;
     ack @11 :Ack;
-    modelChunk @12 :Void;   # reserved: chunked auxiliary-model transfer (not yet defined)
+    modelChunk @12 :ModelChunk;
     resume @13 :Void;       # reserved: resume after restart (not yet defined)
   }
 }

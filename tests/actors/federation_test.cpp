@@ -38,10 +38,19 @@ protected:
     sc.model.init_std = 0.2;
     sc.data.train = 96;
     sc.data.test = 40;
+    sc.data.public_examples = 32;
     sc.clients.count = 3;
     sc.federation.rounds = 2;
-    sc.training.local_steps = 15;
-    sc.training.learning_rate = 0.3;
+    sc.method.name = "fedsp";
+    sc.method.distill_steps = 10;
+    sc.method.distill_batch = 4;
+    sc.method.distill_seq_len = 32;
+    sc.method.server_steps = 5;
+    sc.method.chunk_bytes = 16384; // several chunks per model
+    sc.training.prompt_steps = 15;
+    sc.training.prompt_lr = 0.3;
+    sc.training.model_steps = 5;
+    sc.training.model_lr = 1e-3;
     sc.training.batch_size = 8;
     run_options opts;
     opts.out_dir = (dir / "run").string();

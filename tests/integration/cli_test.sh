@@ -47,7 +47,7 @@ if command -v capnp >/dev/null; then
   check "capnp decode reads the Task (reference decoder)" grep -q 'body = (task = (taskId = ' "$tmp/decoded"
   check "capnp decode sees the scenario's local_steps and batch_size" grep -q 'localSteps = 2, learningRate = .*, batchSize = 4' "$tmp/decoded"
   check "capnp decode sees the prompt tensor" grep -q 'name = "prefix"' "$tmp/decoded"
-  check "capnp decode sees protocol version 1" grep -q 'protocolVersion = 1' "$tmp/decoded"
+  check "capnp decode sees protocol version 2" grep -q 'protocolVersion = 2' "$tmp/decoded"
 else
   echo "FAIL - capnp tool not installed (package capnproto)"; failures=$((failures + 1))
 fi

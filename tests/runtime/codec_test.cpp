@@ -24,7 +24,7 @@ wire_buffer to_buffer(capnp::MessageBuilder& mb) {
 /// A Task whose single tensor is built by `fill` directly with Cap'n Proto,
 /// so tests can write what our encoder never would.
 template <class F>
-wire_buffer raw_task(F fill, std::uint16_t version = 1) {
+wire_buffer raw_task(F fill, std::uint16_t version = protocol_version()) {
   capnp::MallocMessageBuilder mb;
   auto root = mb.initRoot<wire::Envelope>();
   root.setProtocolVersion(version);
@@ -62,6 +62,7 @@ TEST(codec, every_message_kind_round_trips) {
     heartbeat_msg{1.25},
     ack_msg{42},
     shutdown_msg{"done"},
+    model_chunk_msg{"aux-1", 2, 5, 1000, 0xdeadbeef, std::string("\0\1\2", 3)},
   };
   for (auto& body : bodies) {
     auto env = decode(encode(envelope{"x", body}));
@@ -73,6 +74,9 @@ TEST(codec, every_message_kind_round_trips) {
   EXPECT_EQ(metric_or(u.metrics, "loss_after", -1), 0.5);
   auto rej = decode(encode(envelope{"x", bodies[6]}));
   EXPECT_EQ(std::get<reject_msg>(rej.value().body).reason, errc::duplicate);
+  auto chunk = decode(encode(envelope{"x", bodies[10]}));
+  EXPECT_EQ(std::get<model_chunk_msg>(chunk.value().body).data, std::string("\0\1\2", 3));
+  EXPECT_EQ(std::get<model_chunk_msg>(chunk.value().body).crc32, 0xdeadbeefu);
   auto wel = decode(encode(envelope{"x", bodies[1]}));
   EXPECT_EQ(std::get<welcome_msg>(wel.value().body).prompt_shapes.tensors[0].shape,
             (std::vector<std::uint32_t>{1, 2}));
@@ -186,12 +190,12 @@ TEST(codec, duplicate_tensor_names_are_malformed) {
 TEST(codec, reserved_variants_say_unsupported) {
   capnp::MallocMessageBuilder mb;
   auto root = mb.initRoot<wire::Envelope>();
-  root.setProtocolVersion(1);
-  root.initBody().setModelChunk();
+  root.setProtocolVersion(protocol_version());
+  root.initBody().setResume();
   auto r = decode(to_buffer(mb));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().code, errc::unsupported);
-  EXPECT_NE(r.err().text.find("modelChunk"), std::string::npos);
+  EXPECT_NE(r.err().text.find("resume"), std::string::npos);
 }
 
 TEST(codec, message_over_the_size_limit_is_too_large) {
@@ -209,6 +213,60 @@ TEST(codec, traversal_limit_stops_oversized_reads) {
   auto r = decode(buf, tight);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().code, errc::malformed);
+}
+
+} // namespace
+} // namespace fedsp
+
+namespace fedsp {
+namespace {
+
+TEST(model_transfer, chunks_reassemble_to_the_same_bytes) {
+  std::string model;
+  for (int i = 0; i < 10000; ++i)
+    model += static_cast<char>(i * 7919 % 251);
+  auto chunks = split_model("aux", model, 1024);
+  ASSERT_EQ(chunks.size(), 10u);
+  model_assembler in;
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) { // any order
+    auto wire = decode(encode(envelope{"server", *it}));
+    ASSERT_TRUE(wire.ok());
+    ASSERT_FALSE(in.add(std::get<model_chunk_msg>(wire.value().body)));
+  }
+  EXPECT_TRUE(in.complete());
+  EXPECT_EQ(in.bytes(), model);
+}
+
+TEST(model_transfer, corrupt_duplicate_and_foreign_chunks_are_refused) {
+  std::string model(5000, 'x');
+  auto chunks = split_model("aux", model, 1000);
+  model_assembler in;
+  ASSERT_FALSE(in.add(chunks[0]));
+  EXPECT_EQ(in.add(chunks[0])->code, errc::duplicate);
+  auto foreign = split_model("other", model, 1000)[1];
+  EXPECT_NE(in.add(foreign)->text.find("does not belong"), std::string::npos);
+  auto flipped = chunks[1];
+  flipped.data[10] = 'y'; // one flipped byte: caught by the checksum at the end
+  ASSERT_FALSE(in.add(flipped));
+  for (std::size_t i = 2; i + 1 < chunks.size(); ++i)
+    ASSERT_FALSE(in.add(chunks[i]));
+  auto err = in.add(chunks.back());
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(err->text.find("CRC-32"), std::string::npos);
+  auto oversized = split_model("aux", model, 1000);
+  model_assembler in2;
+  oversized[0].data += "extra";
+  ASSERT_FALSE(in2.add(oversized[0]));
+  for (std::size_t i = 1; i < oversized.size(); ++i)
+    if (auto e = in2.add(oversized[i])) {
+      EXPECT_NE(e->text.find("more bytes"), std::string::npos);
+      return;
+    }
+  ADD_FAILURE() << "an oversized model was accepted";
+}
+
+TEST(model_transfer, crc32_matches_the_standard_check_value) {
+  EXPECT_EQ(crc32("123456789", 9), 0xCBF43926u); // the CRC-32/IEEE check value
 }
 
 } // namespace

@@ -121,3 +121,74 @@ TEST(synthetic_task, is_balanced_and_labels_follow_the_majority) {
 
 } // namespace
 } // namespace fedsp
+
+namespace fedsp {
+namespace {
+
+TEST(partition, dirichlet_skews_labels_more_as_alpha_falls) {
+  std::vector<int> labels;
+  for (int i = 0; i < 2000; ++i)
+    labels.push_back(i % 2);
+  // Mean over clients of |share of label 1 - 0.5|: the label skew.
+  auto skew = [&](double alpha) {
+    auto parts = partition_dirichlet(labels, 10, alpha, 5).value();
+    double total = 0;
+    std::size_t covered = 0;
+    for (auto& p : parts) {
+      double ones = 0;
+      for (auto i : p)
+        ones += labels[i];
+      total += std::fabs(ones / static_cast<double>(p.size()) - 0.5);
+      covered += p.size();
+    }
+    EXPECT_EQ(covered, labels.size());
+    return total / 10;
+  };
+  double low = skew(0.1), high = skew(100.0);
+  std::printf("label skew: alpha 0.1 -> %.3f, alpha 100 -> %.3f\n", low, high);
+  EXPECT_GT(low, 0.25);
+  EXPECT_LT(high, 0.05);
+  EXPECT_EQ(partition_dirichlet(labels, 10, 0.5, 5).value(),
+            partition_dirichlet(labels, 10, 0.5, 5).value());
+  EXPECT_FALSE(partition_dirichlet(labels, 10, 0.0, 5).ok());
+}
+
+TEST(partition, gamma_sampler_has_the_right_mean) {
+  std::mt19937_64 r(3);
+  for (double shape : {0.3, 1.0, 4.0}) {
+    double sum = 0;
+    for (int i = 0; i < 20000; ++i)
+      sum += sample_gamma(shape, r);
+    EXPECT_NEAR(sum / 20000, shape, 0.05 * shape + 0.01) << shape; // E[Gamma(k, 1)] = k
+  }
+}
+
+TEST(partition, by_group_keeps_groups_whole_and_balances_sizes) {
+  std::vector<std::string> groups;
+  for (int i = 0; i < 60; ++i)
+    groups.push_back("big");
+  for (int i = 0; i < 30; ++i)
+    groups.push_back("mid");
+  for (int i = 0; i < 25; ++i)
+    groups.push_back("small");
+  for (int i = 0; i < 5; ++i)
+    groups.push_back("tiny");
+  auto parts = partition_by_group(groups, 2).value();
+  ASSERT_EQ(parts.size(), 2u);
+  for (auto& p : parts) {
+    std::set<std::string> names;
+    for (auto i : p)
+      names.insert(groups[i]);
+    for (auto& n : names) // a group never straddles two clients
+      EXPECT_EQ(std::count_if(p.begin(), p.end(), [&](auto i) { return groups[i] == n; }),
+                std::count(groups.begin(), groups.end(), n));
+  }
+  EXPECT_EQ(parts[0].size(), 60u); // big | mid + small + tiny
+  EXPECT_EQ(parts[1].size(), 60u);
+  auto few = partition_by_group(groups, 5);
+  ASSERT_FALSE(few.ok());
+  EXPECT_NE(few.err().text.find("4 groups for 5 clients"), std::string::npos);
+}
+
+} // namespace
+} // namespace fedsp

@@ -25,7 +25,7 @@ TEST(scenario, values_are_read_and_the_rest_defaults) {
   EXPECT_EQ(sc.clients.count, 3u);
   EXPECT_EQ(sc.federation.rounds, 2u);
   EXPECT_EQ(sc.model.layers, model_params{}.layers);
-  EXPECT_EQ(sc.training.learning_rate, training_params{}.learning_rate);
+  EXPECT_EQ(sc.training.prompt_lr, training_params{}.prompt_lr);
 }
 
 TEST(scenario, unknown_key_names_file_line_and_dotted_key) {
@@ -46,15 +46,15 @@ TEST(scenario, wrong_type_names_the_key_and_the_value) {
   EXPECT_NE(e.find("s.yaml:2"), std::string::npos) << e;
   EXPECT_NE(e.find("'federation.rounds'"), std::string::npos) << e;
   EXPECT_NE(e.find("three"), std::string::npos) << e;
-  e = error_of("training:\n  learning_rate: [1, 2]\n");
-  EXPECT_NE(e.find("'training.learning_rate'"), std::string::npos) << e;
+  e = error_of("training:\n  prompt_lr: [1, 2]\n");
+  EXPECT_NE(e.find("'training.prompt_lr'"), std::string::npos) << e;
   e = error_of("model: 4\n");
   EXPECT_NE(e.find("'model' must be a map"), std::string::npos) << e;
 }
 
 TEST(scenario, out_of_range_values_are_refused) {
   EXPECT_NE(error_of("clients:\n  count: 0\n").find("'clients.count'"), std::string::npos);
-  EXPECT_NE(error_of("training:\n  learning_rate: -1\n").find("learning_rate"),
+  EXPECT_NE(error_of("training:\n  prompt_lr: -1\n").find("prompt_lr"),
             std::string::npos);
   EXPECT_NE(error_of("federation:\n  rounds: -2\n").find("federation.rounds"),
             std::string::npos);

@@ -1,0 +1,439 @@
+#include "models/federated.hpp"
+
+#include <algorithm>
+
+#include <dlfcn.h>
+#include <chrono>
+#include <fstream>
+#include <cmath>
+#include <sstream>
+
+#include "models/auxiliary.hpp"
+#include "models/checkpoint.hpp"
+#include "models/safetensors.hpp"
+#include "models/scoring.hpp"
+#include "models/soft_prompt.hpp"
+#include "models/tokenizer.hpp"
+#include "models/trainer.hpp"
+#include "runtime/rng.hpp"
+
+namespace fedsp {
+
+using namespace fedsp::models;
+
+result<method_plan> plan_of(const std::string& m) {
+  if (m == "fedsp")
+    return method_plan{true, true, true, true, true};
+  if (m == "fedprompt_single")
+    return method_plan{true, true, false, true, true};
+  if (m == "fedprompt" || m == "centralized")
+    return method_plan{false, false, false, true, true};
+  if (m == "local")
+    return method_plan{false, false, false, false, true};
+  if (m == "zeroshot")
+    return method_plan{false, false, false, true, false};
+  return error{errc::bad_argument, "unknown method '" + m + "'"};
+}
+
+result<task_split> load_task_split(const scenario& sc) {
+  task_split out;
+  if (sc.data.kind == "synthetic") {
+    auto all = make_synthetic_task(sc.data.train + sc.data.test + sc.data.public_examples, sc.seed);
+    auto a = all.begin();
+    out.train.assign(a, a + sc.data.train);
+    out.test.assign(a + sc.data.train, a + sc.data.train + sc.data.test);
+    out.public_examples.assign(a + sc.data.train + sc.data.test, all.end());
+  } else {
+    auto train = load_task_jsonl(sc.data.dir + "/train.jsonl");
+    if (!train)
+      return train.err();
+    auto test = load_task_jsonl(sc.data.dir + "/test.jsonl");
+    if (!test)
+      return test.err();
+    out.train = std::move(train).value();
+    out.test = std::move(test).value();
+    std::ifstream probe(sc.data.dir + "/public.jsonl");
+    if (probe) {
+      auto pub = load_task_jsonl(sc.data.dir + "/public.jsonl");
+      if (!pub)
+        return pub.err();
+      out.public_examples = std::move(pub).value();
+    }
+    std::ifstream corpus_probe(sc.data.dir + "/corpus.jsonl");
+    if (corpus_probe) {
+      auto corpus = load_corpus_jsonl(sc.data.dir + "/corpus.jsonl");
+      if (!corpus)
+        return corpus.err();
+      out.corpus = std::move(corpus).value();
+    }
+  }
+  if (out.corpus.empty()) // the server's own contexts stand in for a corpus
+    for (auto& ex : out.public_examples)
+      out.corpus.push_back(ex.context);
+  if (sc.eval.max_examples != 0 && out.test.size() > sc.eval.max_examples)
+    out.test.resize(sc.eval.max_examples);
+  return out;
+}
+
+namespace {
+
+soft_prompt_config prompt_config(const scenario& sc, const gpt2_config& c, std::int64_t depth) {
+  soft_prompt_config p;
+  p.depth = depth;
+  p.n_head = c.n_head;
+  p.head_dim = c.head_dim();
+  p.length = sc.model.prompt_length;
+  p.init_std = sc.model.prompt_init_std;
+  p.reparameterize = sc.model.reparameterize;
+  p.dropout = sc.model.prompt_dropout;
+  return p;
+}
+
+std::vector<std::int64_t> parse_map(const std::string& s) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    out.push_back(std::stoll(item));
+  return out;
+}
+
+std::string join_map(const std::vector<std::int64_t>& v) {
+  std::string out;
+  for (auto x : v)
+    out += (out.empty() ? "" : ",") + std::to_string(x);
+  return out;
+}
+
+template <class F>
+auto guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
+  } catch (const std::exception& e) {
+    return error{errc::unknown, e.what()};
+  }
+}
+
+} // namespace
+
+// -- server ------------------------------------------------------------------------------
+
+struct server_session::impl {
+  scenario sc;
+  method_plan plan;
+  std::unique_ptr<tokenizer> tok;
+  gpt global{nullptr};
+  auxiliary_model aux;
+  bool has_aux = false;
+  soft_prompt prompt{nullptr};      // global-layout prompts, for evaluation
+  std::unique_ptr<server_trainer> trainer;
+  std::vector<encoded_example> public_examples, test;
+  std::vector<std::int64_t> corpus;
+  std::string client_bytes;
+  std::string client_id;
+  prompt_set initial;
+};
+
+server_session::server_session() : impl_(std::make_unique<impl>()) {}
+server_session::~server_session() = default;
+
+result<std::shared_ptr<server_session>> server_session::create(const scenario& sc,
+                                                               const task_split& data) {
+  auto plan = plan_of(sc.method.name);
+  if (!plan)
+    return plan.err();
+  std::shared_ptr<server_session> s(new server_session());
+  auto& m = *s->impl_;
+  m.sc = sc;
+  m.plan = plan.value();
+  return guarded([&]() -> result<std::shared_ptr<server_session>> {
+    if (!sc.model.checkpoint.empty()) {
+      auto g = load_gpt(sc.model.checkpoint);
+      if (!g)
+        return g.err();
+      m.global = g.value();
+    } else {
+      gpt2_config c;
+      c.n_layer = sc.model.layers;
+      c.n_embd = sc.model.width;
+      c.n_head = sc.model.heads;
+      c.n_positions = sc.model.context;
+      c.vocab_size = 256;
+      c.initializer_range = sc.model.init_std;
+      c.tokenizer = "byte";
+      m.global = gpt(c, sc.seed);
+    }
+    m.global->set_trainable(false);
+    m.global->eval();
+    auto& cfg = m.global->config();
+    auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
+    auto tok = make_tokenizer(kind, sc.model.vocab_dir);
+    if (!tok)
+      return tok.err();
+    m.tok = std::move(tok).value();
+    if (m.tok->vocab_size() > cfg.vocab_size)
+      return error{errc::bad_argument, "the " + kind + " tokenizer has more ids than the model's "
+                                         + std::to_string(cfg.vocab_size) + "-token vocabulary"};
+    m.prompt = soft_prompt(prompt_config(sc, cfg, m.global->depth()), mix_seed(sc.seed, 7));
+    m.prompt->eval();
+    m.initial = m.prompt->to_prompts(0);
+    m.public_examples = encode_examples(*m.tok, data.public_examples, cfg.n_positions);
+    m.test = encode_examples(*m.tok, data.test, cfg.n_positions);
+    for (auto& text : data.corpus) {
+      for (auto id : m.tok->encode(text))
+        m.corpus.push_back(id);
+      if (std::string(m.tok->name()) == "gpt2")
+        m.corpus.push_back(50256);
+      else
+        m.corpus.insert(m.corpus.end(), {'\n', '\n'});
+    }
+    if (m.plan.server_step && m.public_examples.empty())
+      return error{errc::bad_scenario, "method " + sc.method.name + " needs the server's labelled "
+                                         "split (data.dir/public.jsonl)"};
+    return s;
+  });
+}
+
+result<distill_report_summary> server_session::prepare() {
+  auto& m = *impl_;
+  return guarded([&]() -> result<distill_report_summary> {
+    distill_report_summary rep;
+    auto& mp = m.sc.method;
+    if (m.plan.ship_auxiliary) {
+      aux_params ap;
+      ap.method = mp.aux_method;
+      ap.start = mp.aux_start;
+      ap.cell = mp.aux_cell;
+      ap.depth = mp.aux_depth;
+      ap.keep_every = mp.aux_keep_every;
+      auto aux = build_auxiliary(m.global, ap);
+      if (!aux)
+        return aux.err();
+      m.aux = std::move(aux).value();
+      m.has_aux = true;
+      if (mp.distill_steps > 0) {
+        auto T = std::min<std::int64_t>(mp.distill_seq_len, m.global->config().n_positions);
+        auto cut = m.corpus.size() * 9 / 10; // the last tenth is held out
+        std::vector<std::int64_t> train(m.corpus.begin(),
+                                        m.corpus.begin() + static_cast<std::ptrdiff_t>(cut));
+        std::vector<std::int64_t> held(m.corpus.begin() + static_cast<std::ptrdiff_t>(cut),
+                                       m.corpus.end());
+        distill_params dp;
+        dp.loss = mp.distill_loss;
+        dp.lm = lm_params{mp.distill_steps, mp.distill_batch, T, mp.distill_lr, 0.01, 0.1,
+                          0, 4, mix_seed(m.sc.seed, 3)};
+        auto start = std::chrono::steady_clock::now();
+        auto d = distill(m.aux.model, m.global, train, held, dp);
+        if (!d)
+          return d.err();
+        rep.loss_first = d.value().first_loss;
+        rep.loss_last = d.value().last_loss;
+        rep.heldout = d.value().heldout_loss;
+        rep.steps = mp.distill_steps;
+        rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+      m.aux.model->set_trainable(false);
+      m.aux.model->eval();
+      auto bytes = gpt_bytes(m.aux.model, "auxiliary", {{"to_global", join_map(m.aux.to_global)}});
+      if (!bytes)
+        return bytes.err();
+      m.client_bytes = std::move(bytes).value();
+      m.client_id = "auxiliary";
+    } else if (m.plan.train) {
+      auto bytes = gpt_bytes(m.global, "gpt2");
+      if (!bytes)
+        return bytes.err();
+      m.client_bytes = std::move(bytes).value();
+      m.client_id = "global";
+    }
+    if (m.plan.server_step) {
+      server_params sp;
+      sp.steps = mp.server_steps;
+      sp.batch = mp.server_batch;
+      sp.lr = mp.server_lr;
+      sp.rounds = m.sc.federation.rounds;
+      sp.distill_weight = mp.server_distill_weight;
+      soft_prompt p(prompt_config(m.sc, m.global->config(), m.global->depth()), 0);
+      m.trainer = std::make_unique<server_trainer>(m.global, p, sp,
+                                                   m.has_aux ? m.aux.model : gpt(nullptr),
+                                                   m.has_aux ? m.aux.to_global
+                                                             : std::vector<std::int64_t>{});
+    }
+    return rep;
+  });
+}
+
+const std::string& server_session::client_model() const { return impl_->client_bytes; }
+std::string server_session::client_model_id() const { return impl_->client_id; }
+prompt_set server_session::initial_prompts() const { return impl_->initial; }
+
+prompt_set server_session::layout() const {
+  auto l = impl_->initial;
+  for (auto& t : l.tensors)
+    t.data.clear();
+  return l;
+}
+
+result<server_step_report> server_session::server_step(const prompt_set& aggregated,
+                                                       std::uint64_t seed) {
+  auto& m = *impl_;
+  if (!m.trainer)
+    return error{errc::unsupported, "method " + m.sc.method.name + " has no server step"};
+  return guarded([&]() -> result<server_step_report> {
+    auto start = std::chrono::steady_clock::now();
+    auto r = m.trainer->round(aggregated, m.public_examples, seed);
+    if (!r)
+      return r.err();
+    return server_step_report{r.value().prompts, r.value().loss_before, r.value().loss_after,
+                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                                .count()};
+  });
+}
+
+result<model_scores> server_session::evaluate(const prompt_set& prompts) {
+  auto& m = *impl_;
+  if (auto err = m.prompt->load(prompts))
+    return *err;
+  return guarded([&]() -> result<model_scores> {
+    auto prefix = m.prompt->materialize(); // (L, 2, H, P, hd)
+    model_scores s;
+    auto g = score(m.global, prefix, m.test);
+    s.global_acc = g.acc;
+    s.global_acc_norm = g.acc_norm;
+    s.global_loss = g.loss;
+    s.n = g.n;
+    if (m.has_aux) {
+      auto a = score(m.aux.model, remap_layers(prefix, m.aux.to_global), m.test);
+      s.aux_acc = a.acc;
+      s.aux_acc_norm = a.acc_norm;
+    }
+    return s;
+  });
+}
+
+std::int64_t server_session::global_parameters() const { return impl_->global->num_parameters(); }
+std::int64_t server_session::aux_parameters() const {
+  return impl_->has_aux ? impl_->aux.model->num_parameters() : 0;
+}
+
+// -- client ------------------------------------------------------------------------------
+
+struct client_session::impl {
+  gpt body{nullptr};
+  std::unique_ptr<tokenizer> tok;
+  std::vector<encoded_example> data;
+  std::unique_ptr<client_trainer> trainer;
+  double compute_params = 0; // multiply-adds per token, forward: depth x 12 C^2 + V C
+  double mean_tokens = 0;
+  double tokens_per_step = 0;
+  std::uint32_t model_steps = 0, prompt_steps = 0;
+};
+
+client_session::client_session() : impl_(std::make_unique<impl>()) {}
+client_session::~client_session() = default;
+
+result<std::shared_ptr<client_session>> client_session::create(const std::string& bytes,
+                                                               const scenario& sc,
+                                                               std::vector<mc_example> data) {
+  auto plan = plan_of(sc.method.name);
+  if (!plan)
+    return plan.err();
+  if (data.empty())
+    return error{errc::empty_input, "a client without training examples"};
+  std::shared_ptr<client_session> s(new client_session());
+  auto& m = *s->impl_;
+  return guarded([&]() -> result<std::shared_ptr<client_session>> {
+    auto st = parse_safetensors(bytes, "the received model");
+    if (!st)
+      return st.err();
+    auto body = load_gpt_bytes(bytes, "the received model");
+    if (!body)
+      return body.err();
+    m.body = body.value();
+    auto& cfg = m.body->config();
+    auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
+    auto tok = make_tokenizer(kind, sc.model.vocab_dir);
+    if (!tok)
+      return tok.err();
+    m.tok = std::move(tok).value();
+    m.data = encode_examples(*m.tok, data, cfg.n_positions);
+    // Prompts keep the global layout; an auxiliary model of another depth
+    // runs the layers its metadata maps it to.
+    std::vector<std::int64_t> layer_map;
+    std::int64_t prompt_depth = m.body->depth();
+    auto meta = st.value().metadata.find("to_global");
+    if (meta != st.value().metadata.end() && !meta->second.empty()) {
+      layer_map = parse_map(meta->second);
+      prompt_depth = *std::max_element(layer_map.begin(), layer_map.end()) + 1;
+      bool identity = static_cast<std::int64_t>(layer_map.size()) == prompt_depth;
+      for (std::size_t j = 0; identity && j < layer_map.size(); ++j)
+        identity = layer_map[j] == static_cast<std::int64_t>(j);
+      if (identity)
+        layer_map.clear();
+    }
+    models::client_params cp;
+    cp.model_steps = plan.value().train_body ? sc.training.model_steps : 0;
+    cp.prompt_steps = sc.training.prompt_steps;
+    cp.batch = sc.training.batch_size;
+    cp.accumulate = sc.training.accumulate;
+    cp.model_lr = sc.training.model_lr;
+    cp.prompt_lr = sc.training.prompt_lr;
+    cp.rounds = std::max<std::uint32_t>(1, sc.federation.rounds);
+    soft_prompt p(prompt_config(sc, cfg, prompt_depth), 0);
+    m.trainer = std::make_unique<client_trainer>(m.body, p, cp, layer_map);
+    auto C = static_cast<double>(cfg.n_embd);
+    m.compute_params = static_cast<double>(m.body->depth()) * 12 * C * C
+                       + static_cast<double>(cfg.vocab_size) * C;
+    double tokens = 0;
+    for (auto& e : m.data)
+      tokens += static_cast<double>(e.choices[static_cast<std::size_t>(e.label)].tokens.size());
+    m.mean_tokens = tokens / static_cast<double>(m.data.size());
+    m.tokens_per_step = m.mean_tokens * sc.training.batch_size * sc.training.accumulate;
+    m.model_steps = static_cast<std::uint32_t>(cp.model_steps);
+    m.prompt_steps = sc.training.prompt_steps;
+    return s;
+  });
+}
+
+result<client_round_report> client_session::round(const prompt_set& prompts,
+                                                  const client_round_params& p,
+                                                  std::uint64_t seed) {
+  auto& m = *impl_;
+  (void) p; // steps and rates are fixed at creation: the schedules span the run
+  auto r = m.trainer->round(prompts, m.data, seed);
+  if (!r)
+    return r.err();
+  auto& v = r.value();
+  client_round_report out;
+  out.prompts = std::move(v.prompts);
+  out.loss_before = v.loss_before;
+  out.loss_after = v.loss_after;
+  out.model_loss_first = v.model_stage.first;
+  out.model_loss_last = v.model_stage.last;
+  out.prompt_loss_first = v.prompt_stage.first;
+  out.prompt_loss_last = v.prompt_stage.last;
+  out.num_samples = v.num_samples;
+  // FLOP estimate: a forward pass costs 2 N per token (N multiply-adds);
+  // stage "model" adds a backward pass to activations and to weights (6 N in
+  // all), stage "prompt" one to activations only (4 N).
+  out.flops = m.tokens_per_step * m.compute_params
+              * (6.0 * m.model_steps + 4.0 * m.prompt_steps);
+  return out;
+}
+
+std::int64_t client_session::parameters() const { return impl_->body->num_parameters(); }
+
+void set_compute_threads(int n) {
+  if (n > 0)
+    torch::set_num_threads(n);
+  // torch parallelises its own loops over n threads; an OpenBLAS with its own
+  // thread pool inside each of them oversubscribes the cores and spins (3x
+  // slower training steps on 2 cores, bench/README.md). OpenBLAS is looked up
+  // at run time: other BLAS libraries are left as they are.
+  using setter = void (*)(int);
+  if (auto* f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    f(1);
+}
+
+} // namespace fedsp
