@@ -20,7 +20,10 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in "${runs[@]}"; do
   set -- $r
   f=$("$build/bench/fedsp_train_bench" "$@" "$threads")
-  p=$(/usr/bin/python3 "$here/train_step_reference.py" "$@" "$threads")
+  # The same thread configuration as fedsp's set_compute_threads: torch's own
+  # threads, one OpenBLAS thread inside each (OPENBLAS_NUM_THREADS only; the
+  # environment's other OpenBLAS settings stay as they are).
+  p=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/train_step_reference.py" "$@" "$threads")
   /usr/bin/python3 - "$f" "$p" <<'PY'
 import json, sys
 f, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

@@ -19,23 +19,6 @@ using namespace fedsp::models;
 
 namespace {
 
-/// Documents as one token stream, separated by the tokenizer's document
-/// boundary (GPT-2's <|endoftext|>, byte models a blank line).
-std::vector<std::int64_t> stream_of(const tokenizer& tok, const std::vector<std::string>& docs,
-                                    std::size_t from, std::size_t to) {
-  std::vector<std::int64_t> out;
-  bool gpt2 = std::string(tok.name()) == "gpt2";
-  for (std::size_t i = from; i < to; ++i) {
-    for (auto id : tok.encode(docs[i]))
-      out.push_back(id);
-    if (gpt2)
-      out.push_back(50256);
-    else
-      out.insert(out.end(), {'\n', '\n'});
-  }
-  return out;
-}
-
 /// A prompt module matching `model` built from a prompt checkpoint: a plain
 /// "prefix" (L, 2, H, P, hd) or the reparameterisation's tensors.
 result<torch::Tensor> prefix_for(gpt& model, const prompt_set& ps, const std::string& where) {
@@ -83,8 +66,8 @@ result<pretrain_summary> run_pretrain(const pretrain_options& o, const pretrain_
   auto n = docs.value().size();
   auto held = std::max<std::size_t>(1, static_cast<std::size_t>(std::floor(
                                          static_cast<double>(n) * o.heldout_fraction)));
-  auto train = stream_of(*tok.value(), docs.value(), 0, n - held);
-  auto heldout = stream_of(*tok.value(), docs.value(), n - held, n);
+  auto train = document_stream(*tok.value(), docs.value(), 0, n - held);
+  auto heldout = document_stream(*tok.value(), docs.value(), n - held, n);
   gpt model(cfg.value(), o.seed);
   lm_params p;
   p.steps = o.steps;

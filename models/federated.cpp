@@ -180,14 +180,7 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     m.initial = m.prompt->to_prompts(0);
     m.public_examples = encode_examples(*m.tok, data.public_examples, cfg.n_positions);
     m.test = encode_examples(*m.tok, data.test, cfg.n_positions);
-    for (auto& text : data.corpus) {
-      for (auto id : m.tok->encode(text))
-        m.corpus.push_back(id);
-      if (std::string(m.tok->name()) == "gpt2")
-        m.corpus.push_back(50256);
-      else
-        m.corpus.insert(m.corpus.end(), {'\n', '\n'});
-    }
+    m.corpus = document_stream(*m.tok, data.corpus, 0, data.corpus.size());
     if (m.plan.server_step && m.public_examples.empty())
       return error{errc::bad_scenario, "method " + sc.method.name + " needs the server's labelled "
                                          "split (data.dir/public.jsonl)"};

@@ -344,6 +344,22 @@ std::string gpt2_tokenizer::decode(const std::vector<std::int32_t>& ids) const {
   return out;
 }
 
+std::vector<std::int64_t> document_stream(const tokenizer& tok,
+                                          const std::vector<std::string>& docs,
+                                          std::size_t from, std::size_t to) {
+  std::vector<std::int64_t> out;
+  bool gpt2 = std::string(tok.name()) == "gpt2";
+  for (std::size_t i = from; i < to && i < docs.size(); ++i) {
+    for (auto id : tok.encode(docs[i]))
+      out.push_back(id);
+    if (gpt2)
+      out.push_back(50256);
+    else
+      out.insert(out.end(), {'\n', '\n'});
+  }
+  return out;
+}
+
 result<std::unique_ptr<tokenizer>> make_tokenizer(const std::string& kind,
                                                   const std::string& vocab_dir) {
   if (kind == "byte")

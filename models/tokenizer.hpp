@@ -62,6 +62,13 @@ private:
 result<std::unique_ptr<tokenizer>> make_tokenizer(const std::string& kind,
                                                   const std::string& vocab_dir);
 
+/// Documents [from, to) as one token stream, each followed by the
+/// tokenizer's document boundary: GPT-2's <|endoftext|> (50256), for byte
+/// models a blank line. The corpus format of pretraining and distillation.
+std::vector<std::int64_t> document_stream(const tokenizer& tok,
+                                          const std::vector<std::string>& docs,
+                                          std::size_t from, std::size_t to);
+
 /// Decodes UTF-8 as the WHATWG decoder (and so node) does: each maximal
 /// invalid subsequence becomes one U+FFFD.
 std::u32string utf8_decode(std::string_view bytes);

@@ -263,6 +263,42 @@ std::optional<error> check_stream(const std::vector<std::int64_t>& tokens, std::
   return std::nullopt;
 }
 
+/// The training loop shared by pretraining and distillation: `model` trains
+/// on random windows of `train` with loss_of(x, y), held_out() is recorded
+/// every eval_every steps and at the end.
+template <class LossFn, class HeldFn>
+lm_report lm_loop(gpt& model, const std::vector<std::int64_t>& train, const lm_params& p,
+                  LossFn&& loss_of, HeldFn&& held_out, const progress_fn& progress) {
+  model->set_trainable(true);
+  model->train();
+  optimizer_stage stage(model->parameters(),
+                        lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
+                        p.weight_decay);
+  rng r(p.seed);
+  lm_report rep;
+  for (std::int64_t s = 0; s < p.steps; ++s) {
+    auto [x, y] = windows(train, p.batch, p.seq_len, r);
+    auto loss = loss_of(x, y);
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    stage.step();
+    double l = loss.template item<double>();
+    if (s == 0)
+      rep.first_loss = l;
+    rep.last_loss = l;
+    double held = NAN;
+    if ((p.eval_every > 0 && (s + 1) % p.eval_every == 0) || s + 1 == p.steps) {
+      held = held_out();
+      rep.heldout_curve.emplace_back(s + 1, held);
+      rep.heldout_loss = held;
+    }
+    if (progress)
+      progress(s + 1, l, held);
+  }
+  model->eval();
+  return rep;
+}
+
 } // namespace
 
 double heldout_loss(gpt& model, const std::vector<std::int64_t>& tokens, std::int64_t seq_len,
@@ -288,34 +324,12 @@ result<lm_report> pretrain(gpt& model, const std::vector<std::int64_t>& train,
   if (auto err = check_stream(heldout, p.seq_len, "the held-out corpus"))
     return *err;
   try {
-    model->set_trainable(true);
-    model->train();
-    optimizer_stage stage(model->parameters(),
-                          lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
-                          p.weight_decay);
-    rng r(p.seed);
-    lm_report rep;
-    for (std::int64_t s = 0; s < p.steps; ++s) {
-      auto [x, y] = windows(train, p.batch, p.seq_len, r);
-      auto loss = lm_loss(model->forward(x, torch::Tensor()), y);
-      loss.backward();
-      torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-      stage.step();
-      double l = loss.item<double>();
-      if (s == 0)
-        rep.first_loss = l;
-      rep.last_loss = l;
-      double held = NAN;
-      if ((p.eval_every > 0 && (s + 1) % p.eval_every == 0) || s + 1 == p.steps) {
-        held = heldout_loss(model, heldout, p.seq_len, p.batch, p.eval_batches);
-        rep.heldout_curve.emplace_back(s + 1, held);
-        rep.heldout_loss = held;
-      }
-      if (progress)
-        progress(s + 1, l, held);
-    }
-    model->eval();
-    return rep;
+    return lm_loop(
+      model, train, p,
+      [&](const torch::Tensor& x, const torch::Tensor& y) {
+        return lm_loss(model->forward(x, torch::Tensor()), y);
+      },
+      [&] { return heldout_loss(model, heldout, p.seq_len, p.batch, p.eval_batches); }, progress);
   } catch (const c10::Error& e) {
     return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
   }
@@ -353,15 +367,9 @@ result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int
   try {
     teacher->set_trainable(false);
     teacher->eval();
-    student->set_trainable(true);
-    student->train();
-    optimizer_stage stage(student->parameters(),
-                          lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
-                          p.weight_decay);
-    rng r(p.seed);
     auto held_loss = [&] {
       torch::NoGradGuard no_grad;
-      rng hr(12345);
+      rng hr(12345); // the same windows every time: comparable figures
       double total = 0;
       for (std::int64_t i = 0; i < p.eval_batches; ++i) {
         auto [x, y] = windows(heldout, p.batch, p.seq_len, hr);
@@ -369,28 +377,7 @@ result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int
       }
       return total / static_cast<double>(p.eval_batches);
     };
-    lm_report rep;
-    for (std::int64_t s = 0; s < p.steps; ++s) {
-      auto [x, y] = windows(train, p.batch, p.seq_len, r);
-      auto loss = loss_of(x, y);
-      loss.backward();
-      torch::nn::utils::clip_grad_norm_(student->parameters(), 1.0);
-      stage.step();
-      double l = loss.item<double>();
-      if (s == 0)
-        rep.first_loss = l;
-      rep.last_loss = l;
-      double held = NAN;
-      if ((p.eval_every > 0 && (s + 1) % p.eval_every == 0) || s + 1 == p.steps) {
-        held = held_loss();
-        rep.heldout_curve.emplace_back(s + 1, held);
-        rep.heldout_loss = held;
-      }
-      if (progress)
-        progress(s + 1, l, held);
-    }
-    student->eval();
-    return rep;
+    return lm_loop(student, train, p, loss_of, held_loss, progress);
   } catch (const c10::Error& e) {
     return error{errc::unknown, std::string("torch: ") + e.what_without_backtrace()};
   }

@@ -29,17 +29,11 @@ TEST(pretrained, shipped_model_loads_and_reaches_its_stated_heldout_loss) {
 
   auto docs = load_corpus_jsonl(corpus_path);
   ASSERT_TRUE(docs.ok()) << docs.err().text << " (run 'make prepared')";
-  // `fedsp pretrain --heldout 0.05`: the last 5% of the documents, each
-  // followed by a blank line (models/commands.cpp).
+  // `fedsp pretrain --heldout 0.05`: the last 5% of the documents.
   auto n = docs.value().size();
   auto held = static_cast<std::size_t>(std::floor(static_cast<double>(n) * 0.05));
   byte_tokenizer tok;
-  std::vector<std::int64_t> tokens;
-  for (std::size_t i = n - held; i < n; ++i) {
-    for (auto id : tok.encode(docs.value()[i]))
-      tokens.push_back(id);
-    tokens.insert(tokens.end(), {'\n', '\n'});
-  }
+  auto tokens = document_stream(tok, docs.value(), n - held, n);
   auto m = model.value();
   double loss = heldout_loss(m, tokens, 256, 16, 8);
   std::printf("held-out loss %.4f nats per byte (stated %.4f)\n", loss, stated);
