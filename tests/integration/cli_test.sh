@@ -37,7 +37,17 @@ check "missing data file names the key and the file" expect_fail 2 "key 'data.di
 check "missing scenario file is named" expect_fail 2 "missing.yaml: cannot open" "$fedsp" run "$tmp/missing.yaml"
 check "unknown option" expect_fail 2 "unknown option '--fast'" "$fedsp" run "$src/tests/integration/tiny.yaml" --fast
 
+check "run --seed needs an integer" expect_fail 2 "--seed needs a non-negative integer" "$fedsp" run "$src/tests/integration/tiny.yaml" --seed -3
+printf 'method:\n  name: fedavg-magic\n' >"$tmp/bad-method.yaml"
+check "unknown method names the choices" expect_fail 2 "key 'method.name' must be one of fedsp, fedprompt" "$fedsp" run "$tmp/bad-method.yaml"
+printf 'federation:\n  rounds: 0\n' >"$tmp/zero-rounds.yaml"
+check "zero rounds only for zeroshot" expect_fail 2 "0 only for method zeroshot" "$fedsp" run "$tmp/zero-rounds.yaml"
+check "prepare without --out" expect_fail 2 "--out is required" "$fedsp" prepare spamassassin
+check "prepare of an unknown data set" expect_fail 2 "unknown data set 'imdb'" "$fedsp" prepare imdb --out "$tmp/p"
+check "prepare from a missing corpus" expect_fail 1 "preparation script failed" "$fedsp" prepare spamassassin --out "$tmp/p" --source "$tmp/nowhere"
 check "tiny run completes" "$fedsp" run "$src/tests/integration/tiny.yaml" --out "$tmp/run" --dump-messages "$tmp/msgs" --quiet
+chunk=$(ls "$tmp"/msgs/*-model_chunk-server.bin 2>/dev/null | head -n 1)
+check "model chunks were dumped and inspect reads one" bash -c "'$fedsp' inspect '$chunk' | grep -q 'chunk: 1 of '"
 check "run directory has events.jsonl and summary.json" test -s "$tmp/run/events.jsonl" -a -s "$tmp/run/summary.json"
 task=$(ls "$tmp"/msgs/*-task-server.bin 2>/dev/null | head -n 1)
 check "a Task message was dumped" test -n "$task"
