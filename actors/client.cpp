@@ -23,7 +23,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto session = self->state.session;
     auto prompts = std::make_shared<prompt_set>(t.prompts);
     auto seed = t.seed;
-    compute_job job{[=] { *out = session->round(*prompts, client_round_params{}, seed); }};
+    compute_job job{[=] { *out = session->round(*prompts, seed); }};
     self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
       .then(
         [=](double seconds) {
@@ -44,10 +44,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
           self->request(cfg.aggregator, caf::infinite, ctx->seal(envelope{me, std::move(up)}))
             .then([=](const wire_buffer& reply) {
               auto ack = decode(reply);
-              if (ack && std::holds_alternative<ack_msg>(ack.value().body)) {
-                ++self->state.tasks_done;
+              if (ack && std::holds_alternative<ack_msg>(ack.value().body))
                 return;
-              }
               ctx->log->warn("{}: update for task {} not acknowledged: {}", me, t.task_id,
                              ack ? describe(ack.value()) : ack.err().message());
             });

@@ -39,7 +39,6 @@ struct client_state {
   bool building = false;      // the session is being built on the worker
   std::shared_ptr<client_session> session;
   std::vector<task_msg> waiting; // tasks that arrived before the session
-  std::uint64_t tasks_done = 0;
   static inline const char* name = "client";
 };
 

@@ -371,7 +371,6 @@ void close_round(server_ptr self, const context_ptr& ctx) {
 void start_round(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
   ++st.round;
-  st.round_accepted = 0;
   st.round_failed = 0;
   std::vector<std::uint32_t> ids;
   for (auto& [id, c] : st.clients)
@@ -419,10 +418,8 @@ caf::behavior collecting(server_ptr self, const context_ptr& ctx) {
     },
     [=](accepted_atom, std::uint64_t task) {
       auto& st = self->state;
-      if (st.pending.erase(task)) {
-        ++st.round_accepted;
+      if (st.pending.erase(task))
         ++st.updates_accepted;
-      }
       settle();
     },
     [=](rejected_atom, std::uint64_t task) {

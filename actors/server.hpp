@@ -54,7 +54,6 @@ struct server_state {
   std::uint32_t round = 0;        // the current (or last) round
   std::uint64_t next_task = 0;
   std::map<std::uint64_t, std::uint32_t> pending; // open task -> client
-  std::uint32_t round_accepted = 0;
   std::uint32_t round_failed = 0;
 
   bool prepared = false;

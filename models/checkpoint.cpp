@@ -93,7 +93,6 @@ result<gpt2_config> config_from_json(const std::string& weights_path) {
 } // namespace
 
 namespace {
-result<gpt> gpt_from(st_file& st, const std::string& path);
 st_file gpt_file(gpt& model, const std::string& kind,
                  const std::map<std::string, std::string>& extra);
 } // namespace
@@ -102,14 +101,7 @@ result<gpt> load_gpt(const std::string& path) {
   auto file = read_safetensors(path);
   if (!file)
     return file.err();
-  return gpt_from(file.value(), path);
-}
-
-result<gpt> load_gpt_bytes(const std::string& bytes, const std::string& where) {
-  auto file = parse_safetensors(bytes, where);
-  if (!file)
-    return file.err();
-  return gpt_from(file.value(), where);
+  return load_gpt(file.value(), path);
 }
 
 result<std::string> gpt_bytes(gpt& model, const std::string& kind,
@@ -122,9 +114,7 @@ std::optional<error> save_gpt(const std::string& path, gpt& model, const std::st
   return write_safetensors(path, gpt_file(model, kind, extra));
 }
 
-namespace {
-
-result<gpt> gpt_from(st_file& st, const std::string& path) {
+result<gpt> load_gpt(st_file& st, const std::string& path) {
   gpt2_config cfg;
   std::vector<std::int64_t> layers;
   if (st.metadata.count("fedsp_format")) {
@@ -196,6 +186,8 @@ result<gpt> gpt_from(st_file& st, const std::string& path) {
     return error{errc::shape_mismatch, path + ": tensor 'lm_head.weight' does not match wte"};
   return model;
 }
+
+namespace {
 
 st_file gpt_file(gpt& model, const std::string& kind,
                  const std::map<std::string, std::string>& extra) {

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "models/gpt.hpp"
+#include "models/safetensors.hpp"
 #include "runtime/prompt_set.hpp"
 
 namespace fedsp::models {
@@ -32,8 +33,9 @@ std::optional<error> save_gpt(const std::string& path, gpt& model,
                               const std::string& kind = "gpt2",
                               const std::map<std::string, std::string>& extra = {});
 
-/// The same as files held in memory (models sent to clients).
-result<gpt> load_gpt_bytes(const std::string& bytes, const std::string& where);
+/// The same from a file already parsed (`where` names it in errors), and
+/// as bytes held in memory (models sent to clients).
+result<gpt> load_gpt(st_file& file, const std::string& where);
 result<std::string> gpt_bytes(gpt& model, const std::string& kind,
                               const std::map<std::string, std::string>& extra = {});
 

@@ -340,7 +340,7 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     auto st = parse_safetensors(bytes, "the received model");
     if (!st)
       return st.err();
-    auto body = load_gpt_bytes(bytes, "the received model");
+    auto body = load_gpt(st.value(), "the received model");
     if (!body)
       return body.err();
     m.body = body.value();
@@ -389,11 +389,8 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
   });
 }
 
-result<client_round_report> client_session::round(const prompt_set& prompts,
-                                                  const client_round_params& p,
-                                                  std::uint64_t seed) {
+result<client_round_report> client_session::round(const prompt_set& prompts, std::uint64_t seed) {
   auto& m = *impl_;
-  (void) p; // steps and rates are fixed at creation: the schedules span the run
   auto r = m.trainer->round(prompts, m.data, seed);
   if (!r)
     return r.err();

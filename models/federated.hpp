@@ -113,11 +113,6 @@ struct client_round_report {
   double flops = 0;                            // estimate of the round's work
 };
 
-struct client_round_params {
-  std::uint32_t model_steps = 0, prompt_steps = 10, batch = 8, accumulate = 1;
-  double model_lr = 1e-4, prompt_lr = 5e-2;
-};
-
 class client_session {
 public:
   /// From the model file the server sent (validated like any checkpoint).
@@ -126,8 +121,9 @@ public:
                                                         std::vector<mc_example> data);
   ~client_session();
 
-  result<client_round_report> round(const prompt_set& prompts, const client_round_params& p,
-                                    std::uint64_t seed);
+  /// One round with the steps and rates of the scenario it was created
+  /// from (fixed at creation: the stages' schedules span the whole run).
+  result<client_round_report> round(const prompt_set& prompts, std::uint64_t seed);
   std::int64_t parameters() const;
 
 private:
