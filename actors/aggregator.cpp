@@ -37,6 +37,11 @@ std::optional<error> validate(const aggregator_state& st, const envelope& env,
                                     + std::to_string(up.base_version)
                                     + " differs from the task's "
                                     + std::to_string(ex.base_version)};
+  if (st.max_staleness > 0 && st.version > ex.base_version
+      && st.version - ex.base_version > st.max_staleness)
+    return error{errc::task_closed, "update is " + std::to_string(st.version - ex.base_version)
+                                      + " versions stale, the bound is "
+                                      + std::to_string(st.max_staleness)};
   if (auto err = check_layout(layout, up.prompts))
     return err;
   if (auto err = check_values(up.prompts))
@@ -49,23 +54,28 @@ std::optional<error> validate(const aggregator_state& st, const envelope& env,
 } // namespace
 
 aggregator_actor::behavior_type
-aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
-           context_ptr ctx, caf::actor server, prompt_set layout) {
-  auto reject = [=](const error& err, std::uint64_t task, const std::string& from) {
+aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_ptr ctx,
+           prompt_set layout) {
+  // `task` goes back to the sender only when the task is its own; the event
+  // names the task the update claimed (`about`) either way.
+  auto reject = [=](const error& err, std::uint64_t task, const std::string& from,
+                    std::uint64_t about = 0) {
     ctx->event("reject", json::object{{"by", self_name},
                                       {"from", from},
-                                      {"task", task},
+                                      {"task", about != 0 ? about : task},
                                       {"reason", to_string(err.code)},
                                       {"text", err.text}});
     ctx->log->warn("aggregator rejected an update from '{}': {}", from,
                    err.message());
-    if (task != 0 && self->state.open.count(task))
-      caf::anon_send(server, rejected_atom::value, task);
     return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
   };
   return {
     [=](open_atom, const task_expectation& ex) {
       self->state.open[ex.task_id] = aggregator_state::open_task{ex, false};
+    },
+    [=](version_atom, std::uint64_t version, std::uint32_t bound) {
+      self->state.version = version;
+      self->state.max_staleness = bound;
     },
     [=](const wire_buffer& buf) -> wire_buffer {
       auto env = decode(buf);
@@ -84,23 +94,24 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
                    && self->state.open[up->task_id].expect.client_id == up->client_id
                    && env.value().sender == client_name(up->client_id)
                    && err->code != errc::duplicate;
-        return reject(*err, own ? up->task_id : 0, env.value().sender);
+        return reject(*err, own ? up->task_id : 0, env.value().sender, up->task_id);
       }
       auto& task = self->state.open[up->task_id];
       task.answered = true;
       auto round = task.expect.round;
+      auto expect = task.expect;
       ctx->event("update",
                  json::object{{"task", up->task_id},
                               {"client", up->client_id},
                               {"round", round},
                               {"base_version", up->base_version},
+                              {"staleness", self->state.version - up->base_version},
                               {"num_samples", up->num_samples},
                               {"loss_before", metric_or(up->metrics, "loss_before", NAN)},
                               {"loss_after", metric_or(up->metrics, "loss_after", NAN)}});
       auto task_id = up->task_id;
       auto client = up->client_id;
-      self->state.accepted.push_back({task_id, round, std::move(*up)});
-      caf::anon_send(server, accepted_atom::value, task_id);
+      self->state.accepted.push_back({task_id, std::move(expect), std::move(*up)});
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {
         ctx->traffic->from_client(client, buf.size_bytes());
@@ -108,63 +119,92 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
       }
       return ack;
     },
-    [=](close_atom, std::uint32_t round, std::uint32_t min_updates) {
+    [=](close_atom, const aggregate_request& req) {
       auto& st = self->state;
       aggregate_outcome out;
       // Close the round's tasks: later updates for them are task_closed.
-      for (auto it = st.open.begin(); it != st.open.end();) {
-        if (it->second.expect.round == round) {
-          st.closed.insert(it->first);
-          it = st.open.erase(it);
-        } else {
-          ++it;
+      if (req.round != 0 && req.close_round)
+        for (auto it = st.open.begin(); it != st.open.end();) {
+          if (it->second.expect.round == req.round) {
+            st.closed.insert(it->first);
+            it = st.open.erase(it);
+          } else {
+            ++it;
+          }
         }
-      }
-      std::vector<weighted_prompts> inputs;
+      std::vector<stale_update> inputs;
       double before = 0, after = 0, seconds = 0, flops = 0;
-      for (auto& a : st.accepted)
-        if (a.round == round) {
-          inputs.push_back({a.task_id, static_cast<double>(a.update.num_samples),
-                            &a.update.prompts});
-          out.updates.push_back(a.task_id);
-          out.per_client.emplace_back(a.update.client_id, a.update.prompts);
-          before += metric_or(a.update.metrics, "loss_before", 0);
-          after += metric_or(a.update.metrics, "loss_after", 0);
-          seconds += metric_or(a.update.metrics, "train_seconds", 0);
-          flops += metric_or(a.update.metrics, "flops", 0);
-        }
-      if (inputs.size() < std::max<std::uint32_t>(min_updates, 1)) {
-        out.note = "round " + std::to_string(round) + ": "
-                   + std::to_string(inputs.size()) + " update(s), "
-                   + std::to_string(std::max<std::uint32_t>(min_updates, 1))
+      for (auto& a : st.accepted) {
+        auto tau = req.version > a.expect.base_version ? req.version - a.expect.base_version : 0;
+        inputs.push_back({a.task_id, static_cast<double>(a.update.num_samples), tau,
+                          a.expect.base ? a.expect.base.get() : &req.current, &a.update.prompts});
+        out.updates.push_back(a.task_id);
+        out.staleness.push_back(tau);
+        out.per_client.emplace_back(a.update.client_id, a.update.prompts);
+        before += metric_or(a.update.metrics, "loss_before", 0);
+        after += metric_or(a.update.metrics, "loss_after", 0);
+        seconds += metric_or(a.update.metrics, "train_seconds", 0);
+        flops += metric_or(a.update.metrics, "flops", 0);
+      }
+      auto needed = std::max<std::uint32_t>(req.min_updates, 1);
+      result<prompt_set> folded = error{errc::empty_input, "nothing folded"};
+      if (inputs.size() < needed) {
+        out.note = (req.round ? "round " + std::to_string(req.round) + ": " : std::string())
+                   + std::to_string(inputs.size()) + " update(s), " + std::to_string(needed)
                    + " needed";
-        out.updates.clear();
-        out.per_client.clear();
-      } else if (auto avg = fedavg(inputs); avg) {
+      } else if (req.strategy == "fedasync") {
+        folded = req.current;
+        for (auto& in : inputs) {
+          folded = mix_async(folded.value(), in, req.staleness, req.alpha);
+          if (!folded)
+            break;
+        }
+      } else {
+        folded = fold_buffered(req.current, inputs, req.staleness, req.eta);
+      }
+      if (inputs.size() >= needed && !folded)
+        out.note = folded.err().message();
+      if (inputs.size() >= needed && folded) {
         out.has_result = true;
-        out.prompts = std::move(avg).value();
+        out.prompts = std::move(folded).value();
         auto n = static_cast<double>(inputs.size());
         out.mean_loss_before = before / n;
         out.mean_loss_after = after / n;
         out.mean_train_seconds = seconds / n;
         out.mean_flops = flops / n;
-        json ids = json::array{};
-        for (auto id : out.updates)
-          ids.as_array().push_back(id);
-        ctx->event("aggregate", json::object{{"round", round},
-                                             {"strategy", "fedavg"},
+        json ids = json::array{}, taus = json::array{};
+        for (std::size_t i = 0; i < out.updates.size(); ++i) {
+          ids.as_array().push_back(out.updates[i]);
+          taus.as_array().push_back(out.staleness[i]);
+        }
+        ctx->event("aggregate", json::object{{"round", req.round},
+                                             {"strategy", req.strategy},
                                              {"updates", ids},
+                                             {"staleness", taus},
                                              {"mean_loss_before", out.mean_loss_before},
                                              {"mean_loss_after", out.mean_loss_after}});
-      } else {
-        out.note = avg.err().message();
+        st.accepted.clear(); // each accepted update is folded exactly once
+      } else if (req.round != 0 && req.close_round) {
+        // A failed sync round: its updates are dropped with it.
+        std::size_t dropped = 0;
+        for (auto& a : st.accepted)
+          dropped += a.expect.round == req.round;
+        st.accepted.erase(std::remove_if(st.accepted.begin(), st.accepted.end(),
+                                         [&](auto& a) { return a.expect.round == req.round; }),
+                          st.accepted.end());
+        out.discarded = dropped;
+        if (dropped > 0)
+          ctx->event("updates_discarded", json::object{{"round", req.round}, {"count", dropped},
+                                                       {"reason", out.note}});
         out.updates.clear();
+        out.staleness.clear();
+        out.per_client.clear();
+      } else {
+        out.updates.clear(); // kept for the next aggregation
+        out.staleness.clear();
         out.per_client.clear();
       }
-      // Drop the round's updates: aggregated or not, they are done with.
-      st.accepted.erase(std::remove_if(st.accepted.begin(), st.accepted.end(),
-                                       [&](auto& a) { return a.round == round; }),
-                        st.accepted.end());
+      out.held = st.accepted.size();
       return out;
     },
   };

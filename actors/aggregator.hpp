@@ -1,17 +1,22 @@
-// aggregator: validates updates, records them, aggregates a round (FedAvg).
+// aggregator: validates updates, holds them, folds them into new prompts.
 //
 // Contract:
 //   (open, task_expectation)  from the server: an update for this task may come.
-//   Update envelope           from a client: answered with Ack or Reject.
-//   (close, round, min)       from the server: aggregate the round's accepted
-//                             updates if there are at least `min`; the round's
-//                             tasks are closed either way.
+//   (version, current, bound) from the server: the published version, and the
+//                             staleness bound (0: none) updates are held to.
+//   Update envelope           forwarded by the server when the clock reaches
+//                             it: answered with Ack or Reject.
+//   (close, aggregate_request) from the server: close a round's tasks (sync)
+//                             and fold every accepted update not yet
+//                             aggregated (runtime/strategy.hpp).
 //
 // Every inbound Update is checked before it touches state: decodable, an
 // update, a known and open task, the task's client, sender name matching,
-// base version of the task, prompt layout equal to the model's, finite, not a
-// second update for the task. A failure is a typed Reject plus a `reject`
-// event; accepted updates are `update` events and are reported to the server.
+// base version of the task, not staler than the bound, prompt layout equal
+// to the model's, finite, not a second update for the task. A failure is a
+// typed Reject plus a `reject` event; accepted updates are `update` events.
+// Each accepted update is folded into exactly one aggregate, or reported as
+// pending at the end of the run.
 #pragma once
 
 #include <map>
@@ -23,8 +28,9 @@ namespace fedsp {
 
 using aggregator_actor = caf::typed_actor<
   caf::reacts_to<open_atom, task_expectation>,
+  caf::reacts_to<version_atom, std::uint64_t, std::uint32_t>,
   caf::replies_to<wire_buffer>::with<wire_buffer>,
-  caf::replies_to<close_atom, std::uint32_t, std::uint32_t>::with<aggregate_outcome>>;
+  caf::replies_to<close_atom, aggregate_request>::with<aggregate_outcome>>;
 
 struct aggregator_state {
   struct open_task {
@@ -33,19 +39,20 @@ struct aggregator_state {
   };
   struct accepted_update {
     std::uint64_t task_id;
-    std::uint32_t round;
+    task_expectation expect;
     update_msg update;
   };
   std::map<std::uint64_t, open_task> open;     // task id -> expectation
   std::set<std::uint64_t> closed;              // tasks of closed rounds
   std::vector<accepted_update> accepted;       // not yet aggregated
+  std::uint64_t version = 0;                   // the current published version
+  std::uint32_t max_staleness = 0;             // 0: no bound
   static inline const char* name = "aggregator";
 };
 
-/// `server` is notified (accepted, task) / (rejected, task); `layout` is the
-/// model's prompt layout every update must match.
+/// `layout` is the model's prompt layout every update must match.
 aggregator_actor::behavior_type
-aggregator(aggregator_actor::stateful_pointer<aggregator_state> self,
-           context_ptr ctx, caf::actor server, prompt_set layout);
+aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_ptr ctx,
+           prompt_set layout);
 
 } // namespace fedsp

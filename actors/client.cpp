@@ -8,7 +8,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
   // A task that cannot be trained is answered with a Reject to the server,
   // which then stops waiting for it; the reason is logged and is an event.
   auto refuse = [=](const error& err, std::uint64_t task) {
-    ctx->event("reject", json::object{{"by", me},
+    if (!ctx->virtual_time) // on the virtual clock the server logs it in order
+      ctx->event("reject", json::object{{"by", me},
                                       {"task", task},
                                       {"reason", to_string(err.code)},
                                       {"text", err.text}});
@@ -41,7 +42,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
                          {"prompt_loss_last", r.prompt_loss_last},
                          {"train_seconds", seconds},
                          {"flops", r.flops}}};
-          self->request(cfg.aggregator, caf::infinite, ctx->seal(envelope{me, std::move(up)}))
+          self->request(cfg.server, caf::infinite, ctx->seal(envelope{me, std::move(up)}))
             .then([=](const wire_buffer& reply) {
               auto ack = decode(reply);
               if (ack && std::holds_alternative<ack_msg>(ack.value().body))
@@ -134,7 +135,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
           return;
         }
         if (st.model.complete()) {
-          ctx->event("model_received", json::object{{"client", cfg.id},
+          if (!ctx->virtual_time)
+            ctx->event("model_received", json::object{{"client", cfg.id},
                                                     {"model", chunk->model_id},
                                                     {"bytes", chunk->total_bytes},
                                                     {"chunks", chunk->count}});

@@ -9,7 +9,7 @@
 // FedSP, the global one for FedPrompt), in chunks checked against the
 // announced size and CRC-32. For each Task it checks the task is its own and
 // the prompts fit the announced layout, runs its round on a worker, and sends
-// the Update to the aggregator. Only prompts (plus counts and metrics) leave
+// the Update to the server (whose clock hands it to the aggregator). Only prompts (plus counts and metrics) leave
 // the client; its data and its copy of the model never do.
 #pragma once
 
@@ -26,8 +26,7 @@ struct client_config {
   std::uint32_t id = 0;
   std::shared_ptr<const std::vector<mc_example>> data; // private training split
   std::shared_ptr<const scenario> sc;                  // method and training settings
-  caf::actor server;                                   // receives Join
-  aggregator_actor aggregator;                         // receives Update
+  caf::actor server;                                   // receives Join and Update
   worker_actor worker;                                 // runs the training
 };
 

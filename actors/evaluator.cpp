@@ -46,7 +46,7 @@ evaluator(evaluator_actor::stateful_pointer<evaluator_state> self, context_ptr c
             json ev = json::object{{"version", version}, {"split", split},
                                    {"acc", r.global_acc}, {"acc_norm", r.global_acc_norm},
                                    {"loss", r.global_loss}, {"n", r.n},
-                                   {"seconds", seconds}};
+                                   {"wall_seconds", seconds}};
             metric_list metrics{{"acc", r.global_acc},
                                 {"acc_norm", r.global_acc_norm},
                                 {"loss", r.global_loss}};

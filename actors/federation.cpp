@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/server.hpp"
+#include "runtime/report.hpp"
 #include "runtime/rng.hpp"
 #include "models/federated.hpp"
 
@@ -82,6 +83,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
 
   auto log = make_logger(opts);
   real_clock clock;
+  timeline tl; // the server's event order; on the virtual clock also the time
   std::unique_ptr<event_log> events;
   std::unique_ptr<message_dump> dump;
   try {
@@ -94,7 +96,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   traffic_meter traffic;
   auto ctx = std::make_shared<run_context>();
   ctx->events = events.get();
-  ctx->clock = &clock;
+  ctx->virtual_time = sc.federation.clock == "virtual";
+  ctx->clock = ctx->virtual_time ? static_cast<const run_clock*>(&tl) : &clock;
   ctx->dump = dump.get();
   ctx->log = log;
   ctx->traffic = &traffic;
@@ -121,21 +124,19 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     std::vector<worker_actor> workers;
     for (std::uint32_t w = 0; w < workers_n; ++w)
       workers.push_back(sys.spawn<caf::detached>(worker));
-    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n};
+    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n, &tl};
     auto srv = sys.spawn(server, ctx, std::move(scfg));
     caf::scoped_actor self{sys};
-    // The server spawns its aggregator; clients send updates there directly.
+    // Clients send everything to the server; its clock hands updates to
+    // its aggregator in order.
     auto& train = data.value().train;
     std::vector<client_actor> clients;
-    aggregator_actor agg;
-    self->request(srv, caf::infinite, aggregator_atom::value)
-      .receive([&](aggregator_actor a) { agg = a; }, [&](caf::error& err) { failure = err; });
-    if (!failure) {
+    {
       for (std::uint32_t c = 0; c < clients_n; ++c) {
         auto shard = std::make_shared<std::vector<mc_example>>();
         for (auto i : shards.value()[c])
           shard->push_back(train[i]);
-        client_config ccfg{c, shard, shared_sc, srv, agg, workers[(c + 1) % workers_n]};
+        client_config ccfg{c, shard, shared_sc, srv, workers[(c + 1) % workers_n]};
         clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
       }
       self->request(srv, caf::infinite, run_atom::value)
@@ -164,8 +165,11 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                 .count());
   std::ofstream out(opts.out_dir + "/summary.json");
   out << summary.dump() << "\n";
+  out.close();
   if (!out)
     return error{errc::io, "cannot write " + opts.out_dir + "/summary.json"};
+  if (auto err = write_run_report(opts.out_dir))
+    return *err;
   return summary;
 }
 

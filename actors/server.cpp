@@ -13,10 +13,27 @@ namespace {
 const std::string self_name = "server";
 
 using server_ptr = caf::stateful_actor<server_state>*;
+using task_entry = server_state::task_entry;
 
-caf::behavior awaiting_joins(server_ptr self, const context_ptr& ctx);
-caf::behavior collecting(server_ptr self, const context_ptr& ctx);
-void evaluate(server_ptr self, const context_ptr& ctx);
+// Timeline tags: what an entry means, in the top byte; an id below.
+enum tag_kind : std::uint64_t { task_result = 1, deadline = 2, dropout = 3, retry = 4 };
+std::uint64_t tag(tag_kind k, std::uint64_t id) { return (std::uint64_t{k} << 56) | id; }
+tag_kind kind_of(std::uint64_t t) { return static_cast<tag_kind>(t >> 56); }
+std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
+
+void pump(server_ptr self, const context_ptr& ctx);
+void start_round(server_ptr self, const context_ptr& ctx);
+void refill(server_ptr self, const context_ptr& ctx);
+void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why);
+
+const scenario& sc_of(server_ptr self) { return *self->state.cfg.sc; }
+bool is_async(server_ptr self) { return sc_of(self).federation.mode == "async"; }
+bool is_virtual(server_ptr self) { return sc_of(self).federation.clock == "virtual"; }
+
+/// The time of the run: the timeline's on the virtual clock, else the wall's.
+double now(server_ptr self) {
+  return is_virtual(self) ? self->state.cfg.clock->now() : self->state.wall.now();
+}
 
 /// Seals a message for client `id`, counting its bytes.
 wire_buffer to_client(const context_ptr& ctx, std::uint32_t id, message_body body) {
@@ -26,77 +43,14 @@ wire_buffer to_client(const context_ptr& ctx, std::uint32_t id, message_body bod
   return buf;
 }
 
-// -- shared handlers -----------------------------------------------------------------
-
-/// Every envelope sent to the server is answered with one: Join with Welcome
-/// (then the client's model follows in chunks), a client's Reject of its own
-/// task (it could not train it) with Ack, and anything else with a Reject.
-wire_buffer on_wire(server_ptr self, const context_ptr& ctx, const wire_buffer& buf) {
-  auto& st = self->state;
-  auto refuse = [&](const error& err, const std::string& from) {
-    ctx->event("reject", json::object{{"by", self_name},
-                                      {"from", from},
-                                      {"reason", to_string(err.code)},
-                                      {"text", err.text}});
-    ctx->log->warn("server rejected a message from '{}': {}", from, err.message());
-    return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, 0}});
-  };
-  auto env = decode(buf);
-  if (!env)
-    return refuse(env.err(), "?");
-  auto& e = env.value();
-  if (auto* join = std::get_if<join_msg>(&e.body)) {
-    if (e.sender != client_name(join->client_id))
-      return refuse(error{errc::wrong_client, "join for " + client_name(join->client_id)
-                                                + " sent as '" + e.sender + "'"},
-                    e.sender);
-    auto handle = caf::actor_cast<client_actor>(self->current_sender());
-    if (!handle)
-      return refuse(error{errc::unknown_sender, "join without a reply address"}, e.sender);
-    auto id = join->client_id;
-    st.clients[id] = {handle, join->num_samples};
-    self->monitor(handle);
-    if (ctx->traffic != nullptr)
-      ctx->traffic->from_client(id, buf.size_bytes());
-    ctx->event("join", json::object{{"client", id}, {"num_samples", join->num_samples}});
-    auto& chunks = st.model_chunks;
-    welcome_msg w{id, st.version, st.cfg.session->layout(),
-                  chunks.empty() ? "" : chunks.front().model_id,
-                  chunks.empty() ? 0 : chunks.front().total_bytes,
-                  static_cast<std::uint32_t>(chunks.size())};
-    // The model goes out once, right behind the Welcome and before any Task.
-    for (auto& c : chunks) {
-      auto buf = ctx->seal(envelope{self_name, c});
-      if (ctx->traffic != nullptr)
-        ctx->traffic->model_to_client(id, buf.size_bytes());
-      self->send(handle, std::move(buf));
-    }
-    return to_client(ctx, id, std::move(w));
+double number(const json& j, std::initializer_list<const char*> path) {
+  const json* at = &j;
+  for (auto* k : path) {
+    at = at->find(k);
+    if (at == nullptr)
+      return NAN;
   }
-  if (auto* rej = std::get_if<reject_msg>(&e.body)) {
-    auto it = st.pending.find(rej->task_id);
-    if (it == st.pending.end() || e.sender != client_name(it->second))
-      return refuse(error{errc::unknown_task, "no open task " + std::to_string(rej->task_id)
-                                                + " of '" + e.sender + "'"},
-                    e.sender);
-    ctx->log->warn("{} could not train task {}: {}", e.sender, rej->task_id, rej->text);
-    st.pending.erase(it);
-    ++st.round_failed;
-    return ctx->seal(envelope{self_name, ack_msg{rej->task_id}});
-  }
-  return refuse(error{errc::unsupported,
-                      std::string("server takes join or reject, got ") + kind_name(e.body)},
-                e.sender);
-}
-
-/// Starts once prepared, every expected client joined and main asked to run.
-void maybe_start(server_ptr self, const context_ptr& ctx) {
-  auto& st = self->state;
-  if (st.prepared && st.run_requested && st.round == 0 && st.pending.empty()
-      && st.clients.size() >= st.cfg.expected_clients) {
-    ctx->log->info("{} clients joined; scoring version 0", st.clients.size());
-    evaluate(self, ctx);
-  }
+  return at->is_number() ? at->as_number() : NAN;
 }
 
 json eval_record(const eval_report_msg& rep) {
@@ -110,71 +64,125 @@ json eval_record(const eval_report_msg& rep) {
   return rec;
 }
 
-double number(const json& j, std::initializer_list<const char*> path) {
-  const json* at = &j;
-  for (auto* k : path) {
-    at = at->find(k);
-    if (at == nullptr)
-      return NAN;
+/// Stops the actor after an internal failure (a crashed worker or helper).
+void fail(server_ptr self, const context_ptr& ctx, const caf::error& err, const char* what) {
+  ctx->log->error("{} failed: {}", what, self->system().render(err));
+  self->state.done.deliver(err);
+  self->quit(err);
+}
+
+// -- incoming envelopes ---------------------------------------------------------------
+
+/// Join with Welcome (the model follows in chunks); Update and a client's
+/// Reject of its own task are held until the clock reaches the task's
+/// result; anything else gets a Reject.
+caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, const wire_buffer& buf) {
+  auto& st = self->state;
+  auto refuse = [&](const error& err, const std::string& from, std::uint64_t task = 0) {
+    ctx->event("reject", json::object{{"by", self_name},
+                                      {"from", from},
+                                      {"task", task},
+                                      {"reason", to_string(err.code)},
+                                      {"text", err.text}});
+    ctx->log->warn("server rejected a message from '{}': {}", from, err.message());
+    return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
+  };
+  auto env = decode(buf);
+  if (!env)
+    return refuse(env.err(), "?");
+  auto& e = env.value();
+  if (auto* join = std::get_if<join_msg>(&e.body)) {
+    if (e.sender != client_name(join->client_id))
+      return refuse(error{errc::wrong_client, "join for " + client_name(join->client_id)
+                                                + " sent as '" + e.sender + "'"},
+                    e.sender);
+    auto handle = caf::actor_cast<client_actor>(self->current_sender());
+    if (!handle)
+      return refuse(error{errc::unknown_sender, "join without a reply address"}, e.sender);
+    if (st.running && st.clients.count(join->client_id))
+      return refuse(error{errc::duplicate, client_name(join->client_id) + " already joined"},
+                    e.sender);
+    auto id = join->client_id;
+    auto& c = st.clients[id];
+    c.handle = handle;
+    c.num_samples = join->num_samples;
+    c.profile = id < st.profiles.size() ? st.profiles[id] : client_profile{};
+    self->monitor(handle);
+    if (ctx->traffic != nullptr)
+      ctx->traffic->from_client(id, buf.size_bytes());
+    auto& chunks = st.model_chunks;
+    std::size_t model_bytes = 0;
+    for (auto& ch : chunks)
+      model_bytes += ch.data.size();
+    c.ready_at = now(self) + (model_bytes > 0 ? c.profile.transfer_seconds(model_bytes) : 0.0);
+    // On the virtual clock joins are logged at the start, in client order.
+    if (!is_virtual(self))
+      ctx->event("join", json::object{{"client", id}, {"num_samples", join->num_samples}});
+    welcome_msg w{id, st.version, st.cfg.session->layout(),
+                  chunks.empty() ? "" : chunks.front().model_id,
+                  chunks.empty() ? 0 : chunks.front().total_bytes,
+                  static_cast<std::uint32_t>(chunks.size())};
+    // The model goes out once, right behind the Welcome and before any Task.
+    for (auto& ch : chunks) {
+      auto b = ctx->seal(envelope{self_name, ch});
+      if (ctx->traffic != nullptr)
+        ctx->traffic->model_to_client(id, b.size_bytes());
+      self->send(handle, std::move(b));
+    }
+    return to_client(ctx, id, std::move(w));
   }
-  return at->is_number() ? at->as_number() : NAN;
-}
-
-// -- phases --------------------------------------------------------------------------
-
-caf::behavior finished(server_ptr self, const context_ptr& ctx) {
-  auto& st = self->state;
-  for (auto& [id, c] : st.clients)
-    self->send(c.handle, to_client(ctx, id, shutdown_msg{"run complete"}));
-  ctx->event("shutdown", json::object{{"version", st.version}, {"rounds", st.round}});
-  auto& session = *st.cfg.session;
-  json traffic = json::object{};
+  auto* up = std::get_if<update_msg>(&e.body);
+  auto* rej = std::get_if<reject_msg>(&e.body);
+  if (up == nullptr && rej == nullptr)
+    return refuse(error{errc::unsupported, std::string("server takes join, update or reject, got ")
+                                             + kind_name(e.body)},
+                  e.sender);
+  auto task_id = up ? up->task_id : rej->task_id;
+  auto it = st.tasks.find(task_id);
+  if (it == st.tasks.end() || e.sender != client_name(it->second.client)) {
+    if (st.gone.count(task_id))
+      return refuse(error{errc::task_closed, "task " + std::to_string(task_id)
+                                               + ": its client dropped out mid-task"},
+                    e.sender);
+    if (rej != nullptr)
+      return refuse(error{errc::unknown_task, "no open task " + std::to_string(task_id) + " of '"
+                                                + e.sender + "'"},
+                    e.sender);
+    // Not a task this sender holds: the aggregator says exactly why.
+    auto rp = self->make_response_promise<wire_buffer>();
+    self->request(st.aggregator, caf::infinite, buf)
+      .then([=](const wire_buffer& reply) mutable { rp.deliver(reply); },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+    return rp;
+  }
+  auto& t = it->second;
+  if (t.arrived)
+    return refuse(error{errc::duplicate, "task " + std::to_string(task_id) + " already answered"},
+                  e.sender);
+  t.arrived = true;
   if (ctx->traffic != nullptr)
-    for (auto& [id, t] : ctx->traffic->totals())
-      traffic.set(client_name(id), json::object{{"bytes_received", t.to_client},
-                                                 {"bytes_sent", t.from_client},
-                                                 {"model_bytes_received", t.model}});
-  json summary = json::object{
-    {"scenario", st.cfg.sc->name},
-    {"method", st.cfg.sc->method.name},
-    {"seed", st.cfg.sc->seed},
-    {"rounds", st.round},
-    {"final_version", st.version},
-    {"clients", st.clients.size()},
-    {"tasks_sent", st.tasks_sent},
-    {"updates_accepted", st.updates_accepted},
-    {"updates_rejected", st.updates_rejected},
-    {"parameters", json::object{{"global", session.global_parameters()},
-                                {"auxiliary", session.aux_parameters()},
-                                {"client_model_bytes", session.client_model().size()}}},
-    {"distillation", st.distillation},
-    {"initial", st.initial_eval},
-    {"final", st.last_eval},
-    {"traffic", traffic},
-    {"per_round", st.rounds},
-  };
-  st.done.deliver(summary.dump());
-  return {
-    [=](const wire_buffer&) {}, // the run is over: late messages are dropped
-  };
+    ctx->traffic->from_client(t.client, buf.size_bytes());
+  caf::result<wire_buffer> answer = wire_buffer{};
+  if (up != nullptr) {
+    t.update = buf;
+    t.reply = self->make_response_promise();
+    answer = t.reply;
+  } else {
+    t.refusal = rej->text;
+    ctx->log->warn("{} could not train task {}: {}", e.sender, task_id, rej->text);
+    answer = ctx->seal(envelope{self_name, ack_msg{task_id}});
+  }
+  if (is_virtual(self)) {
+    if (t.entry != 0)
+      self->state.cfg.clock->complete(t.entry);
+  } else {
+    t.entry = st.cfg.clock->schedule(now(self), tag(task_result, task_id));
+  }
+  pump(self, ctx);
+  return answer;
 }
 
-void log_round(server_ptr self, const context_ptr& ctx) {
-  auto& st = self->state;
-  auto& last = st.rounds.as_array().back();
-  auto num = [&](const char* k) { return number(last, {k}); };
-  ctx->log->info("round {}/{} | version {} | updates {}/{} | client loss {:.3f} -> {:.3f} | "
-                 "test acc {:.3f} acc_norm {:.3f} | aux acc {:.3f}",
-                 st.round, st.cfg.sc->federation.rounds, st.version, num("updates"),
-                 num("selected"), num("mean_loss_before"), num("mean_loss_after"),
-                 num("test_acc"), num("test_acc_norm"), num("aux_test_acc"));
-}
-
-caf::behavior evaluating(server_ptr self, const context_ptr& ctx) {
-  return {
-    [=](const wire_buffer& buf) { return on_wire(self, ctx, buf); },
-  };
-}
+// -- evaluation and publishing --------------------------------------------------------
 
 /// Scores `prompts` through the evaluator; `then` gets the eval record.
 template <class Then>
@@ -193,11 +201,7 @@ void score(server_ptr self, const context_ptr& ctx, prompt_set prompts, Then the
         ctx->log->error("evaluation failed: {}", why);
         then(json::object{{"version", self->state.version}, {"error", why}});
       },
-      [=](caf::error& err) {
-        ctx->log->error("evaluator failed: {}", self->system().render(err));
-        self->state.done.deliver(err);
-        self->quit(err);
-      });
+      [=](caf::error& err) { fail(self, ctx, err, "evaluator"); });
 }
 
 /// Local-only: every client's own prompts are scored and averaged.
@@ -206,14 +210,13 @@ void score_each_client(server_ptr self, const context_ptr& ctx,
                        std::function<void(json)> then) {
   if (ids.empty()) {
     double a = 0, an = 0;
+    json per = json::array{};
     for (auto& r : *acc) {
       a += number(r, {"global", "test_acc"});
       an += number(r, {"global", "test_acc_norm"});
+      per.as_array().push_back(number(r, {"global", "test_acc"}));
     }
     auto n = static_cast<double>(std::max<std::size_t>(1, acc->size()));
-    json per = json::array{};
-    for (auto& r : *acc)
-      per.as_array().push_back(number(r, {"global", "test_acc"}));
     then(json::object{{"global", json::object{{"test_acc", a / n}, {"test_acc_norm", an / n}}},
                       {"version", self->state.version},
                       {"per_client_test_acc", per}});
@@ -223,101 +226,162 @@ void score_each_client(server_ptr self, const context_ptr& ctx,
   ids.pop_back();
   auto& st = self->state;
   auto it = st.own_prompts.find(id);
-  score(self, ctx, it == st.own_prompts.end() ? st.prompts : it->second,
-        [=](json rec) {
-          acc->push_back(std::move(rec));
-          score_each_client(self, ctx, acc, ids, then);
-        });
+  score(self, ctx, it == st.own_prompts.end() ? st.prompts : it->second, [=](json rec) {
+    acc->push_back(std::move(rec));
+    score_each_client(self, ctx, acc, ids, then);
+  });
 }
 
-void evaluate(server_ptr self, const context_ptr& ctx) {
+/// Scores the current version (if `due`) and records it; then `next`.
+void evaluate(server_ptr self, const context_ptr& ctx, bool due, std::function<void()> next) {
   auto& st = self->state;
-  self->become(evaluating(self, ctx));
-  auto next = [=](json rec) {
+  auto record = [=](json rec) {
     auto& st = self->state;
-    if (st.round == 0) {
+    st.last_eval_version = st.version;
+    if (st.version == 0 && st.rounds.as_array().empty()) {
       st.initial_eval = rec;
       ctx->log->info("version 0 (before training): test acc {:.3f} acc_norm {:.3f}",
                      number(rec, {"global", "test_acc"}), number(rec, {"global", "test_acc_norm"}));
-    } else if (rec.find("global") == nullptr) {
-      log_round(self, ctx);
-    } else {
+    } else if (!st.rounds.as_array().empty() && rec.find("global") != nullptr) {
       auto& last = st.rounds.as_array().back();
       last.set("test_acc", number(rec, {"global", "test_acc"}));
       last.set("test_acc_norm", number(rec, {"global", "test_acc_norm"}));
+      last.set("test_loss", number(rec, {"global", "test_loss"}));
       if (rec.find("aux") != nullptr) {
         last.set("aux_test_acc", number(rec, {"aux", "test_acc"}));
         last.set("aux_test_acc_norm", number(rec, {"aux", "test_acc_norm"}));
       }
-      log_round(self, ctx);
     }
     if (rec.find("global") != nullptr)
       st.last_eval = rec;
-    if (st.round >= st.cfg.sc->federation.rounds)
-      self->become(finished(self, ctx));
-    else
-      self->become(collecting(self, ctx));
+    next();
   };
-  bool last_round = st.round >= st.cfg.sc->federation.rounds;
-  if (st.round > 0 && !last_round && st.round % st.cfg.sc->eval.every != 0) {
-    next(json::object{{"version", st.version}}); // not scored this round
+  if (!due) {
+    next();
     return;
   }
-  if (!st.cfg.plan.aggregate && st.round > 0) {
-    if (!last_round) { // local-only: clients' prompts are scored at the end only
-      next(json::object{{"version", st.version}});
-      return;
-    }
+  st.busy = true;
+  if (!st.cfg.plan.aggregate && st.version > 0) { // local-only: each client's own prompts
     std::vector<std::uint32_t> ids;
     for (auto& [id, c] : st.clients)
       ids.push_back(id);
-    score_each_client(self, ctx, std::make_shared<std::vector<json>>(), ids, next);
+    score_each_client(self, ctx, std::make_shared<std::vector<json>>(), ids, record);
     return;
   }
-  score(self, ctx, st.prompts, next);
+  score(self, ctx, st.prompts, record);
 }
 
-/// Publishes `prompts` as the next version and moves on to evaluation.
+void log_progress(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto& f = sc_of(self).federation;
+  auto& last = st.rounds.as_array().back();
+  auto num = [&](const char* k) { return number(last, {k}); };
+  auto where = is_async(self) ? fmt::format("version {}/{}", st.version, f.max_versions())
+                              : fmt::format("round {}/{} | version {}", st.round, f.rounds,
+                                            st.version);
+  ctx->log->info("{} | t {:.1f} s | updates {} | client loss {:.3f} -> {:.3f} | test acc {:.3f} "
+                 "acc_norm {:.3f} | aux acc {:.3f} | accepted {} late {} stale {} dropouts {}",
+                 where, now(self), num("updates"), num("mean_loss_before"),
+                 num("mean_loss_after"), num("test_acc"), num("test_acc_norm"),
+                 num("aux_test_acc"), st.updates_accepted, st.updates_late, st.updates_stale,
+                 st.dropouts);
+}
+
+/// What happens after a version is published (or a round failed) and scored.
+void after_version(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto& f = sc_of(self).federation;
+  log_progress(self, ctx);
+  st.busy = false;
+  bool budget = f.time_budget_s > 0 && now(self) >= f.time_budget_s;
+  if (is_async(self)) {
+    if (st.version >= f.max_versions() || budget) {
+      finish_run(self, ctx, budget ? "time budget" : "versions");
+      return;
+    }
+    refill(self, ctx);
+  } else {
+    if (st.round >= f.rounds || budget) {
+      finish_run(self, ctx, budget ? "time budget" : "rounds");
+      return;
+    }
+    start_round(self, ctx);
+  }
+  pump(self, ctx);
+}
+
+/// Is version `v` (or the last) due for scoring?
+bool eval_due(server_ptr self, bool last) {
+  auto& st = self->state;
+  auto every = sc_of(self).eval.every;
+  auto step = is_async(self) ? st.version : st.round;
+  return last || step % every == 0;
+}
+
+bool last_step(server_ptr self) {
+  auto& st = self->state;
+  auto& f = sc_of(self).federation;
+  bool budget = f.time_budget_s > 0 && now(self) >= f.time_budget_s;
+  return budget || (is_async(self) ? st.version >= f.max_versions() : st.round >= f.rounds);
+}
+
+/// Publishes `prompts` as the next version, scores it when due, goes on.
 void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json rec) {
   auto& st = self->state;
   ++st.version;
   st.prompts = std::move(prompts);
   st.prompts.version = st.version;
+  st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
+  self->send(st.aggregator, version_atom::value, st.version,
+             sc_of(self).federation.max_staleness);
   ctx->event("publish", json::object{{"version", st.version}, {"round", st.round}});
   rec.set("version", st.version);
   st.rounds.as_array().push_back(std::move(rec));
-  evaluate(self, ctx);
+  evaluate(self, ctx, eval_due(self, last_step(self)), [=] { after_version(self, ctx); });
 }
 
-void close_round(server_ptr self, const context_ptr& ctx) {
+/// Asks the aggregator for an aggregate and publishes it (FedSP: after the
+/// server step). `round` 0 in async mode.
+void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
+               std::uint32_t min_updates, json rec) {
   auto& st = self->state;
-  auto per_round = st.cfg.sc->federation.clients_per_round
-                     ? st.cfg.sc->federation.clients_per_round
-                     : static_cast<std::uint32_t>(st.clients.size());
-  auto quorum = st.cfg.sc->federation.quorum ? st.cfg.sc->federation.quorum : per_round;
-  for (auto& [task, client] : st.pending)
-    ctx->event("task_missed", json::object{{"task", task}, {"client", client}, {"round", st.round}});
-  auto missed = st.pending.size();
-  st.pending.clear();
-  self->become(caf::behavior{
-    [=](const wire_buffer& buf) { return on_wire(self, ctx, buf); }}); // aggregating
-  self->request(st.aggregator, caf::infinite, close_atom::value, st.round, quorum)
+  auto& f = sc_of(self).federation;
+  st.busy = true;
+  aggregate_request req;
+  req.round = round;
+  req.close_round = f.late_updates == "drop";
+  req.min_updates = min_updates;
+  req.version = st.version;
+  req.current = st.prompts;
+  req.strategy = f.aggregator;
+  req.staleness = f.staleness;
+  req.eta = f.server_rate;
+  req.alpha = f.fedasync_alpha;
+  self->request(st.aggregator, caf::infinite, close_atom::value, std::move(req))
     .then(
-      [=](const aggregate_outcome& out) {
+      [=](const aggregate_outcome& out) mutable {
         auto& st = self->state;
-        json rec = json::object{{"round", st.round},          {"selected", per_round},
-                                {"updates", out.updates.size()}, {"missed", missed},
-                                {"failed", st.round_failed}};
+        st.updates_discarded += out.discarded;
+        st.updates_held = out.held;
+        rec.set("t", now(self));
+        rec.set("updates", out.updates.size());
         if (!out.has_result) {
-          ctx->event("round_failed",
-                     json::object{{"round", st.round}, {"reason", out.note}, {"version", st.version}});
-          ctx->log->warn("round {}: no aggregate ({}); keeping version {}", st.round, out.note,
+          ctx->event("round_failed", json::object{{"round", round},
+                                                  {"reason", out.note},
+                                                  {"version", st.version}});
+          ctx->log->warn("round {}: no aggregate ({}); keeping version {}", round, out.note,
                          st.version);
           rec.set("version", st.version);
           st.rounds.as_array().push_back(std::move(rec));
-          evaluate(self, ctx);
+          evaluate(self, ctx, last_step(self), [=] { after_version(self, ctx); });
           return;
         }
+        st.updates_aggregated += out.updates.size();
+        st.unaggregated = 0;
+        std::uint64_t stale = 0;
+        for (auto s : out.staleness)
+          stale += s > 0;
+        rec.set("stale_updates", stale);
         rec.set("mean_loss_before", out.mean_loss_before);
         rec.set("mean_loss_after", out.mean_loss_after);
         rec.set("client_seconds", out.mean_train_seconds);
@@ -332,114 +396,459 @@ void close_round(server_ptr self, const context_ptr& ctx) {
           publish(self, ctx, out.prompts, std::move(rec));
           return;
         }
-        // FedSP: the averaged prompts are tuned on the global model first.
+        // FedSP: the aggregated prompts are tuned on the global model first.
         auto step = std::make_shared<result<server_step_report>>(error{errc::unknown, "not run"});
         auto session = st.cfg.session;
         auto avg = std::make_shared<prompt_set>(out.prompts);
-        auto seed = mix_seed(st.cfg.sc->seed, 500'000 + st.round);
+        auto seed = mix_seed(sc_of(self).seed, 500'000 + st.version + 1);
         compute_job job{[=] { *step = session->server_step(*avg, seed); }};
         self->request(st.cfg.worker, caf::infinite, run_atom::value, std::move(job))
           .then(
             [=](double) mutable {
               if (!step->ok()) {
-                ctx->log->error("server step failed: {}; publishing the average",
+                ctx->log->error("server step failed: {}; publishing the aggregate",
                                 step->err().message());
                 publish(self, ctx, *avg, std::move(rec));
                 return;
               }
               auto& s = step->value();
-              ctx->event("server_step", json::object{{"round", self->state.round},
+              ctx->event("server_step", json::object{{"version", self->state.version + 1},
                                                      {"loss_before", s.loss_before},
                                                      {"loss_after", s.loss_after},
-                                                     {"seconds", s.seconds}});
+                                                     {"wall_seconds", s.seconds}});
               rec.set("server_loss_before", s.loss_before);
               rec.set("server_loss_after", s.loss_after);
               publish(self, ctx, s.prompts, std::move(rec));
             },
-            [=](caf::error& err) {
-              self->state.done.deliver(err);
-              self->quit(err);
-            });
+            [=](caf::error& err) { fail(self, ctx, err, "worker"); });
       },
-      [=](caf::error& err) {
-        ctx->log->error("aggregator failed: {}", self->system().render(err));
-        self->state.done.deliver(err);
-        self->quit(err);
-      });
+      [=](caf::error& err) { fail(self, ctx, err, "aggregator"); });
 }
 
+// -- tasks ----------------------------------------------------------------------------
+
+/// Sends client `id` a task on the current prompts and puts its modelled
+/// result on the timeline (or, if it will drop out, its dropout).
+void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::uint32_t round) {
+  auto& st = self->state;
+  auto& sc = sc_of(self);
+  auto& c = st.clients[id];
+  auto task_id = ++st.next_task;
+  ++st.tasks_sent;
+  auto own = st.own_prompts.find(id);
+  bool use_own = !st.cfg.plan.aggregate && own != st.own_prompts.end();
+  auto base = use_own ? std::make_shared<const prompt_set>(own->second) : st.prompts_ptr;
+  self->send(st.aggregator, open_atom::value,
+             task_expectation{task_id, id, st.version, round, base});
+  auto& tr = sc.training;
+  double t0 = now(self);
+  double deadline = round != 0 ? t0 + sc.federation.round_deadline_s : 0.0;
+  task_msg msg{task_id,         id,          st.version,    *base,
+               tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
+               mix_seed(sc.seed, 1'000'000 + task_id), deadline, round};
+  msg.prompts.version = st.version;
+  auto buf = to_client(ctx, id, std::move(msg));
+  task_entry t;
+  t.id = task_id;
+  t.client = id;
+  t.base_version = st.version;
+  t.round = round;
+  t.started = t0;
+  json ev = json::object{{"task", task_id}, {"client", id}, {"round", round},
+                         {"base_version", st.version}};
+  if (is_virtual(self)) {
+    // Modelled: the model must have arrived, the task comes down, the client
+    // computes at its speed, the update goes up (about the task's size).
+    double start = std::max(t0, c.ready_at);
+    double compute = c.profile.compute_seconds(st.cfg.session->client_task_flops(),
+                                               sc.compute.reference_gflops * 1e9);
+    double finish = start + c.profile.transfer_seconds(buf.size_bytes()) + compute
+                    + c.profile.transfer_seconds(buf.size_bytes());
+    // Does the client leave before it is done? (clients.dropout, or the end
+    // of its availability window)
+    double leaves = sc.clients.online.offline_at(id, start);
+    rng r(mix_seed(sc.seed, 9'000'000 + task_id));
+    double u = uniform01(r), v = uniform01(r);
+    if (u < sc.clients.dropout)
+      leaves = std::min(leaves, start + v * (finish - start));
+    t.finish = finish;
+    ev.set("start", start);
+    ev.set("finish", finish);
+    if (leaves < finish) {
+      ev.set("leaves", leaves);
+      t.entry = 0; // its result, whenever it comes, is never delivered
+      st.cfg.clock->schedule(leaves, tag(dropout, task_id));
+    } else {
+      t.entry = st.cfg.clock->expect(finish, tag(task_result, task_id));
+    }
+  }
+  c.busy = true;
+  ctx->event("task", ev);
+  st.tasks.emplace(task_id, std::move(t));
+  if (round != 0)
+    st.round_tasks.insert(task_id);
+  else
+    ++st.active;
+  self->send(c.handle, std::move(buf));
+}
+
+/// Sync: the round is over (enough updates, none left, or the deadline).
+void close_round(server_ptr self, const context_ptr& ctx, const char* why) {
+  auto& st = self->state;
+  auto& f = sc_of(self).federation;
+  st.round_open = false;
+  for (auto task : st.round_tasks) {
+    auto it = st.tasks.find(task);
+    if (it == st.tasks.end())
+      continue;
+    it->second.late = true;
+    ctx->event("task_late", json::object{{"task", task},
+                                         {"client", it->second.client},
+                                         {"round", st.round},
+                                         {"policy", f.late_updates}});
+  }
+  st.round_tasks.clear();
+  auto quorum = f.quorum ? std::min(f.quorum, st.round_target) : st.round_target;
+  json rec = json::object{{"round", st.round},
+                          {"selected", st.round_target},
+                          {"accepted", st.round_accepted},
+                          {"failed", st.round_failed},
+                          {"closed_by", why}};
+  aggregate(self, ctx, st.round, std::max<std::uint32_t>(quorum, 1), std::move(rec));
+}
+
+/// Sync: selects the round's clients among those idle and online.
 void start_round(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
+  auto& sc = sc_of(self);
+  auto& f = sc.federation;
   ++st.round;
+  st.round_accepted = 0;
   st.round_failed = 0;
   std::vector<std::uint32_t> ids;
-  for (auto& [id, c] : st.clients)
-    ids.push_back(id);
-  rng r(mix_seed(st.cfg.sc->seed, st.round));
-  shuffle(ids, r);
-  auto k = st.cfg.sc->federation.clients_per_round;
-  if (k != 0 && k < ids.size())
-    ids.resize(k);
-  std::sort(ids.begin(), ids.end());
-  auto deadline_s = st.cfg.sc->federation.round_deadline_s;
-  auto deadline = ctx->now() + deadline_s;
-  auto& tr = st.cfg.sc->training;
-  for (auto id : ids) {
-    auto task_id = ++st.next_task;
-    st.pending[task_id] = id;
-    ++st.tasks_sent;
-    self->send(st.aggregator, open_atom::value, task_expectation{task_id, id, st.version, st.round});
-    auto own = st.own_prompts.find(id);
-    const auto& prompts = !st.cfg.plan.aggregate && own != st.own_prompts.end() ? own->second
-                                                                                  : st.prompts;
-    task_msg t{task_id,       id,          st.version,    prompts,
-               tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
-               mix_seed(st.cfg.sc->seed, 1'000'000 + task_id), deadline, st.round};
-    t.prompts.version = st.version;
-    ctx->event("task", json::object{{"task", task_id}, {"client", id}, {"round", st.round},
-                                    {"base_version", st.version}});
-    self->send(st.clients[id].handle, to_client(ctx, id, std::move(t)));
+  std::uint32_t offline = 0, busy = 0;
+  for (auto& [id, c] : st.clients) {
+    if (c.busy)
+      ++busy;
+    else if (!sc.clients.online.online(id, now(self), st.round, sc.seed))
+      ++offline;
+    else
+      ids.push_back(id);
   }
-  self->delayed_send(self, std::chrono::microseconds(static_cast<std::int64_t>(deadline_s * 1e6)),
-                     timeout_atom::value, st.round);
+  rng r(mix_seed(sc.seed, st.round));
+  shuffle(ids, r);
+  auto per_round = f.clients_per_round ? f.clients_per_round
+                                       : static_cast<std::uint32_t>(st.clients.size());
+  auto want = static_cast<std::size_t>(std::ceil(per_round * f.over_selection - 1e-9));
+  if (ids.size() > want)
+    ids.resize(want);
+  std::sort(ids.begin(), ids.end());
+  st.round_target = std::min<std::uint32_t>(per_round, static_cast<std::uint32_t>(ids.size()));
+  st.round_open = true;
+  ctx->event("round", json::object{{"round", st.round},
+                                   {"selected", ids.size()},
+                                   {"target", st.round_target},
+                                   {"offline", offline},
+                                   {"busy", busy}});
+  for (auto id : ids)
+    dispatch(self, ctx, id, st.round);
+  if (is_virtual(self))
+    st.cfg.clock->schedule(now(self) + f.round_deadline_s, tag(deadline, st.round));
+  else
+    self->delayed_send(self,
+                       std::chrono::microseconds(static_cast<std::int64_t>(f.round_deadline_s * 1e6)),
+                       timeout_atom::value, st.round);
 }
 
-caf::behavior collecting(server_ptr self, const context_ptr& ctx) {
-  start_round(self, ctx);
-  auto settle = [=] {
-    if (self->state.pending.empty())
-      close_round(self, ctx);
-  };
-  return {
-    [=](const wire_buffer& buf) {
-      auto reply = on_wire(self, ctx, buf);
-      settle();
-      return reply;
-    },
-    [=](accepted_atom, std::uint64_t task) {
-      auto& st = self->state;
-      if (st.pending.erase(task))
-        ++st.updates_accepted;
-      settle();
-    },
-    [=](rejected_atom, std::uint64_t task) {
-      auto& st = self->state;
-      ++st.updates_rejected;
-      if (st.pending.erase(task))
-        ++st.round_failed;
-      settle();
-    },
-    [=](timeout_atom, std::uint32_t round) {
-      if (round == self->state.round && !self->state.pending.empty()) {
-        ctx->log->warn("round {} deadline: {} task(s) still open", round,
-                       self->state.pending.size());
-        close_round(self, ctx);
+/// Async: keeps `concurrency` tasks in flight on idle, online clients.
+void refill(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto& sc = sc_of(self);
+  auto& f = sc.federation;
+  auto n = static_cast<std::uint32_t>(st.clients.size());
+  auto slots = f.concurrency ? f.concurrency : (f.clients_per_round ? f.clients_per_round : n);
+  if (st.stopping)
+    return;
+  while (st.active < slots) {
+    std::vector<std::uint32_t> idle;
+    for (auto& [id, c] : st.clients)
+      if (!c.busy)
+        idle.push_back(id);
+    auto draw = ++st.draws;
+    rng r(mix_seed(sc.seed, 3'000'000 + draw));
+    shuffle(idle, r);
+    std::optional<std::uint32_t> pick;
+    for (auto id : idle)
+      if (sc.clients.online.online(id, now(self), draw, sc.seed)) {
+        pick = id;
+        break;
       }
+    if (!pick) {
+      // Nobody to give work to now: look again a little later.
+      if (!st.retry_scheduled && is_virtual(self)) {
+        st.retry_scheduled = true;
+        st.cfg.clock->schedule(now(self) + 1.0, tag(retry, 0));
+      }
+      return;
+    }
+    dispatch(self, ctx, *pick, 0);
+  }
+}
+
+/// A task's result is due: hand it to the aggregator (or record why not).
+void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
+  auto& st = self->state;
+  auto it = st.tasks.find(task_id);
+  if (it == st.tasks.end())
+    return;
+  auto t = std::move(it->second);
+  st.tasks.erase(it);
+  if (auto c = st.clients.find(t.client); c != st.clients.end())
+    c->second.busy = false;
+  auto settle = [=](bool accepted) {
+    auto& st = self->state;
+    auto& f = sc_of(self).federation;
+    st.busy = false;
+    if (t.round == 0) { // async
+      --st.active;
+      if (accepted)
+        ++st.unaggregated;
+      bool fold = accepted && (f.aggregator == "fedasync" || st.unaggregated >= f.buffer_size);
+      if (fold && !st.stopping) {
+        aggregate(self, ctx, 0, 1, json::object{{"round", 0}});
+        return;
+      }
+      if (f.broadcast == "after_receiving" || st.active == 0)
+        refill(self, ctx);
+    } else if (t.round == st.round && st.round_open) {
+      st.round_tasks.erase(t.id);
+      if (accepted)
+        ++st.round_accepted;
+      else
+        ++st.round_failed;
+      if (st.round_accepted >= st.round_target)
+        close_round(self, ctx, "target");
+      else if (st.round_tasks.empty())
+        close_round(self, ctx, "all answered");
+      if (st.busy)
+        return;
+    } else if (accepted) {
+      ++st.unaggregated; // a late update kept for the next round (stale)
+    }
+    pump(self, ctx);
+  };
+  if (!t.update) {
+    ++st.tasks_failed;
+    ctx->event("task_failed", json::object{{"task", t.id}, {"client", t.client},
+                                           {"reason", t.refusal}});
+    settle(false);
+    return;
+  }
+  if (t.late)
+    ++st.updates_late;
+  st.busy = true;
+  self->request(st.aggregator, caf::infinite, *t.update)
+    .then(
+      [=](const wire_buffer& reply) mutable {
+        auto& st = self->state;
+        t.reply.deliver(reply);
+        auto env = decode(reply);
+        bool ok = env && std::holds_alternative<ack_msg>(env.value().body);
+        if (ok) {
+          ++st.updates_accepted;
+          if (t.base_version < st.version)
+            ++st.updates_stale;
+        } else {
+          ++st.updates_rejected;
+        }
+        settle(ok);
+      },
+      [=](caf::error& err) { fail(self, ctx, err, "aggregator"); });
+}
+
+/// Delivers timeline entries in order until one needs to wait.
+void pump(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto& f = sc_of(self).federation;
+  while (st.running && !st.busy && !st.stopping) {
+    if (f.time_budget_s > 0) {
+      auto next_at = st.cfg.clock->earliest();
+      if (next_at && *next_at > f.time_budget_s && is_virtual(self)) {
+        finish_run(self, ctx, "time budget");
+        return;
+      }
+    }
+    auto e = st.cfg.clock->next();
+    if (!e)
+      return;
+    auto id = id_of(e->tag);
+    switch (kind_of(e->tag)) {
+      case task_result:
+        deliver(self, ctx, id);
+        break;
+      case deadline:
+        if (id == st.round && st.round_open) {
+          ctx->event("deadline", json::object{{"round", id}, {"open_tasks", st.round_tasks.size()}});
+          ctx->log->info("round {} deadline: {} task(s) still open", id, st.round_tasks.size());
+          close_round(self, ctx, "deadline");
+        }
+        break;
+      case dropout: {
+        auto it = st.tasks.find(id);
+        if (it == st.tasks.end())
+          break;
+        auto t = std::move(it->second);
+        st.tasks.erase(it);
+        st.gone.insert(id);
+        ++st.dropouts;
+        if (auto c = st.clients.find(t.client); c != st.clients.end())
+          c->second.busy = false;
+        ctx->event("dropout", json::object{{"task", id}, {"client", t.client}, {"round", t.round}});
+        if (t.arrived && t.reply.pending())
+          t.reply.deliver(ctx->seal(envelope{
+            self_name, reject_msg{errc::task_closed, "the client dropped out mid-task", id}}));
+        if (t.round == 0) {
+          --st.active;
+          refill(self, ctx);
+        } else if (t.round == st.round && st.round_open) {
+          st.round_tasks.erase(id);
+          ++st.round_failed;
+          if (st.round_tasks.empty())
+            close_round(self, ctx, "all answered");
+        }
+        break;
+      }
+      case retry:
+        st.retry_scheduled = false;
+        refill(self, ctx);
+        break;
+    }
+  }
+}
+
+// -- start and end --------------------------------------------------------------------
+
+caf::behavior finished(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  for (auto& [id, c] : st.clients)
+    self->send(c.handle, to_client(ctx, id, shutdown_msg{"run complete"}));
+  // Tasks still out (their clients were slow or their results not yet
+  // delivered) are reported, not waited for.
+  for (auto& [id, t] : st.tasks)
+    if (t.arrived && t.reply.pending())
+      t.reply.deliver(ctx->seal(envelope{
+        self_name, reject_msg{errc::task_closed, "the run ended before this update was due", id}}));
+  ctx->event("shutdown", json::object{{"version", st.version},
+                                      {"rounds", st.round},
+                                      {"pending_tasks", st.tasks.size()},
+                                      {"pending_updates", st.updates_held}});
+  auto& session = *st.cfg.session;
+  auto& f = sc_of(self).federation;
+  json traffic = json::object{};
+  if (ctx->traffic != nullptr)
+    for (auto& [id, t] : ctx->traffic->totals())
+      traffic.set(client_name(id), json::object{{"bytes_received", t.to_client},
+                                                 {"bytes_sent", t.from_client},
+                                                 {"model_bytes_received", t.model}});
+  json summary = json::object{
+    {"scenario", sc_of(self).name},
+    {"method", sc_of(self).method.name},
+    {"seed", sc_of(self).seed},
+    {"mode", f.mode},
+    {"aggregator", f.aggregator},
+    {"clock", f.clock},
+    {"t_end", now(self)},
+    {"rounds", st.round},
+    {"final_version", st.version},
+    {"clients", st.clients.size()},
+    {"tasks_sent", st.tasks_sent},
+    {"updates_accepted", st.updates_accepted},
+    {"updates_rejected", st.updates_rejected},
+    {"updates_late", st.updates_late},
+    {"updates_stale", st.updates_stale},
+    {"updates_aggregated", st.updates_aggregated},
+    {"updates_discarded", st.updates_discarded},
+    {"updates_pending", st.updates_held},
+    {"tasks_pending", st.tasks.size()},
+    {"tasks_failed", st.tasks_failed},
+    {"dropouts", st.dropouts},
+    {"parameters", json::object{{"global", session.global_parameters()},
+                                {"auxiliary", session.aux_parameters()},
+                                {"client_model_bytes", session.client_model().size()}}},
+    {"distillation", st.distillation},
+    {"initial", st.initial_eval},
+    {"final", st.last_eval},
+    {"traffic", traffic},
+    {"per_round", st.rounds},
+  };
+  st.done.deliver(summary.dump());
+  return {
+    [=](const wire_buffer& buf) -> wire_buffer { // the run is over
+      return ctx->seal(envelope{self_name, reject_msg{errc::task_closed, "the run is over", 0}});
     },
   };
 }
 
-caf::behavior awaiting_joins(server_ptr self, const context_ptr& ctx) {
+void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why) {
+  auto& st = self->state;
+  if (st.stopping)
+    return;
+  st.stopping = true;
+  ctx->event("stop", json::object{{"reason", why}, {"version", st.version}});
+  auto end = [=] {
+    self->state.busy = false;
+    self->become(finished(self, ctx));
+  };
+  // The last version is always scored.
+  if (st.last_eval_version != st.version)
+    evaluate(self, ctx, true, end);
+  else
+    end();
+}
+
+/// Starts once prepared, every expected client joined and main asked to run.
+void maybe_start(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  if (!st.prepared || !st.run_requested || st.running
+      || st.clients.size() < st.cfg.expected_clients)
+    return;
+  st.running = true;
+  ctx->log->info("{} clients joined; scoring version 0", st.clients.size());
+  if (is_virtual(self)) {
+    std::size_t model_bytes = 0;
+    for (auto& ch : st.model_chunks)
+      model_bytes += ch.data.size();
+    for (auto& [id, c] : st.clients) {
+      ctx->event("join", json::object{{"client", id},
+                                      {"num_samples", c.num_samples},
+                                      {"speed", c.profile.speed},
+                                      {"latency_s", c.profile.latency_s},
+                                      {"bandwidth_mbps", c.profile.bandwidth_Bps * 8 / 1e6}});
+      if (!st.model_chunks.empty())
+        ctx->event("model_sent", json::object{{"client", id},
+                                              {"model", st.model_chunks.front().model_id},
+                                              {"bytes", model_bytes},
+                                              {"chunks", st.model_chunks.size()},
+                                              {"arrives_at", c.ready_at}});
+    }
+  }
+  self->send(st.aggregator, version_atom::value, st.version,
+             sc_of(self).federation.max_staleness);
+  evaluate(self, ctx, true, [=] {
+    self->state.busy = false;
+    if (last_step(self)) { // zero-shot: nothing to train
+      finish_run(self, ctx, "rounds");
+      return;
+    }
+    if (is_async(self))
+      refill(self, ctx);
+    else
+      start_round(self, ctx);
+    pump(self, ctx);
+  });
+}
+
+caf::behavior running(server_ptr self, const context_ptr& ctx) {
   return {
     [=](const wire_buffer& buf) {
       auto reply = on_wire(self, ctx, buf);
@@ -454,16 +863,23 @@ caf::behavior awaiting_joins(server_ptr self, const context_ptr& ctx) {
       maybe_start(self, ctx);
       return st.done;
     },
+    [=](timeout_atom, std::uint32_t round) { // real clock: a round deadline
+      auto& st = self->state;
+      if (round == st.round && st.round_open) {
+        st.cfg.clock->schedule(now(self), tag(deadline, round));
+        pump(self, ctx);
+      }
+    },
   };
 }
 
 /// Builds (and distils) the model clients receive, on the worker. Joins wait
-/// in the mailbox meanwhile (they are skipped until awaiting_joins).
+/// in the mailbox meanwhile (they are skipped until then).
 caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
   auto out = std::make_shared<result<distill_report_summary>>(error{errc::unknown, "not run"});
   auto session = st.cfg.session;
-  ctx->log->info("preparing the {} method{}", st.cfg.sc->method.name,
+  ctx->log->info("preparing the {} method{}", sc_of(self).method.name,
                  st.cfg.plan.ship_auxiliary ? ": building and distilling the auxiliary model" : "");
   self->request(st.cfg.worker, caf::infinite, run_atom::value,
                 compute_job{[=] { *out = session->prepare(); }})
@@ -479,7 +895,7 @@ caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
         if (d.steps > 0) {
           st.distillation = json::object{{"steps", d.steps}, {"loss_first", d.loss_first},
                                          {"loss_last", d.loss_last}, {"heldout", d.heldout},
-                                         {"seconds", d.seconds}};
+                                         {"wall_seconds", d.seconds}};
           ctx->event("distill", st.distillation);
           ctx->log->info("distilled the auxiliary model: {} steps, loss {:.4f} -> {:.4f} "
                          "(held-out {:.4f}), {:.0f} s",
@@ -488,13 +904,15 @@ caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
         auto& model = st.cfg.session->client_model();
         if (!model.empty())
           st.model_chunks = split_model(st.cfg.session->client_model_id(), model,
-                                        st.cfg.sc->method.chunk_bytes);
-        ctx->event("prepared", json::object{{"seconds", seconds},
+                                        sc_of(self).method.chunk_bytes);
+        ctx->event("prepared", json::object{{"wall_seconds", seconds},
                                             {"client_model", st.cfg.session->client_model_id()},
                                             {"client_model_bytes", model.size()},
-                                            {"chunks", st.model_chunks.size()}});
+                                            {"chunks", st.model_chunks.size()},
+                                            {"task_gflops",
+                                             st.cfg.session->client_task_flops() / 1e9}});
         st.prepared = true;
-        self->become(awaiting_joins(self, ctx));
+        self->become(running(self, ctx));
         maybe_start(self, ctx);
       },
       [=](caf::error& err) { self->quit(err); });
@@ -510,27 +928,43 @@ caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, s
   st.cfg = std::move(cfg);
   st.prompts = st.cfg.session->initial_prompts();
   st.version = st.prompts.version;
-  auto me = caf::actor_cast<caf::actor>(self);
-  st.aggregator = self->spawn<caf::linked>(aggregator, ctx, me, st.cfg.session->layout());
+  st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
+  auto& sc = *st.cfg.sc;
+  // Every client's profile, drawn once from the scenario's seed.
+  auto n = st.cfg.expected_clients;
+  auto speeds = sc.clients.speed_dist.sample(n, mix_seed(sc.seed, 21));
+  auto latency = sc.clients.latency_dist.sample(n, mix_seed(sc.seed, 22));
+  auto mbps = sc.clients.bandwidth_dist.sample(n, mix_seed(sc.seed, 23));
+  for (std::uint32_t i = 0; i < n; ++i)
+    st.profiles.push_back(client_profile{speeds[i], latency[i], mbps[i] * 1e6 / 8});
+  st.aggregator = self->spawn<caf::linked>(aggregator, ctx, st.cfg.session->layout());
   st.evaluator = self->spawn<caf::linked>(evaluator, ctx, st.cfg.worker, st.cfg.session);
   self->set_default_handler(caf::skip);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.stopping)
+      return; // clients leave after Shutdown: not news
     for (auto it = st.clients.begin(); it != st.clients.end(); ++it) {
       if (it->second.handle.address() != dm.source)
         continue;
       auto id = it->first;
       ctx->event("client_down", json::object{{"client", id}});
-      for (auto p = st.pending.begin(); p != st.pending.end();)
-        if (p->second == id) {
-          p = st.pending.erase(p);
-          ++st.round_failed;
-        } else {
-          ++p;
+      // Its open tasks fail when the clock reaches them.
+      for (auto& [task, t] : st.tasks)
+        if (t.client == id && !t.arrived) {
+          t.arrived = true;
+          t.refusal = "client actor down";
+          if (is_virtual(self)) {
+            if (t.entry != 0)
+              st.cfg.clock->complete(t.entry);
+          } else {
+            t.entry = st.cfg.clock->schedule(now(self), tag(task_result, task));
+          }
         }
       st.clients.erase(it);
       break;
     }
+    pump(self, ctx);
   });
   return preparing(self, ctx);
 }

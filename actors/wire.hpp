@@ -23,6 +23,7 @@
 #include "runtime/codec.hpp"
 #include "runtime/events.hpp"
 #include "runtime/message_dump.hpp"
+#include "runtime/strategy.hpp"
 
 namespace fedsp {
 
@@ -43,6 +44,7 @@ using accepted_atom = caf::atom_constant<caf::atom("accepted")>;
 using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
 using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
 using aggregator_atom = caf::atom_constant<caf::atom("aggregator")>;
+using version_atom = caf::atom_constant<caf::atom("version")>;
 
 // -- in-process messages ---------------------------------------------------------
 
@@ -58,7 +60,24 @@ struct task_expectation {
   std::uint64_t task_id = 0;
   std::uint32_t client_id = 0;
   std::uint64_t base_version = 0;
-  std::uint32_t round = 0;
+  std::uint32_t round = 0;                      // sync rounds; 0 in async mode
+  std::shared_ptr<const prompt_set> base;       // the prompts the task carries
+};
+
+/// The server asks the aggregator to fold what it holds into new prompts
+/// (runtime/strategy.hpp). Sync: `round`'s tasks are closed first unless
+/// late updates are kept for the next round; every accepted update not yet
+/// aggregated is folded in, weighted by its staleness against `version`.
+struct aggregate_request {
+  std::uint32_t round = 0;        // sync: the round being closed; 0: none
+  bool close_round = true;        // its open tasks are closed (late = dropped)
+  std::uint32_t min_updates = 1;  // fewer: no aggregate
+  std::uint64_t version = 0;      // the current version
+  prompt_set current;             // ... and its prompts
+  std::string strategy = "fedavg"; // fedavg | fedbuff | fedasync
+  staleness_fn staleness;
+  double eta = 1.0;               // fedavg / fedbuff server rate
+  double alpha = 0.5;             // fedasync
 };
 
 /// The aggregator's answer when the server closes a round. Failures are
@@ -67,6 +86,9 @@ struct aggregate_outcome {
   bool has_result = false;
   prompt_set prompts;                 // FedAvg (version 0: the server stamps it)
   std::vector<std::uint64_t> updates; // ids of the updates folded in
+  std::vector<std::uint64_t> staleness; // ... and their staleness
+  std::size_t discarded = 0;          // accepted updates dropped with a failed round
+  std::size_t held = 0;               // accepted updates still waiting to be folded
   std::vector<std::pair<std::uint32_t, prompt_set>> per_client; // local-only
   double mean_loss_before = 0;        // over those updates
   double mean_loss_after = 0;
@@ -86,6 +108,8 @@ struct run_context {
   message_dump* dump = nullptr;              // optional --dump-messages
   std::shared_ptr<spdlog::logger> log;       // human-readable log lines
   traffic_meter* traffic = nullptr;          // bytes per client and direction
+  bool virtual_time = false;                 // clock is the server's timeline: only
+                                             // actors it awaits write events
 
   double now() const { return clock->now(); }
 
@@ -144,4 +168,5 @@ inline std::string client_name(std::uint32_t id) {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::compute_job)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::task_expectation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::aggregate_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::aggregate_outcome)

@@ -310,6 +310,22 @@ std::int64_t server_session::aux_parameters() const {
   return impl_->has_aux ? impl_->aux.model->num_parameters() : 0;
 }
 
+double server_session::client_task_flops() const {
+  auto& m = *impl_;
+  auto& body = m.has_aux ? *m.aux.model : *m.global;
+  auto C = static_cast<double>(body.config().n_embd);
+  double per_token = static_cast<double>(body.depth()) * 12 * C * C
+                     + static_cast<double>(body.config().vocab_size) * C;
+  double tokens = 0;
+  for (auto& e : m.test)
+    tokens += static_cast<double>(e.choices[static_cast<std::size_t>(e.label)].tokens.size());
+  tokens /= static_cast<double>(std::max<std::size_t>(1, m.test.size()));
+  auto& t = m.sc.training;
+  double model_steps = m.plan.train_body ? t.model_steps : 0;
+  return tokens * t.batch_size * t.accumulate * per_token
+         * (6.0 * model_steps + 4.0 * t.prompt_steps);
+}
+
 // -- client ------------------------------------------------------------------------------
 
 struct client_session::impl {

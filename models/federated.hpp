@@ -98,6 +98,12 @@ public:
   std::int64_t global_parameters() const;
   std::int64_t aux_parameters() const; // 0 when there is none
 
+  /// Modelled work of one client task (FLOPs, the estimate clients report):
+  /// the client model's multiply-adds per token x the mean tokens of a step
+  /// (from the test split: the server never sees client data) x the stages'
+  /// steps. The virtual clock divides it by a client's speed.
+  double client_task_flops() const;
+
 private:
   server_session();
   struct impl;

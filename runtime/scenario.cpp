@@ -141,7 +141,12 @@ public:
       {"clients",
        {{"count", uint_field(sc.clients.count, 1, 1'000'000)},
         {"partition", string_field(sc.clients.partition, {"iid", "dirichlet", "group"})},
-        {"alpha", real_field(sc.clients.alpha, 1e-3, 1e6)}}},
+        {"alpha", real_field(sc.clients.alpha, 1e-3, 1e6)},
+        {"speed", string_field(sc.clients.speed)},
+        {"latency_s", string_field(sc.clients.latency_s)},
+        {"bandwidth_mbps", string_field(sc.clients.bandwidth_mbps)},
+        {"availability", string_field(sc.clients.availability_text)},
+        {"dropout", real_field(sc.clients.dropout, 0.0, 1.0)}}},
       {"method",
        {{"name", string_field(mp.name, {"fedsp", "fedprompt", "fedprompt_single", "local",
                                         "centralized", "zeroshot"})},
@@ -162,10 +167,23 @@ public:
         {"chunk_bytes", uint_field(mp.chunk_bytes, 1024, 64u << 20)}}},
       {"federation",
        {{"mode", string_field(f.mode, {"sync", "async"})},
+        {"clock", string_field(f.clock, {"virtual", "real"})},
+        {"aggregator", string_field(f.aggregator, {"fedavg", "fedbuff", "fedasync"})},
         {"rounds", uint_field(f.rounds, 0, 1'000'000)},
+        {"versions", uint_field(f.versions, 0, 100'000'000)},
+        {"time_budget_s", real_field(f.time_budget_s, 0.0, 1e12)},
         {"clients_per_round", uint_field(f.clients_per_round, 0, 1'000'000)},
+        {"over_selection", real_field(f.over_selection, 1.0, 10.0)},
         {"quorum", uint_field(f.quorum, 0, 1'000'000)},
-        {"round_deadline_s", real_field(f.round_deadline_s, 0.001, 1e9)}}},
+        {"round_deadline_s", real_field(f.round_deadline_s, 0.001, 1e9)},
+        {"late_updates", string_field(f.late_updates, {"drop", "stale"})},
+        {"concurrency", uint_field(f.concurrency, 0, 1'000'000)},
+        {"buffer_size", uint_field(f.buffer_size, 1, 1'000'000)},
+        {"staleness", string_field(f.staleness_text)},
+        {"max_staleness", uint_field(f.max_staleness, 0, 1'000'000'000)},
+        {"fedasync_alpha", real_field(f.fedasync_alpha, 1e-6, 1.0)},
+        {"server_rate", real_field(f.server_rate, 1e-6, 100.0)},
+        {"broadcast", string_field(f.broadcast, {"after_receiving", "after_aggregating"})}}},
       {"training",
        {{"prompt_steps", uint_field(t.prompt_steps, 0, 1'000'000)},
         {"prompt_lr", real_field(t.prompt_lr, 1e-9, 100.0)},
@@ -178,7 +196,8 @@ public:
         {"every", uint_field(sc.eval.every, 1, 1'000'000)}}},
       {"compute",
        {{"workers", uint_field(sc.compute.workers, 1, 256)},
-        {"threads", uint_field(sc.compute.threads, 0, 256)}}},
+        {"threads", uint_field(sc.compute.threads, 0, 256)},
+        {"reference_gflops", real_field(sc.compute.reference_gflops, 1e-6, 1e9)}}},
     };
     std::vector<field> top{{"name", string_field(sc.name)},
                            {"seed", uint_field(sc.seed, 0, ~std::uint64_t{0})}};
@@ -236,10 +255,48 @@ private:
                     + ") must divide model.width ("
                     + std::to_string(sc.model.width) + ")");
     auto& f = sc.federation;
-    if (f.mode == "async")
+    if (!lines_.count("federation.aggregator"))
+      f.aggregator = f.mode == "async" ? "fedbuff" : "fedavg";
+    if ((f.mode == "async") != (f.aggregator != "fedavg"))
+      return fail(line_of("federation.aggregator"),
+                  "key 'federation.aggregator' (" + f.aggregator + ") does not fit mode "
+                    + f.mode + ": sync rounds use fedavg, async uses fedbuff or fedasync");
+    if (f.mode == "async" && sc.method.name != "fedsp" && sc.method.name != "fedprompt"
+        && sc.method.name != "fedprompt_single")
       return fail(line_of("federation.mode"),
-                  "key 'federation.mode': async rounds are not implemented in "
-                  "this build (only sync)");
+                  "key 'federation.mode': async needs an aggregating method (fedsp, fedprompt, "
+                  "fedprompt_single), not " + sc.method.name);
+    if (f.concurrency > sc.clients.count)
+      return fail(line_of("federation.concurrency"),
+                  "key 'federation.concurrency' (" + std::to_string(f.concurrency)
+                    + ") exceeds clients.count (" + std::to_string(sc.clients.count) + ")");
+    auto base_dir = fs::path(path_).parent_path().string();
+    if (auto st = parse_staleness(f.staleness_text); st)
+      f.staleness = st.value();
+    else
+      return fail(line_of("federation.staleness"),
+                  "key 'federation.staleness' " + st.err().text);
+    auto& c = sc.clients;
+    struct dist_key {
+      const char* key;
+      std::string* text;
+      distribution* out;
+      double lo, hi;
+    };
+    for (auto& dk : {dist_key{"clients.speed", &c.speed, &c.speed_dist, 1e-6, 1e6},
+                     dist_key{"clients.latency_s", &c.latency_s, &c.latency_dist, 0.0, 1e6},
+                     dist_key{"clients.bandwidth_mbps", &c.bandwidth_mbps, &c.bandwidth_dist,
+                              1e-6, 1e9}}) {
+      auto d = parse_distribution(*dk.text, dk.lo, dk.hi, base_dir);
+      if (!d)
+        return fail(line_of(dk.key), std::string("key '") + dk.key + "' " + d.err().text);
+      *dk.out = std::move(d).value();
+    }
+    if (auto av = parse_availability(c.availability_text, base_dir); av)
+      c.online = std::move(av).value();
+    else
+      return fail(line_of("clients.availability"),
+                  "key 'clients.availability' " + av.err().text);
     if (f.clients_per_round > sc.clients.count)
       return fail(line_of("federation.clients_per_round"),
                   "key 'federation.clients_per_round' ("

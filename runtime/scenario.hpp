@@ -8,6 +8,8 @@
 #include <string>
 
 #include "runtime/error.hpp"
+#include "runtime/profile.hpp"
+#include "runtime/strategy.hpp"
 
 namespace fedsp {
 
@@ -41,6 +43,17 @@ struct client_params {
   std::uint32_t count = 4;        // clients in the federation
   std::string partition = "iid";  // iid | dirichlet | group
   double alpha = 1.0;             // dirichlet concentration
+  // Heterogeneity (runtime/profile.hpp; the text as written is kept for logs).
+  std::string speed = "1";             // relative compute speed
+  std::string latency_s = "0.02";      // one-way latency, seconds
+  std::string bandwidth_mbps = "100";  // link bandwidth, Mbit/s, both ways
+  std::string availability_text = "always";
+  double dropout = 0.0;                // probability a task's client leaves mid-task
+  // parsed (the defaults match the texts above)
+  distribution speed_dist = distribution::constant(1.0);
+  distribution latency_dist = distribution::constant(0.02);
+  distribution bandwidth_dist = distribution::constant(100.0);
+  fedsp::availability online;                            // parsed
 };
 
 /// The method and its server-side hyperparameters (models/federated.hpp).
@@ -62,11 +75,27 @@ struct method_params {
 };
 
 struct federation_params {
-  std::string mode = "sync";            // sync (async arrives with scenarios)
-  std::uint32_t rounds = 3;             // rounds to run (versions to publish)
+  std::string mode = "sync";            // sync | async
+  std::string clock = "virtual";        // virtual (discrete events) | real
+  std::string aggregator = "fedavg";    // fedavg (sync) | fedbuff | fedasync (async);
+                                        // a file without the key gets fedbuff in async mode
+  std::uint32_t rounds = 3;             // sync: rounds to run (versions to publish)
+  std::uint32_t versions = 0;           // async: versions to publish; 0 = rounds
+  std::uint32_t max_versions() const { return versions ? versions : rounds; }
+  double time_budget_s = 0;             // stop at this virtual time; 0 = none
   std::uint32_t clients_per_round = 0;  // 0: every client, every round
+  double over_selection = 1.0;          // sync: select ceil(factor x per round), keep the first
   std::uint32_t quorum = 0;             // 0: all selected must answer
   double round_deadline_s = 600;        // the round closes then, quorum or not
+  std::string late_updates = "drop";    // sync: drop | stale (fold into the next round)
+  std::uint32_t concurrency = 0;        // async: clients training at once; 0 = clients_per_round or all
+  std::uint32_t buffer_size = 4;        // fedbuff: K updates per aggregation
+  std::string staleness_text = "sqrt";  // s(tau): constant | polynomial(a) | hinge(a, b) | sqrt
+  staleness_fn staleness{staleness_fn::kind::sqrt}; // parsed
+  std::uint32_t max_staleness = 0;      // reject updates staler than this; 0 = no bound
+  double fedasync_alpha = 0.5;          // fedasync mixing rate
+  double server_rate = 1.0;             // fedavg / fedbuff: eta
+  std::string broadcast = "after_receiving"; // async: after_receiving | after_aggregating
 };
 
 struct training_params {
@@ -86,6 +115,7 @@ struct eval_params {
 struct compute_params {
   std::uint32_t workers = 1; // worker actors (threads running torch)
   std::uint32_t threads = 0; // torch intra-op threads; 0: cores / workers
+  double reference_gflops = 10; // the reference device's rate: speed 1 computes this fast
 };
 
 struct scenario {

@@ -22,6 +22,7 @@ protected:
   caf::actor_system sys{cfg};
   caf::scoped_actor server{sys}; // stands in for the server: gets notifications
   prompt_set layout = layout_of({2, 3});
+  std::shared_ptr<const prompt_set> base = std::make_shared<const prompt_set>(prompts(0.f));
   aggregator_actor agg;
 
   static prompt_set layout_of(std::vector<std::uint32_t> shape) {
@@ -36,9 +37,9 @@ protected:
   }
 
   void SetUp() override {
-    agg = sys.spawn(aggregator, tc.ctx, caf::actor_cast<caf::actor>(server), layout);
-    server->send(agg, open_atom::value, task_expectation{1, 1, 0, 1});
-    server->send(agg, open_atom::value, task_expectation{2, 2, 0, 1});
+    agg = sys.spawn(aggregator, tc.ctx, layout);
+    server->send(agg, open_atom::value, task_expectation{1, 1, 0, 1, base});
+    server->send(agg, open_atom::value, task_expectation{2, 2, 0, 1, base});
   }
 
   void TearDown() override { server->send_exit(agg, caf::exit_reason::user_shutdown); }
@@ -63,21 +64,51 @@ protected:
 
   aggregate_outcome close(std::uint32_t round, std::uint32_t min) {
     aggregate_outcome out;
-    server->request(agg, caf::infinite, close_atom::value, round, min)
+    aggregate_request req;
+    req.round = round;
+    req.min_updates = min;
+    req.current = *base;
+    server->request(agg, caf::infinite, close_atom::value, req)
       .receive([&](aggregate_outcome& o) { out = std::move(o); },
                [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
     return out;
   }
 };
 
-TEST_F(aggregator_test, valid_update_is_acknowledged_and_reported_to_the_server) {
+TEST_F(aggregator_test, valid_update_is_acknowledged_and_folded_once) {
   auto reply = submit("client-1", update_msg{1, 1, 0, prompts(0.5f), 10, {}});
   ASSERT_TRUE(std::holds_alternative<ack_msg>(reply.body)) << describe(reply);
   EXPECT_EQ(std::get<ack_msg>(reply.body).task_id, 1u);
-  bool notified = false;
-  server->receive([&](accepted_atom, std::uint64_t task) { notified = task == 1; },
-                  caf::after(std::chrono::seconds(10)) >> [] {});
-  EXPECT_TRUE(notified);
+  auto out = close(1, 1);
+  ASSERT_TRUE(out.has_result) << out.note;
+  EXPECT_EQ(out.updates, (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(out.held, 0u);
+  // Folded once: a second aggregation has nothing left.
+  EXPECT_FALSE(close(2, 1).has_result);
+}
+
+TEST_F(aggregator_test, stale_updates_are_weighted_and_the_bound_is_enforced) {
+  // Task 1 was based on version 0; the server has since published version 3.
+  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{5});
+  ASSERT_TRUE(std::holds_alternative<ack_msg>(
+    submit("client-1", update_msg{1, 1, 0, prompts(4.f), 10, {}}).body));
+  aggregate_request req;
+  req.version = 3;
+  req.current = prompts(2.f);
+  req.strategy = "fedbuff";
+  req.staleness = parse_staleness("sqrt").value();
+  aggregate_outcome out;
+  server->request(agg, caf::infinite, close_atom::value, req)
+    .receive([&](aggregate_outcome& o) { out = std::move(o); },
+             [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+  ASSERT_TRUE(out.has_result) << out.note;
+  EXPECT_EQ(out.staleness, (std::vector<std::uint64_t>{3}));
+  // 2 + (4 - 0) / sqrt(1 + 3)
+  EXPECT_FLOAT_EQ(out.prompts.tensors[0].data[0], 4.0f);
+  // With a bound of 2, an update 3 versions stale is refused.
+  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{2});
+  EXPECT_EQ(reason(submit("client-2", update_msg{2, 2, 0, prompts(4.f), 10, {}})),
+            errc::task_closed);
 }
 
 TEST_F(aggregator_test, bad_updates_get_typed_rejects_and_change_nothing) {

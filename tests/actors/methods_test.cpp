@@ -75,7 +75,7 @@ double num(const json& j, std::initializer_list<const char*> path) {
 
 TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
   auto r = run_method("fedsp");
-  EXPECT_EQ(r.events["model_received"], 3);
+  EXPECT_EQ(r.events["model_sent"], 3);
   EXPECT_EQ(r.events["distill"], 1);
   EXPECT_EQ(r.events["server_step"], 2);
   EXPECT_EQ(num(r.summary, {"final_version"}), 2);
@@ -88,13 +88,13 @@ TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
     EXPECT_GT(num(t, {"bytes_sent"}), 0) << name;
   }
   for (auto& e : r.all)
-    if (e.find("type")->as_string() == "model_received")
+    if (e.find("type")->as_string() == "model_sent")
       EXPECT_GT(num(e, {"chunks"}), 1);
 }
 
 TEST(methods, fedprompt_ships_the_global_model_and_has_no_server_step) {
   auto r = run_method("fedprompt");
-  EXPECT_EQ(r.events["model_received"], 3);
+  EXPECT_EQ(r.events["model_sent"], 3);
   EXPECT_EQ(r.events["server_step"], 0);
   EXPECT_EQ(r.events["distill"], 0);
   EXPECT_EQ(num(r.summary, {"parameters", "auxiliary"}), 0);
@@ -129,7 +129,7 @@ TEST(methods, centralized_runs_one_party_with_all_the_data) {
 TEST(methods, zeroshot_trains_nothing) {
   auto r = run_method("zeroshot");
   EXPECT_EQ(r.events["task"], 0);
-  EXPECT_EQ(r.events["model_received"], 0);
+  EXPECT_EQ(r.events["model_sent"], 0);
   EXPECT_EQ(num(r.summary, {"final_version"}), 0);
   EXPECT_EQ(num(r.summary, {"initial", "global", "test_acc"}),
             num(r.summary, {"final", "global", "test_acc"}));

@@ -1,4 +1,5 @@
 // Scenario files: defaults, and errors that name the file, the line and the key.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -65,11 +66,42 @@ TEST(scenario, out_of_range_values_are_refused) {
             std::string::npos);
 }
 
-TEST(scenario, async_mode_says_it_is_not_implemented) {
-  auto e = error_of("federation:\n  mode: async\n");
-  EXPECT_NE(e.find("not implemented"), std::string::npos) << e;
+TEST(scenario, async_mode_takes_an_async_aggregator_and_an_aggregating_method) {
+  auto ok = parse_scenario("federation:\n  mode: async\n  staleness: hinge(10, 2)\n", "s.yaml");
+  ASSERT_TRUE(ok) << ok.err().text;
+  EXPECT_EQ(ok.value().federation.aggregator, "fedbuff"); // the async default
+  EXPECT_EQ(ok.value().federation.staleness.to_string(), "hinge(10, 2)");
+  auto e = error_of("federation:\n  mode: async\n  aggregator: fedavg\n");
+  EXPECT_NE(e.find("s.yaml:3: key 'federation.aggregator'"), std::string::npos) << e;
+  e = error_of("method:\n  name: local\nfederation:\n  mode: async\n");
+  EXPECT_NE(e.find("async needs an aggregating method"), std::string::npos) << e;
   EXPECT_NE(error_of("federation:\n  mode: turbo\n").find("one of sync, async"),
             std::string::npos);
+  e = error_of("federation:\n  mode: async\n  staleness: polynomial(-1)\n");
+  EXPECT_NE(e.find("s.yaml:3: key 'federation.staleness'"), std::string::npos) << e;
+}
+
+TEST(scenario, heterogeneity_keys_are_parsed_and_checked) {
+  auto ok = parse_scenario("clients:\n  count: 10\n  speed: tiers(0.7=1, 0.3=0.1)\n"
+                           "  latency_s: uniform(0.01, 0.2)\n  bandwidth_mbps: lognormal(3, 0.5)\n"
+                           "  availability: probability(0.8)\n  dropout: 0.1\n",
+                           "s.yaml");
+  ASSERT_TRUE(ok) << ok.err().text;
+  auto& c = ok.value().clients;
+  auto speeds = c.speed_dist.sample(10, 1);
+  EXPECT_EQ(std::count(speeds.begin(), speeds.end(), 0.1), 3); // exactly 30%
+  EXPECT_EQ(c.online.k, availability::kind::probability);
+  auto e = error_of("clients:\n  count: 2\n  speed: fast\n");
+  EXPECT_NE(e.find("s.yaml:3: key 'clients.speed'"), std::string::npos) << e;
+  EXPECT_NE(e.find("lognormal(mu, sigma)"), std::string::npos) << e;
+  e = error_of("clients:\n  speed: tiers(0.5=1, 0.4=2)\n");
+  EXPECT_NE(e.find("sum to 1"), std::string::npos) << e;
+  e = error_of("clients:\n  latency_s: -1\n");
+  EXPECT_NE(e.find("out of range"), std::string::npos) << e;
+  e = error_of("clients:\n  availability: sometimes\n");
+  EXPECT_NE(e.find("key 'clients.availability'"), std::string::npos) << e;
+  e = error_of("clients:\n  speed: trace(/nonexistent/speeds.txt)\n");
+  EXPECT_NE(e.find("/nonexistent/speeds.txt"), std::string::npos) << e;
 }
 
 TEST(scenario, missing_scenario_file_is_named) {

@@ -1,0 +1,31 @@
+// What a run leaves besides events.jsonl and summary.json: metrics.csv (one
+// row per published version) and report.html, a self-contained page with
+// SVG plots drawn here (no scripts, no external files): test accuracy against
+// virtual time and against version, and a per-client timeline of tasks,
+// stragglers, dropouts, late and stale updates.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/json.hpp"
+
+namespace fedsp {
+
+/// metrics.csv from summary.json's `per_round` records (plus version 0).
+/// Columns: version, round, t, test_acc, test_acc_norm, test_loss,
+/// aux_test_acc, updates, stale_updates, mean_loss_before, mean_loss_after.
+std::string metrics_csv(const json& summary);
+
+/// report.html from the summary and the events (the parsed events.jsonl).
+/// Shows at most `max_clients` timeline rows (the first clients by id).
+std::string report_html(const json& summary, const std::vector<json>& events,
+                        std::size_t max_clients = 60);
+
+/// Reads DIR/summary.json and DIR/events.jsonl, writes DIR/metrics.csv and
+/// DIR/report.html. Errors name the file that could not be read or written.
+std::optional<error> write_run_report(const std::string& dir);
+
+} // namespace fedsp

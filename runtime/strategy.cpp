@@ -1,0 +1,157 @@
+#include "runtime/strategy.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace fedsp {
+
+double staleness_fn::operator()(std::uint64_t tau) const {
+  auto t = static_cast<double>(tau);
+  switch (k) {
+    case kind::constant:
+      return 1.0;
+    case kind::polynomial:
+      return std::pow(1.0 + t, -a);
+    case kind::hinge:
+      return t <= b ? 1.0 : 1.0 / (a * (t - b) + 1.0);
+    case kind::sqrt:
+      return 1.0 / std::sqrt(1.0 + t);
+  }
+  return 1.0;
+}
+
+std::string staleness_fn::to_string() const {
+  char buf[96];
+  switch (k) {
+    case kind::constant:
+      return "constant";
+    case kind::polynomial:
+      std::snprintf(buf, sizeof buf, "polynomial(%g)", a);
+      return buf;
+    case kind::hinge:
+      std::snprintf(buf, sizeof buf, "hinge(%g, %g)", a, b);
+      return buf;
+    case kind::sqrt:
+      return "sqrt";
+  }
+  return "?";
+}
+
+namespace {
+
+/// "name(x, y)" -> name and numbers; false if the text is not of that form.
+bool split_call(const std::string& text, std::string& name, std::vector<double>& args) {
+  auto open = text.find('(');
+  if (open == std::string::npos) {
+    name = text;
+    return text.find(')') == std::string::npos;
+  }
+  if (text.back() != ')')
+    return false;
+  name = text.substr(0, open);
+  auto inner = text.substr(open + 1, text.size() - open - 2);
+  std::size_t pos = 0;
+  while (pos <= inner.size()) {
+    auto comma = inner.find(',', pos);
+    auto part = inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    double v = std::strtod(part.c_str(), &end);
+    while (end != nullptr && *end == ' ')
+      ++end;
+    if (end == part.c_str() || *end != '\0' || !std::isfinite(v))
+      return false;
+    args.push_back(v);
+    if (comma == std::string::npos)
+      break;
+    pos = comma + 1;
+  }
+  return true;
+}
+
+} // namespace
+
+result<staleness_fn> parse_staleness(const std::string& text) {
+  const std::string forms = "constant, polynomial(a) with a > 0, hinge(a, b) with a > 0 and "
+                            "b >= 0, or sqrt";
+  std::string name;
+  std::vector<double> args;
+  auto bad = error{errc::bad_argument, "staleness '" + text + "' must be " + forms};
+  if (!split_call(text, name, args))
+    return bad;
+  staleness_fn s;
+  if (name == "constant" && args.empty())
+    s.k = staleness_fn::kind::constant;
+  else if (name == "sqrt" && args.empty())
+    s.k = staleness_fn::kind::sqrt;
+  else if (name == "polynomial" && args.size() == 1 && args[0] > 0)
+    s.k = staleness_fn::kind::polynomial, s.a = args[0];
+  else if (name == "hinge" && args.size() == 2 && args[0] > 0 && args[1] >= 0)
+    s.k = staleness_fn::kind::hinge, s.a = args[0], s.b = args[1];
+  else
+    return bad;
+  return s;
+}
+
+result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<stale_update>& ups,
+                                 const staleness_fn& s, double eta) {
+  if (ups.empty())
+    return error{errc::empty_input, "no updates to aggregate"};
+  if (!std::isfinite(eta) || eta <= 0)
+    return error{errc::bad_argument, "server rate must be finite and > 0"};
+  double total = 0;
+  for (auto& u : ups) {
+    if (!std::isfinite(u.num_samples) || u.num_samples <= 0)
+      return error{errc::bad_argument,
+                   "update " + std::to_string(u.id) + " has weight " + std::to_string(u.num_samples)};
+    for (auto* ps : {u.base, u.prompts})
+      if (ps == nullptr)
+        return error{errc::bad_argument, "update " + std::to_string(u.id) + " lacks prompts"};
+      else if (auto err = check_layout(current, *ps))
+        return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
+    total += u.num_samples;
+  }
+  std::vector<std::vector<double>> acc(current.tensors.size());
+  for (std::size_t t = 0; t < current.tensors.size(); ++t) {
+    auto& x = current.tensors[t].data;
+    acc[t].assign(x.begin(), x.end());
+  }
+  for (auto& u : ups) {
+    double w = eta * (u.num_samples / total) * s(u.staleness);
+    for (std::size_t t = 0; t < acc.size(); ++t) {
+      auto& a = acc[t];
+      auto& ud = u.prompts->tensors[t].data;
+      auto& bd = u.base->tensors[t].data;
+      for (std::size_t i = 0; i < a.size(); ++i)
+        a[i] += w * (static_cast<double>(ud[i]) - static_cast<double>(bd[i]));
+    }
+  }
+  prompt_set out = current;
+  out.version = 0;
+  for (std::size_t t = 0; t < acc.size(); ++t)
+    for (std::size_t i = 0; i < acc[t].size(); ++i)
+      out.tensors[t].data[i] = static_cast<float>(acc[t][i]);
+  return out;
+}
+
+result<prompt_set> mix_async(const prompt_set& current, const stale_update& up,
+                             const staleness_fn& s, double alpha) {
+  if (!std::isfinite(alpha) || alpha <= 0 || alpha > 1)
+    return error{errc::bad_argument, "fedasync alpha must be in (0, 1]"};
+  if (up.prompts == nullptr)
+    return error{errc::bad_argument, "update " + std::to_string(up.id) + " lacks prompts"};
+  if (auto err = check_layout(current, *up.prompts))
+    return error{errc::shape_mismatch, "update " + std::to_string(up.id) + ": " + err->text};
+  double a = alpha * s(up.staleness);
+  prompt_set out = current;
+  out.version = 0;
+  for (std::size_t t = 0; t < out.tensors.size(); ++t) {
+    auto& x = out.tensors[t].data;
+    auto& u = up.prompts->tensors[t].data;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>((1.0 - a) * static_cast<double>(x[i]) + a * static_cast<double>(u[i]));
+  }
+  return out;
+}
+
+} // namespace fedsp

@@ -1,0 +1,63 @@
+// Aggregation strategies with staleness (DESIGN.md "Asynchrony and failure"),
+// as pure functions: the aggregator actor converts messages and calls these.
+//
+// An update's staleness is the number of versions published since the one
+// it was trained from: tau = current version - base version.
+//
+// - fedavg (sync rounds) and fedbuff (Nguyen et al. 2022) fold a set of
+//   updates into the current prompts as a weighted mean of their deltas:
+//       x <- x + eta * sum_i (n_i / sum_j n_j) * s(tau_i) * (u_i - b_i)
+//   with n_i the client's sample count, b_i the prompts the task was based
+//   on and u_i what came back. For fresh updates (b_i = x, s = 1, eta = 1)
+//   this is FedAvg exactly: sum_i n_i u_i / sum_j n_j.
+// - fedasync (Xie et al. 2019) mixes one update as it arrives:
+//       x <- (1 - a) x + a u,  a = alpha * s(tau).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/prompt_set.hpp"
+
+namespace fedsp {
+
+/// s(tau): 1 at tau = 0 and non-increasing in tau.
+///   constant        1
+///   polynomial(a)   (1 + tau)^-a                  a > 0
+///   hinge(a, b)     1 if tau <= b, else 1 / (a (tau - b) + 1)
+///   sqrt            1 / sqrt(1 + tau)
+struct staleness_fn {
+  enum class kind { constant, polynomial, hinge, sqrt } k = kind::constant;
+  double a = 0.5, b = 4;
+
+  double operator()(std::uint64_t tau) const;
+
+  /// "polynomial(0.5)" and the like, as a scenario writes it.
+  std::string to_string() const;
+};
+
+/// Parses the forms above; the error says which form is expected.
+result<staleness_fn> parse_staleness(const std::string& text);
+
+struct stale_update {
+  std::uint64_t id = 0;              // the update's task id
+  double num_samples = 0;            // n_i > 0
+  std::uint64_t staleness = 0;       // tau_i
+  const prompt_set* base = nullptr;  // b_i: what the task was based on
+  const prompt_set* prompts = nullptr; // u_i
+};
+
+/// fedavg / fedbuff: the weighted delta mean above, from `current`.
+/// Errors: no updates (`empty_input`), a weight that is not finite and > 0
+/// or an eta that is not (`bad_argument`), a layout that differs from
+/// `current` (`shape_mismatch`). The result's version is 0.
+result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<stale_update>& ups,
+                                 const staleness_fn& s, double eta = 1.0);
+
+/// fedasync: one update mixed into `current` with a = alpha * s(tau).
+result<prompt_set> mix_async(const prompt_set& current, const stale_update& up,
+                             const staleness_fn& s, double alpha);
+
+} // namespace fedsp
