@@ -19,21 +19,24 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
   };
 
   // Trains one task on the worker and submits the prompts.
+  // Only the ids are captured: the prompts are copied once, into the job.
   auto train = [=](const task_msg& t) {
     auto out = std::make_shared<result<client_round_report>>(error{errc::unknown, "not run"});
     auto session = self->state.session;
     auto prompts = std::make_shared<prompt_set>(t.prompts);
     auto seed = t.seed;
+    auto task_id = t.task_id;
+    auto base_version = t.base_version;
     compute_job job{[=] { *out = session->round(*prompts, seed); }};
     self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
       .then(
         [=](double seconds) {
           if (!out->ok()) {
-            refuse(out->err(), t.task_id);
+            refuse(out->err(), task_id);
             return;
           }
           auto& r = out->value();
-          update_msg up{t.task_id, cfg.id, t.base_version, r.prompts, r.num_samples,
+          update_msg up{task_id, cfg.id, base_version, std::move(r.prompts), r.num_samples,
                         {{"loss_before", r.loss_before},
                          {"loss_after", r.loss_after},
                          {"model_loss_first", r.model_loss_first},
@@ -47,12 +50,12 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
               auto ack = decode(reply);
               if (ack && std::holds_alternative<ack_msg>(ack.value().body))
                 return;
-              ctx->log->warn("{}: update for task {} not acknowledged: {}", me, t.task_id,
+              ctx->log->warn("{}: update for task {} not acknowledged: {}", me, task_id,
                              ack ? describe(ack.value()) : ack.err().message());
             });
         },
         [=](caf::error& err) {
-          refuse(error{errc::unknown, "worker failed: " + self->system().render(err)}, t.task_id);
+          refuse(error{errc::unknown, "worker failed: " + self->system().render(err)}, task_id);
         });
   };
 
@@ -63,7 +66,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     st.building = true;
     auto out = std::make_shared<result<std::shared_ptr<client_session>>>(
       error{errc::unknown, "not run"});
-    auto bytes = std::make_shared<std::string>(st.model.bytes());
+    auto bytes = std::make_shared<std::string>(st.model.complete() ? st.model.bytes() : "");
     auto data = cfg.data;
     auto sc = cfg.sc;
     compute_job job{[=] { *out = client_session::create(*bytes, *sc, *data); }};
@@ -108,6 +111,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
         }
         self->state.layout = w->prompt_shapes;
         self->state.welcomed = true;
+        if (w->model_chunks == 0) // nothing to receive (model.kind null / mlp)
+          build_session();
       },
       [=](caf::error& err) {
         ctx->log->error("{}: join failed: {}", me, self->system().render(err));

@@ -1,6 +1,7 @@
 #include "actors/federation.hpp"
 
 #include <chrono>
+#include <sys/resource.h>
 #include <filesystem>
 #include <fstream>
 
@@ -160,6 +161,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   auto summary = std::move(parsed).value();
   summary.set("prompt_parameters", session.value()->initial_prompts().numel());
   summary.set("events", events->count());
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    summary.set("peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0); // Linux: KiB
   summary.set("wall_seconds",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                 .count());

@@ -22,6 +22,11 @@ tag_kind kind_of(std::uint64_t t) { return static_cast<tag_kind>(t >> 56); }
 std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
 
 void pump(server_ptr self, const context_ptr& ctx);
+caf::result<wire_buffer> on_update(server_ptr self, const context_ptr& ctx, wire_buffer& buf,
+                                   const envelope_head& head);
+caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
+                                   const std::string& sender, std::uint64_t task_id,
+                                   wire_buffer* buf, const std::string& refusal);
 void start_round(server_ptr self, const context_ptr& ctx);
 void refill(server_ptr self, const context_ptr& ctx);
 void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why);
@@ -76,7 +81,7 @@ void fail(server_ptr self, const context_ptr& ctx, const caf::error& err, const 
 /// Join with Welcome (the model follows in chunks); Update and a client's
 /// Reject of its own task are held until the clock reaches the task's
 /// result; anything else gets a Reject.
-caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, const wire_buffer& buf) {
+caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, wire_buffer& buf) {
   auto& st = self->state;
   auto refuse = [&](const error& err, const std::string& from, std::uint64_t task = 0) {
     ctx->event("reject", json::object{{"by", self_name},
@@ -87,6 +92,11 @@ caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, const 
     ctx->log->warn("server rejected a message from '{}': {}", from, err.message());
     return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
   };
+  // Updates are routed on their head alone (the aggregator decodes and
+  // validates them in full when their time comes).
+  auto head = peek(buf);
+  if (head && head.value().is_update)
+    return on_update(self, ctx, buf, head.value());
   auto env = decode(buf);
   if (!env)
     return refuse(env.err(), "?");
@@ -131,55 +141,71 @@ caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, const 
     }
     return to_client(ctx, id, std::move(w));
   }
-  auto* up = std::get_if<update_msg>(&e.body);
   auto* rej = std::get_if<reject_msg>(&e.body);
-  if (up == nullptr && rej == nullptr)
+  if (rej == nullptr)
     return refuse(error{errc::unsupported, std::string("server takes join, update or reject, got ")
                                              + kind_name(e.body)},
                   e.sender);
-  auto task_id = up ? up->task_id : rej->task_id;
+  return on_answer(self, ctx, e.sender, rej->task_id, nullptr, rej->text);
+}
+
+/// An Update (`buf`) or a client's Reject (`refusal`) for a task: held until
+/// the clock reaches the task's result.
+caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
+                                   const std::string& sender, std::uint64_t task_id,
+                                   wire_buffer* buf, const std::string& refusal) {
+  auto& st = self->state;
+  auto refuse = [&](const error& err) {
+    ctx->event("reject", json::object{{"by", self_name},
+                                      {"from", sender},
+                                      {"task", task_id},
+                                      {"reason", to_string(err.code)},
+                                      {"text", err.text}});
+    ctx->log->warn("server rejected a message from '{}': {}", sender, err.message());
+    return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task_id}});
+  };
   auto it = st.tasks.find(task_id);
-  if (it == st.tasks.end() || e.sender != client_name(it->second.client)) {
+  if (it == st.tasks.end() || sender != client_name(it->second.client)) {
     if (st.gone.count(task_id))
       return refuse(error{errc::task_closed, "task " + std::to_string(task_id)
-                                               + ": its client dropped out mid-task"},
-                    e.sender);
-    if (rej != nullptr)
+                                               + ": its client dropped out mid-task"});
+    if (buf == nullptr)
       return refuse(error{errc::unknown_task, "no open task " + std::to_string(task_id) + " of '"
-                                                + e.sender + "'"},
-                    e.sender);
+                                                + sender + "'"});
     // Not a task this sender holds: the aggregator says exactly why.
     auto rp = self->make_response_promise<wire_buffer>();
-    self->request(st.aggregator, caf::infinite, buf)
+    self->request(st.aggregator, caf::infinite, std::move(*buf))
       .then([=](const wire_buffer& reply) mutable { rp.deliver(reply); },
             [=](caf::error& err) mutable { rp.deliver(err); });
     return rp;
   }
   auto& t = it->second;
   if (t.arrived)
-    return refuse(error{errc::duplicate, "task " + std::to_string(task_id) + " already answered"},
-                  e.sender);
+    return refuse(error{errc::duplicate, "task " + std::to_string(task_id) + " already answered"});
   t.arrived = true;
-  if (ctx->traffic != nullptr)
-    ctx->traffic->from_client(t.client, buf.size_bytes());
   caf::result<wire_buffer> answer = wire_buffer{};
-  if (up != nullptr) {
-    t.update = buf;
+  if (buf != nullptr) { // (its bytes are counted by the aggregator, on acceptance)
+    t.update = std::move(*buf);
     t.reply = self->make_response_promise();
     answer = t.reply;
   } else {
-    t.refusal = rej->text;
-    ctx->log->warn("{} could not train task {}: {}", e.sender, task_id, rej->text);
+    t.refusal = refusal;
+    ctx->log->warn("{} could not train task {}: {}", sender, task_id, refusal);
     answer = ctx->seal(envelope{self_name, ack_msg{task_id}});
   }
   if (is_virtual(self)) {
     if (t.entry != 0)
-      self->state.cfg.clock->complete(t.entry);
+      st.cfg.clock->complete(t.entry);
   } else {
     t.entry = st.cfg.clock->schedule(now(self), tag(task_result, task_id));
   }
   pump(self, ctx);
   return answer;
+}
+
+caf::result<wire_buffer> on_update(server_ptr self, const context_ptr& ctx, wire_buffer& buf,
+                                   const envelope_head& head) {
+  return on_answer(self, ctx, head.sender, head.task_id, &buf, "");
 }
 
 // -- evaluation and publishing --------------------------------------------------------
@@ -647,7 +673,7 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
   if (t.late)
     ++st.updates_late;
   st.busy = true;
-  self->request(st.aggregator, caf::infinite, *t.update)
+  self->request(st.aggregator, caf::infinite, std::move(*t.update))
     .then(
       [=](const wire_buffer& reply) mutable {
         auto& st = self->state;
@@ -850,7 +876,7 @@ void maybe_start(server_ptr self, const context_ptr& ctx) {
 
 caf::behavior running(server_ptr self, const context_ptr& ctx) {
   return {
-    [=](const wire_buffer& buf) {
+    [=](wire_buffer& buf) {
       auto reply = on_wire(self, ctx, buf);
       maybe_start(self, ctx);
       return reply;

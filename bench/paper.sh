@@ -11,7 +11,7 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/runs/paper"
 mkdir -p "$out"
-for m in zeroshot fedsp fedprompt fedprompt_single local centralized; do
+for m in zeroshot fedsp fedprompt fedprompt_single local centralized fedsp_server_only; do
   for seed in 1 2 3; do
     dir="$out/$m-$seed"
     if [[ ! -f "$dir/summary.json" ]]; then
@@ -25,11 +25,12 @@ import json, os, statistics, sys
 out, readme = sys.argv[1], sys.argv[2]
 names = {"zeroshot": "Zero-shot", "fedsp": "FedSP", "fedprompt": "FedPrompt",
          "fedprompt_single": "FedPrompt-Single", "local": "Local-only (mean over clients)",
-         "centralized": "Centralised (upper bound)"}
-rows = ["| method | test acc | test acc_norm | aux test acc | model at the clients (params) | "
+         "centralized": "Centralised (upper bound)",
+         "fedsp_server_only": "FedSP, server step only (ablation)"}
+rows = ["| method | test acc | test acc_norm | test loss | aux test acc | model at the clients (params) | "
         "model bytes to each client (once) | bytes to each client / round | "
         "bytes from each client / round | client GFLOP / round (est.) | client s / round |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
 def ms(xs, fmt="{:.3f}"):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -37,13 +38,15 @@ def ms(xs, fmt="{:.3f}"):
     if len(xs) == 1:
         return fmt.format(xs[0])
     return (fmt + " ± " + fmt).format(statistics.mean(xs), statistics.stdev(xs))
-for m in ["zeroshot", "fedsp", "fedprompt", "fedprompt_single", "local", "centralized"]:
+for m in ["zeroshot", "fedsp", "fedprompt", "fedprompt_single", "local", "centralized",
+          "fedsp_server_only"]:
     runs = []
     for seed in (1, 2, 3):
         with open(os.path.join(out, f"{m}-{seed}", "summary.json")) as f:
             runs.append(json.load(f))
     acc = [r["final"]["global"]["test_acc"] for r in runs]
     accn = [r["final"]["global"]["test_acc_norm"] for r in runs]
+    loss = [r["final"]["global"].get("test_loss") for r in runs]
     aux = [r["final"].get("aux", {}).get("test_acc") for r in runs]
     p = runs[0]["parameters"]
     model = ("auxiliary {:,}".format(p["auxiliary"]) if p["auxiliary"] else
@@ -60,7 +63,7 @@ for m in ["zeroshot", "fedsp", "fedprompt", "fedprompt_single", "local", "centra
         if pr:
             gflop.append(statistics.mean(x["client_flops"] for x in pr) / 1e9)
             secs.append(statistics.mean(x["client_seconds"] for x in pr))
-    rows.append(f"| {names[m]} | {ms(acc)} | {ms(accn)} | {ms(aux)} | {model} | "
+    rows.append(f"| {names[m]} | {ms(acc)} | {ms(accn)} | {ms(loss, '{:.2f}')} | {ms(aux)} | {model} | "
                 f"{statistics.mean(shipped):,.0f} | {ms(down, '{:,.0f}')} | {ms(up, '{:,.0f}')} | {ms(gflop, '{:.2f}')} | "
                 f"{ms(secs, '{:.2f}')} |")
 table = "\n".join(rows)

@@ -1,4 +1,5 @@
 #include "models/federated.hpp"
+#include "models/simple_model.hpp"
 
 #include <algorithm>
 
@@ -122,6 +123,7 @@ auto guarded(F&& f) -> decltype(f()) {
 struct server_session::impl {
   scenario sc;
   method_plan plan;
+  std::shared_ptr<const simple_model> simple; // model.kind null / mlp
   std::unique_ptr<tokenizer> tok;
   gpt global{nullptr};
   auxiliary_model aux;
@@ -147,6 +149,15 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
   auto& m = *s->impl_;
   m.sc = sc;
   m.plan = plan.value();
+  if (sc.model.kind != "gpt") {
+    auto sm = simple_model::create(sc);
+    if (!sm)
+      return sm.err();
+    m.simple = sm.value();
+    m.initial = m.simple->initial();
+    m.client_id = "none";
+    return s;
+  }
   return guarded([&]() -> result<std::shared_ptr<server_session>> {
     if (!sc.model.checkpoint.empty()) {
       auto g = load_gpt(sc.model.checkpoint);
@@ -190,6 +201,8 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
 
 result<distill_report_summary> server_session::prepare() {
   auto& m = *impl_;
+  if (m.simple)
+    return distill_report_summary{}; // nothing to build or ship
   return guarded([&]() -> result<distill_report_summary> {
     distill_report_summary rep;
     auto& mp = m.sc.method;
@@ -272,7 +285,8 @@ result<server_step_report> server_session::server_step(const prompt_set& aggrega
                                                        std::uint64_t seed) {
   auto& m = *impl_;
   if (!m.trainer)
-    return error{errc::unsupported, "method " + m.sc.method.name + " has no server step"};
+    return error{errc::unsupported, "method " + m.sc.method.name + " (model.kind "
+                                      + m.sc.model.kind + ") has no server step"};
   return guarded([&]() -> result<server_step_report> {
     auto start = std::chrono::steady_clock::now();
     auto r = m.trainer->round(aggregated, m.public_examples, seed);
@@ -286,6 +300,16 @@ result<server_step_report> server_session::server_step(const prompt_set& aggrega
 
 result<model_scores> server_session::evaluate(const prompt_set& prompts) {
   auto& m = *impl_;
+  if (m.simple) {
+    if (auto err = check_layout(m.initial, prompts))
+      return *err;
+    auto [acc, loss] = m.simple->evaluate(prompts);
+    model_scores s;
+    s.global_acc = s.global_acc_norm = acc;
+    s.global_loss = loss;
+    s.n = std::isnan(acc) ? 0 : 1000;
+    return s;
+  }
   if (auto err = m.prompt->load(prompts))
     return *err;
   return guarded([&]() -> result<model_scores> {
@@ -305,13 +329,17 @@ result<model_scores> server_session::evaluate(const prompt_set& prompts) {
   });
 }
 
-std::int64_t server_session::global_parameters() const { return impl_->global->num_parameters(); }
+std::int64_t server_session::global_parameters() const {
+  return impl_->simple ? impl_->simple->parameters() : impl_->global->num_parameters();
+}
 std::int64_t server_session::aux_parameters() const {
-  return impl_->has_aux ? impl_->aux.model->num_parameters() : 0;
+  return impl_->simple ? 0 : impl_->has_aux ? impl_->aux.model->num_parameters() : 0;
 }
 
 double server_session::client_task_flops() const {
   auto& m = *impl_;
+  if (m.simple)
+    return m.simple->task_flops();
   auto& body = m.has_aux ? *m.aux.model : *m.global;
   auto C = static_cast<double>(body.config().n_embd);
   double per_token = static_cast<double>(body.depth()) * 12 * C * C
@@ -329,6 +357,8 @@ double server_session::client_task_flops() const {
 // -- client ------------------------------------------------------------------------------
 
 struct client_session::impl {
+  std::shared_ptr<const simple_model> simple; // model.kind null / mlp
+  std::size_t simple_samples = 0;
   gpt body{nullptr};
   std::unique_ptr<tokenizer> tok;
   std::vector<encoded_example> data;
@@ -352,6 +382,16 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     return error{errc::empty_input, "a client without training examples"};
   std::shared_ptr<client_session> s(new client_session());
   auto& m = *s->impl_;
+  if (sc.model.kind != "gpt") {
+    if (!bytes.empty())
+      return error{errc::malformed, "model.kind " + sc.model.kind + " takes no model file"};
+    auto sm = simple_model::create(sc, false);
+    if (!sm)
+      return sm.err();
+    m.simple = sm.value();
+    m.simple_samples = data.size();
+    return s;
+  }
   return guarded([&]() -> result<std::shared_ptr<client_session>> {
     auto st = parse_safetensors(bytes, "the received model");
     if (!st)
@@ -407,6 +447,18 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
 
 result<client_round_report> client_session::round(const prompt_set& prompts, std::uint64_t seed) {
   auto& m = *impl_;
+  if (m.simple) {
+    auto r = m.simple->train(prompts, seed);
+    if (!r)
+      return r.err();
+    client_round_report out;
+    out.prompts = std::move(r.value().params);
+    out.loss_before = out.prompt_loss_first = r.value().loss_before;
+    out.loss_after = out.prompt_loss_last = r.value().loss_after;
+    out.num_samples = m.simple_samples;
+    out.flops = m.simple->task_flops();
+    return out;
+  }
   auto r = m.trainer->round(prompts, m.data, seed);
   if (!r)
     return r.err();
@@ -428,7 +480,9 @@ result<client_round_report> client_session::round(const prompt_set& prompts, std
   return out;
 }
 
-std::int64_t client_session::parameters() const { return impl_->body->num_parameters(); }
+std::int64_t client_session::parameters() const {
+  return impl_->simple ? impl_->simple->parameters() : impl_->body->num_parameters();
+}
 
 void set_compute_threads(int n) {
   if (n > 0)

@@ -204,10 +204,14 @@ result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
                    label + ": shape " + describe_shape(buf) + " needs "
                      + std::to_string(numel * elem) + " bytes, data has "
                      + std::to_string(data.size())};
-    buf.data.resize(numel);
-    if (elem == 4) {
+    if (elem == 4 && reinterpret_cast<std::uintptr_t>(data.begin()) % alignof(float) == 0) {
+      auto* f = reinterpret_cast<const float*>(data.begin()); // no zero-fill first
+      buf.data.assign(f, f + numel);
+    } else if (elem == 4) {
+      buf.data.resize(numel);
       std::memcpy(buf.data.data(), data.begin(), numel * 4);
     } else {
+      buf.data.resize(numel);
       bool f16 = t.getDtype() == w::DType::F16;
       for (std::size_t k = 0; k < numel; ++k) {
         std::uint16_t h;
@@ -482,6 +486,42 @@ result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
       reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
     capnp::FlatArrayMessageReader reader(words, opts);
     return decode_root(reader.getRoot<w::Envelope>(), limits.max_bytes);
+  } catch (const kj::Exception& e) {
+    return malformed(e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    return malformed(e.what());
+  }
+}
+
+result<envelope_head> peek(const wire_buffer& buf, const decode_limits& limits) {
+  if (buf.size_bytes() > limits.max_bytes)
+    return error{errc::too_large, "message of " + std::to_string(buf.size_bytes())
+                                    + " bytes exceeds the limit of "
+                                    + std::to_string(limits.max_bytes)};
+  if (buf.words.empty())
+    return malformed("empty message");
+  try {
+    capnp::ReaderOptions opts;
+    opts.traversalLimitInWords = limits.traversal_limit_words;
+    opts.nestingLimit = limits.nesting_limit;
+    kj::ArrayPtr<const capnp::word> words(
+      reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
+    capnp::FlatArrayMessageReader reader(words, opts);
+    auto root = reader.getRoot<w::Envelope>();
+    if (root.getProtocolVersion() != w::PROTOCOL_VERSION)
+      return error{errc::unsupported_version,
+                   "protocol version " + std::to_string(root.getProtocolVersion())
+                     + ", this build speaks " + std::to_string(w::PROTOCOL_VERSION)};
+    envelope_head head;
+    head.sender = root.getSender().cStr();
+    auto body = root.getBody();
+    if (body.which() == w::Envelope::Body::UPDATE) {
+      auto m = body.getUpdate();
+      head.is_update = true;
+      head.task_id = m.getTaskId();
+      head.client_id = m.getClientId();
+    }
+    return head;
   } catch (const kj::Exception& e) {
     return malformed(e.getDescription().cStr());
   } catch (const std::exception& e) {

@@ -56,6 +56,17 @@ wire_buffer encode(const envelope& env, wire_dtype dtype = wire_dtype::f32);
 result<envelope> decode(const wire_buffer& buf,
                         const decode_limits& limits = decode_limits{});
 
+/// The routing facts of a message, read without touching its payload: who
+/// sent it, which variant it is and, for an Update, its task and client.
+/// Only the protocol version is checked; `decode` validates the rest.
+struct envelope_head {
+  std::string sender;
+  bool is_update = false;
+  std::uint64_t task_id = 0;
+  std::uint32_t client_id = 0;
+};
+result<envelope_head> peek(const wire_buffer& buf, const decode_limits& limits = decode_limits{});
+
 /// Decodes from arbitrary bytes (a file, a socket): copies into an aligned
 /// buffer first when the length is not a whole number of words or the
 /// pointer is misaligned; a partial trailing word is `malformed`.

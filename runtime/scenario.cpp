@@ -1,5 +1,6 @@
 #include "runtime/scenario.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -77,6 +78,13 @@ setter bool_field(bool& out) {
 
 setter string_field(std::string& out, std::vector<std::string> allowed = {}) {
   return [&out, allowed](const YAML::Node& n) -> std::optional<std::string> {
+    // YAML reads a bare `null` as no value; where "null" is a choice
+    // (model.kind), it means that choice.
+    bool null_choice = std::find(allowed.begin(), allowed.end(), "null") != allowed.end();
+    if (n.IsNull() && null_choice) {
+      out = "null";
+      return std::nullopt;
+    }
     if (!n.IsScalar())
       return std::string("must be a string");
     auto s = n.Scalar();
@@ -120,7 +128,13 @@ public:
     auto& mp = sc.method;
     std::map<std::string, std::vector<field>> sections{
       {"model",
-       {{"layers", uint_field(m.layers, 1, 48)},
+       {{"kind", string_field(m.kind, {"gpt", "null", "mlp"})},
+        {"parameters", uint_field(m.parameters, 1, 1'000'000'000)},
+        {"mlp_input", uint_field(m.mlp_input, 1, 1'000'000)},
+        {"mlp_hidden", uint_field(m.mlp_hidden, 1, 1'000'000)},
+        {"mlp_classes", uint_field(m.mlp_classes, 2, 100'000)},
+        {"mlp_samples", uint_field(m.mlp_samples, 1, 1'000'000)},
+        {"layers", uint_field(m.layers, 1, 48)},
         {"width", uint_field(m.width, 8, 4096)},
         {"heads", uint_field(m.heads, 1, 64)},
         {"context", uint_field(m.context, 8, 4096)},
@@ -255,6 +269,13 @@ private:
                     + ") must divide model.width ("
                     + std::to_string(sc.model.width) + ")");
     auto& f = sc.federation;
+    if (sc.model.kind != "gpt" && sc.method.name != "fedprompt")
+      return fail(line_of("model.kind"),
+                  "key 'model.kind' " + sc.model.kind + " needs method.name fedprompt (the "
+                    "whole parameter set is averaged), not " + sc.method.name);
+    if (sc.model.kind != "gpt" && !sc.model.checkpoint.empty())
+      return fail(line_of("model.checkpoint"),
+                  "key 'model.checkpoint' is for model.kind gpt only");
     if (!lines_.count("federation.aggregator"))
       f.aggregator = f.mode == "async" ? "fedbuff" : "fedavg";
     if ((f.mode == "async") != (f.aggregator != "fedavg"))

