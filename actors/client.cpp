@@ -20,10 +20,10 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
 
   // Trains one task on the worker and submits the prompts.
   // Only the ids are captured: the prompts are copied once, into the job.
-  auto train = [=](const task_msg& t) {
+  auto train = [=](task_msg& t) {
     auto out = std::make_shared<result<client_round_report>>(error{errc::unknown, "not run"});
     auto session = self->state.session;
-    auto prompts = std::make_shared<prompt_set>(t.prompts);
+    auto prompts = std::make_shared<prompt_set>(std::move(t.prompts));
     auto seed = t.seed;
     auto task_id = t.task_id;
     auto base_version = t.base_version;

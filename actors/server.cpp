@@ -166,9 +166,13 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
   };
   auto it = st.tasks.find(task_id);
   if (it == st.tasks.end() || sender != client_name(it->second.client)) {
-    if (st.gone.count(task_id))
-      return refuse(error{errc::task_closed, "task " + std::to_string(task_id)
-                                               + ": its client dropped out mid-task"});
+    if (st.gone.count(task_id)) // already a `dropout` event; no second one at a
+                                // wall-clock moment (it would break the order)
+      return ctx->seal(envelope{self_name,
+                                reject_msg{errc::task_closed,
+                                           "task " + std::to_string(task_id)
+                                             + ": its client dropped out mid-task",
+                                           task_id}});
     if (buf == nullptr)
       return refuse(error{errc::unknown_task, "no open task " + std::to_string(task_id) + " of '"
                                                 + sender + "'"});

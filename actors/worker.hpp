@@ -1,6 +1,7 @@
 // worker: owns a compute device and runs jobs on it, one at a time.
 //
-// Spawned `detached` (its own thread): torch calls block. A job is a closure
+// Spawned `detached` (its own thread) for GPT models: torch calls block.
+// (The null and mlp kinds' short jobs run on CAF's scheduler.) A job is a closure
 // that the requester built around the state it owns (a client's session, the
 // server's); the worker runs it and answers with its wall-clock seconds.
 // Jobs are served in arrival order.

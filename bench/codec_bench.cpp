@@ -10,6 +10,9 @@
 
 #include "runtime/codec.hpp"
 #include "runtime/fedavg.hpp"
+#include "runtime/strategy.hpp"
+
+#include <cstring>
 
 namespace {
 
@@ -78,6 +81,45 @@ void bm_fedavg_10(benchmark::State& st) {
     static_cast<std::int64_t>(st.iterations() * 10 * sets[0].numel() * sizeof(float)));
 }
 
+// The aggregator's fold (runtime/strategy.hpp) of K = 10 parameter sets of
+// the sizes, against copying the same bytes with memcpy: its
+// bytes/s counts the K input sets it reads.
+constexpr std::size_t fold_sizes[] = {9'610, 1'035'010};
+
+void bm_fold_buffered_10(benchmark::State& st) {
+  auto n = fold_sizes[st.range(0)];
+  prompt_set base{0, {tensor_buffer{"params", {static_cast<std::uint32_t>(n)}, {}}}};
+  base.tensors[0].data.assign(n, 0.5f);
+  std::vector<prompt_set> sets(10, base);
+  for (std::size_t k = 0; k < sets.size(); ++k)
+    for (std::size_t i = 0; i < n; ++i)
+      sets[k].tensors[0].data[i] = static_cast<float>((i + k) % 1000) * 1e-3f;
+  std::vector<stale_update> in;
+  for (std::size_t k = 0; k < sets.size(); ++k)
+    in.push_back({k + 1, 10.0 + static_cast<double>(k), k % 3, &base, &sets[k]});
+  auto s = parse_staleness("sqrt").value();
+  for (auto _ : st) {
+    auto out = fold_buffered(base, in, s);
+    benchmark::DoNotOptimize(out.ok());
+  }
+  st.SetLabel(std::to_string(n) + " floats x 10");
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 10 * n * sizeof(float)));
+}
+
+void bm_memcpy_10(benchmark::State& st) {
+  auto n = fold_sizes[st.range(0)] * 10;
+  std::vector<float> src(n, 1.0f), dst(n);
+  for (auto _ : st) {
+    std::memcpy(dst.data(), src.data(), n * sizeof(float));
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetLabel(std::to_string(n / 10) + " floats x 10");
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * sizeof(float)));
+}
+
+BENCHMARK(bm_fold_buffered_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_memcpy_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_encode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_decode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_fedavg_10)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);

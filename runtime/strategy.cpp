@@ -1,5 +1,6 @@
 #include "runtime/strategy.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -111,26 +112,32 @@ result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<st
         return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
     total += u.num_samples;
   }
-  std::vector<std::vector<double>> acc(current.tensors.size());
-  for (std::size_t t = 0; t < current.tensors.size(); ++t) {
-    auto& x = current.tensors[t].data;
-    acc[t].assign(x.begin(), x.end());
-  }
-  for (auto& u : ups) {
-    double w = eta * (u.num_samples / total) * s(u.staleness);
-    for (std::size_t t = 0; t < acc.size(); ++t) {
-      auto& a = acc[t];
-      auto& ud = u.prompts->tensors[t].data;
-      auto& bd = u.base->tensors[t].data;
-      for (std::size_t i = 0; i < a.size(); ++i)
-        a[i] += w * (static_cast<double>(ud[i]) - static_cast<double>(bd[i]));
-    }
-  }
+  // Blocked over elements: a block of the accumulator stays in cache while
+  // every update's block is folded in, so memory sees each input once.
+  std::vector<double> w(ups.size());
+  for (std::size_t k = 0; k < ups.size(); ++k)
+    w[k] = eta * (ups[k].num_samples / total) * s(ups[k].staleness);
   prompt_set out = current;
   out.version = 0;
-  for (std::size_t t = 0; t < acc.size(); ++t)
-    for (std::size_t i = 0; i < acc[t].size(); ++i)
-      out.tensors[t].data[i] = static_cast<float>(acc[t][i]);
+  constexpr std::size_t block = 1024;
+  double acc[block];
+  for (std::size_t t = 0; t < out.tensors.size(); ++t) {
+    auto& x = out.tensors[t].data;
+    for (std::size_t lo = 0; lo < x.size(); lo += block) {
+      auto n = std::min(block, x.size() - lo);
+      for (std::size_t i = 0; i < n; ++i)
+        acc[i] = static_cast<double>(x[lo + i]);
+      for (std::size_t k = 0; k < ups.size(); ++k) {
+        const float* u = ups[k].prompts->tensors[t].data.data() + lo;
+        const float* b = ups[k].base->tensors[t].data.data() + lo;
+        double wk = w[k];
+        for (std::size_t i = 0; i < n; ++i)
+          acc[i] += wk * (static_cast<double>(u[i]) - static_cast<double>(b[i]));
+      }
+      for (std::size_t i = 0; i < n; ++i)
+        x[lo + i] = static_cast<float>(acc[i]);
+    }
+  }
   return out;
 }
 
