@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <malloc.h>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "actors/federation.hpp"
 #include "models/commands.hpp"
+#include "models/federated.hpp"
 #include "models/tokenizer.hpp"
 
 #include <unistd.h>
@@ -35,6 +37,7 @@ commands:
   prepare spamassassin  turn the SpamAssassin corpus into task and corpus JSONL
   pretrain              train a global model on an LM corpus
   eval                  score a model (and prompts) on a multiple-choice task
+  calibrate <scenario>  measure this machine's rate on one client task
   help [command]        show help for a command
 
 Run 'fedsp <command> --help' for a command's options.
@@ -55,6 +58,19 @@ options:
 
 A bad scenario (unknown key, wrong type, out-of-range value, missing file)
 exits with status 2 and a message naming the file, line and key.
+)";
+
+const char* usage_calibrate = R"(usage: fedsp calibrate <scenario.yaml> [--repeats N]
+
+Runs one client task of the scenario (its model, method and training
+settings; no distillation) once to warm up, then N times (default 3) on
+this machine, and prints
+the task's FLOP estimate, the median seconds and the resulting GFLOP/s. On
+the virtual clock a client of speed s computes a task of W FLOPs in
+W / (s x 1e9 x compute.reference_gflops) seconds: put the printed value in
+compute.reference_gflops to make this machine the reference device. (The
+virtual clock never measures by itself: a measured rate would make event
+logs depend on the machine.)
 )";
 
 const char* usage_inspect = R"(usage: fedsp inspect <file>
@@ -441,6 +457,49 @@ int cmd_eval(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_calibrate(const std::vector<std::string>& args) {
+  std::string path;
+  int repeats = 3;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << usage_calibrate;
+      return 0;
+    }
+    if (a == "--repeats") {
+      if (i + 1 >= args.size() || args[i + 1].empty()
+          || args[i + 1].find_first_not_of("0123456789") != std::string::npos
+          || args[i + 1].size() > 4 || std::stoi(args[i + 1]) < 1)
+        return fail("calibrate: --repeats needs an integer from 1 to 9999");
+      repeats = std::stoi(args[++i]);
+    } else if (!a.empty() && a[0] == '-') {
+      return fail("calibrate: unknown option '" + a + "' (see 'fedsp calibrate --help')");
+    } else if (path.empty()) {
+      path = a;
+    } else {
+      return fail("calibrate: more than one scenario given");
+    }
+  }
+  if (path.empty())
+    return fail("calibrate: no scenario file given (see 'fedsp calibrate --help')");
+  auto sc = fedsp::load_scenario(path);
+  if (!sc)
+    return fail(sc.err().text);
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  fedsp::set_compute_threads(static_cast<int>(sc.value().compute.threads ? sc.value().compute.threads
+                                                                          : cores));
+  auto c = fedsp::calibrate_reference(sc.value(), repeats);
+  if (!c)
+    return fail("calibrate: " + c.err().message(), 1);
+  std::printf("one client task: %.4g GFLOP (estimate); seconds:", c.value().task_flops / 1e9);
+  for (auto x : c.value().seconds)
+    std::printf(" %.3f", x);
+  std::printf("\nmedian %.3f s -> %.4g GFLOP/s\n", c.value().median_seconds, c.value().gflops_per_s);
+  std::printf("to make this machine speed 1: compute.reference_gflops: %.4g\n",
+              c.value().gflops_per_s);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -475,6 +534,8 @@ int main(int argc, char** argv) {
       std::cout << usage_prepare;
     else if (rest[0] == "eval")
       std::cout << usage_eval;
+    else if (rest[0] == "calibrate")
+      std::cout << usage_calibrate;
     else
       return fail("help: unknown command '" + rest[0] + "'");
     return 0;
@@ -491,5 +552,7 @@ int main(int argc, char** argv) {
     return cmd_prepare(rest);
   if (cmd == "eval")
     return cmd_eval(rest);
+  if (cmd == "calibrate")
+    return cmd_calibrate(rest);
   return fail("unknown command '" + cmd + "' (see 'fedsp --help')");
 }

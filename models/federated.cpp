@@ -484,6 +484,42 @@ std::int64_t client_session::parameters() const {
   return impl_->simple ? impl_->simple->parameters() : impl_->body->num_parameters();
 }
 
+result<calibration> calibrate_reference(const scenario& sc_in, int repeats) {
+  if (repeats < 1)
+    return error{errc::bad_argument, "calibrate: repeats must be at least 1"};
+  auto sc = sc_in;
+  sc.method.distill_steps = 0; // the client model's shape is what counts
+  auto data = load_task_split(sc);
+  if (!data)
+    return data.err();
+  auto server = server_session::create(sc, data.value());
+  if (!server)
+    return server.err();
+  if (auto prep = server.value()->prepare(); !prep)
+    return prep.err();
+  auto client = client_session::create(server.value()->client_model(), sc, data.value().train);
+  if (!client)
+    return client.err();
+  calibration out;
+  auto prompts = server.value()->initial_prompts();
+  if (auto warm = client.value()->round(prompts, mix_seed(sc.seed, 76)); !warm) // not timed
+    return warm.err();
+  for (int i = 0; i < repeats; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = client.value()->round(prompts, mix_seed(sc.seed, 77 + i));
+    if (!r)
+      return r.err();
+    out.seconds.push_back(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    out.task_flops = r.value().flops;
+  }
+  auto sorted = out.seconds;
+  std::sort(sorted.begin(), sorted.end());
+  out.median_seconds = sorted[sorted.size() / 2];
+  out.gflops_per_s = out.median_seconds > 0 ? out.task_flops / out.median_seconds / 1e9 : 0;
+  return out;
+}
+
 void set_compute_threads(int n) {
   if (n > 0)
     torch::set_num_threads(n);

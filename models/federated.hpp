@@ -138,6 +138,18 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
+/// `fedsp calibrate`: runs one client task of the scenario (its method,
+/// model and training settings; no distillation) `repeats` times on this
+/// machine and reports the task's FLOP estimate and the median seconds, so
+/// that compute.reference_gflops can name this machine as speed 1.
+struct calibration {
+  double task_flops = 0;
+  double median_seconds = 0;
+  double gflops_per_s = 0;
+  std::vector<double> seconds;
+};
+result<calibration> calibrate_reference(const scenario& sc, int repeats);
+
 /// Sets torch's intra-op thread count (process-wide) and keeps OpenBLAS,
 /// when it is the BLAS in use, to one thread inside them.
 void set_compute_threads(int n);

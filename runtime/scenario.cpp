@@ -112,7 +112,11 @@ public:
     try {
       root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
-      return fail(e.mark.line, "YAML syntax error: " + e.msg);
+      auto hint = e.msg.find("illegal map value") != std::string::npos
+                    ? " (a ':' inside a value reads as a map: write tiers(0.7=1, 0.3=0.1), "
+                      "or quote the value)"
+                    : "";
+      return fail(e.mark.line, "YAML syntax error: " + e.msg + hint);
     }
     if (root.IsNull())
       return fail(-1, "the scenario is empty");

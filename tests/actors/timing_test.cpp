@@ -234,5 +234,19 @@ TEST(virtual_clock, dropouts_are_events_and_the_run_completes) {
   fs::remove_all(again.dir);
 }
 
+TEST(real_clock, a_run_on_the_wall_clock_completes_with_wall_times) {
+  // Latency is not modelled on the real clock: results count when they come.
+  auto r = run("federation:\n  clock: real\n  rounds: 2\n  round_deadline_s: 60\n", "real");
+  EXPECT_EQ(num(r.summary, "final_version"), 2);
+  EXPECT_EQ(r.summary.find("clock")->as_string(), "real");
+  EXPECT_TRUE(of_type(r.events, "deadline").empty());
+  EXPECT_TRUE(of_type(r.events, "model_sent").empty()); // clients log model_received
+  EXPECT_EQ(of_type(r.events, "model_received").size(), 6u);
+  // t is wall seconds since the start: within the run's wall time.
+  for (auto& e : r.events)
+    EXPECT_LE(num(e, "t"), num(r.summary, "wall_seconds") + 1.0);
+  fs::remove_all(r.dir);
+}
+
 } // namespace
 } // namespace fedsp

@@ -49,6 +49,16 @@ check "tiny run completes" "$fedsp" run "$src/tests/integration/tiny.yaml" --out
 chunk=$(ls "$tmp"/msgs/*-model_chunk-server.bin 2>/dev/null | head -n 1)
 check "model chunks were dumped and inspect reads one" bash -c "'$fedsp' inspect '$chunk' | grep -q 'chunk: 1 of '"
 check "run directory has events.jsonl and summary.json" test -s "$tmp/run/events.jsonl" -a -s "$tmp/run/summary.json"
+check "run directory has metrics.csv (a header and a row per version)" bash -c "head -n 1 '$tmp/run/metrics.csv' | grep -q '^version,round,t,test_acc' && test \$(wc -l < '$tmp/run/metrics.csv') -ge 3"
+check "run directory has a self-contained report.html with SVG plots" bash -c "grep -q '<svg' '$tmp/run/report.html' && ! grep -q '<script' '$tmp/run/report.html'"
+check "calibrate measures one client task" bash -c "'$fedsp' calibrate '$src/tests/integration/tiny.yaml' --repeats 1 | grep -q 'compute.reference_gflops: '"
+check "calibrate without a scenario" expect_fail 2 "no scenario file given" "$fedsp" calibrate
+check "calibrate with a bad --repeats" expect_fail 2 "--repeats needs an integer" "$fedsp" calibrate "$src/tests/integration/tiny.yaml" --repeats 0
+check "calibrate of a broken scenario names the key" expect_fail 2 "unknown key 'federation.roundz'" "$fedsp" calibrate "$tmp/bad-key.yaml"
+printf 'clients:\n  speed: tiers(0.5: 1, 0.5: 2)\n' >"$tmp/bad-tiers.yaml"
+check "YAML-looking tiers are explained" expect_fail 2 "bad-tiers.yaml:2" "$fedsp" run "$tmp/bad-tiers.yaml"
+printf 'clients:\n  availability: trace(nowhere.txt)\n' >"$tmp/bad-trace.yaml"
+check "a missing availability trace is named" expect_fail 2 "nowhere.txt' cannot be read" "$fedsp" run "$tmp/bad-trace.yaml"
 task=$(ls "$tmp"/msgs/*-task-server.bin 2>/dev/null | head -n 1)
 check "a Task message was dumped" test -n "$task"
 
