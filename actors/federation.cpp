@@ -171,6 +171,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   summary.set("wall_seconds",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                 .count());
+  events->flush(); // the report reads it
   std::ofstream out(opts.out_dir + "/summary.json");
   out << summary.dump() << "\n";
   out.close();

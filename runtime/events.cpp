@@ -20,24 +20,41 @@ event_log::~event_log() {
 }
 
 void event_log::write(const std::string& type, double t, const json& fields) {
-  json ev = json::object{};
-  ev.set("type", type);
-  ev.set("t", t);
-  if (fields.is_object())
-    for (auto& [k, v] : fields.as_object())
-      ev.set(k, v);
+  // {"type": ..., "t": ..., <fields>, "wall_ms": ..., "wall_elapsed_s": ...},
+  // spliced as text (no copy of the fields).
+  std::string line = "{\"type\":\"";
+  json_escape(type, line);
+  line += "\",\"t\":";
+  json(t).dump_to(line);
+  if (fields.is_object() && !fields.as_object().empty()) {
+    std::string f;
+    fields.dump_to(f);
+    line += ',';
+    line.append(f, 1, f.size() - 2);
+  }
   auto wall = std::chrono::system_clock::now().time_since_epoch();
-  ev.set("wall_ms", static_cast<double>(
-                      std::chrono::duration_cast<std::chrono::milliseconds>(wall)
-                        .count()));
+  line += ",\"wall_ms\":";
+  json(static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()))
+    .dump_to(line);
   std::chrono::duration<double> since = std::chrono::steady_clock::now() - opened_;
-  ev.set("wall_elapsed_s", since.count());
-  std::string line = ev.dump();
-  line += '\n';
+  line += ",\"wall_elapsed_s\":";
+  json(since.count()).dump_to(line);
+  line += "}\n";
   std::lock_guard<std::mutex> guard(mtx_);
   std::fwrite(line.data(), 1, line.size(), file_);
-  std::fflush(file_);
+  // Flushed at most every 50 ms (and when the log closes): a line is never
+  // written in part, and a reader tailing the file lags by at most that.
+  auto now = std::chrono::steady_clock::now();
+  if (now - flushed_ >= std::chrono::milliseconds(50)) {
+    std::fflush(file_);
+    flushed_ = now;
+  }
   ++count_;
+}
+
+void event_log::flush() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  std::fflush(file_);
 }
 
 std::size_t event_log::count() const {

@@ -4,7 +4,8 @@
 // the wall-clock fields `wall_ms` (milliseconds since the Unix epoch) and
 // `wall_elapsed_s` (seconds since the log was opened). Everything else is
 // per type (README "Outputs"). Thread-safe: actors on different threads
-// write to one log; each line is written whole and flushed.
+// write to one log; each line is written whole; the file is flushed at most
+// every 50 ms and when the log closes.
 #pragma once
 
 #include <chrono>
@@ -28,6 +29,9 @@ public:
   /// Writes one event: {"type": type, "t": t, <fields...>, "wall_ms": ...}.
   void write(const std::string& type, double t, const json& fields);
 
+  /// Writes out what is buffered.
+  void flush();
+
   /// Events written so far.
   std::size_t count() const;
 
@@ -36,6 +40,7 @@ private:
   std::FILE* file_ = nullptr;
   std::size_t count_ = 0;
   std::chrono::steady_clock::time_point opened_;
+  std::chrono::steady_clock::time_point flushed_{};
 };
 
 } // namespace fedsp

@@ -1,5 +1,7 @@
 #include "runtime/json.hpp"
 
+#include <charconv>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -59,12 +61,12 @@ void json::dump_to(std::string& out) const {
         out += "null";
       } else if (d == std::floor(d) && std::fabs(d) < 9.007199254740992e15) {
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.0f", d);
-        out += buf;
-      } else {
+        auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(d));
+        out.append(buf, r.ptr);
+      } else { // as printf's %.9g, several times faster
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.9g", d);
-        out += buf;
+        auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::general, 9);
+        out.append(buf, r.ptr);
       }
       break;
     }

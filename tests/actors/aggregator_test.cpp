@@ -146,6 +146,7 @@ TEST_F(aggregator_test, bad_updates_get_typed_rejects_and_change_nothing) {
             errc::task_closed);
 
   // Each rejection is an event naming its reason.
+  tc.events->flush();
   auto events = test::read_jsonl(tc.dir / "events.jsonl");
   int rejects = 0;
   for (auto& e : events)
