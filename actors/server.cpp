@@ -22,6 +22,7 @@ tag_kind kind_of(std::uint64_t t) { return static_cast<tag_kind>(t >> 56); }
 std::uint64_t id_of(std::uint64_t t) { return t & ((std::uint64_t{1} << 56) - 1); }
 
 void pump(server_ptr self, const context_ptr& ctx);
+void answered(server_ptr self, const context_ptr& ctx);
 caf::result<wire_buffer> on_update(server_ptr self, const context_ptr& ctx, wire_buffer& buf,
                                    const envelope_head& head);
 caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
@@ -166,13 +167,16 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
   };
   auto it = st.tasks.find(task_id);
   if (it == st.tasks.end() || sender != client_name(it->second.client)) {
-    if (st.gone.count(task_id)) // already a `dropout` event; no second one at a
-                                // wall-clock moment (it would break the order)
+    if (st.gone.count(task_id)) { // already a `dropout` event; no second one at a
+                                  // wall-clock moment (it would break the order)
+      st.gone.erase(task_id);
+      answered(self, ctx);
       return ctx->seal(envelope{self_name,
                                 reject_msg{errc::task_closed,
                                            "task " + std::to_string(task_id)
                                              + ": its client dropped out mid-task",
                                            task_id}});
+    }
     if (buf == nullptr)
       return refuse(error{errc::unknown_task, "no open task " + std::to_string(task_id) + " of '"
                                                 + sender + "'"});
@@ -187,6 +191,7 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
   if (t.arrived)
     return refuse(error{errc::duplicate, "task " + std::to_string(task_id) + " already answered"});
   t.arrived = true;
+  answered(self, ctx);
   caf::result<wire_buffer> answer = wire_buffer{};
   if (buf != nullptr) { // (its bytes are counted by the aggregator, on acceptance)
     t.update = std::move(*buf);
@@ -459,6 +464,61 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
 
 /// Sends client `id` a task on the current prompts and puts its modelled
 /// result on the timeline (or, if it will drop out, its dropout).
+/// Encodes and sends task `t`.
+void send_task(server_ptr self, const context_ptr& ctx, task_entry& t) {
+  auto& st = self->state;
+  auto& sc = sc_of(self);
+  auto c = st.clients.find(t.client);
+  if (c == st.clients.end())
+    return;
+  auto& tr = sc.training;
+  task_msg msg{t.id,           t.client,    t.base_version, *t.base,
+               tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
+               mix_seed(sc.seed, 1'000'000 + t.id), t.deadline, t.round};
+  msg.prompts.version = t.base_version;
+  t.sent = true;
+  ++st.in_flight;
+  self->send(c->second.handle, to_client(ctx, t.client, std::move(msg)));
+}
+
+/// Virtual clock: sends queued tasks, earliest modelled finish first, while
+/// fewer than `max_in_flight` are being computed for real. The timeline
+/// only ever waits for the earliest unfinished task, which is then among
+/// those sent, so pacing changes memory and speed, never the events.
+void flush_sends(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  while (st.in_flight < server_state::max_in_flight && !st.unsent.empty()) {
+    auto [finish, task_id] = st.unsent.top();
+    st.unsent.pop();
+    auto it = st.tasks.find(task_id);
+    if (it == st.tasks.end() || it->second.sent)
+      continue; // its client dropped out before it was sent
+    send_task(self, ctx, it->second);
+  }
+}
+
+/// A task's real answer arrived (or never will): one fewer in flight.
+void answered(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  if (st.in_flight > 0)
+    --st.in_flight;
+  flush_sends(self, ctx);
+}
+
+/// The encoded size of a task on the current prompts (the same for every
+/// task of a version: fixed-width fields), for modelling its transfer.
+std::size_t task_bytes(server_ptr self, const prompt_set& base) {
+  auto& st = self->state;
+  if (st.task_bytes_version != st.version || st.task_bytes == 0) {
+    task_msg probe{0, 0, st.version, base, 0, 0.f, 0, 0, 0.0, 0};
+    st.task_bytes = encode(envelope{self_name, std::move(probe)}).size_bytes();
+    st.task_bytes_version = st.version;
+  }
+  return st.task_bytes;
+}
+
+/// Gives client `id` a task on the current prompts and puts its modelled
+/// result on the timeline (or, if it will drop out, its dropout).
 void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::uint32_t round) {
   auto& st = self->state;
   auto& sc = sc_of(self);
@@ -470,37 +530,35 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
   auto base = use_own ? std::make_shared<const prompt_set>(own->second) : st.prompts_ptr;
   self->send(st.aggregator, open_atom::value,
              task_expectation{task_id, id, st.version, round, base});
-  auto& tr = sc.training;
   double t0 = now(self);
-  double deadline = round != 0 ? t0 + sc.federation.round_deadline_s : 0.0;
-  task_msg msg{task_id,         id,          st.version,    *base,
-               tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
-               mix_seed(sc.seed, 1'000'000 + task_id), deadline, round};
-  msg.prompts.version = st.version;
-  auto buf = to_client(ctx, id, std::move(msg));
   task_entry t;
   t.id = task_id;
   t.client = id;
   t.base_version = st.version;
   t.round = round;
   t.started = t0;
+  t.base = base;
+  t.deadline = round != 0 ? t0 + sc.federation.round_deadline_s : 0.0;
   json ev = json::object{{"task", task_id}, {"client", id}, {"round", round},
                          {"base_version", st.version}};
   if (is_virtual(self)) {
     // Modelled: the model must have arrived, the task comes down, the client
     // computes at its speed, the update goes up (about the task's size).
+    auto bytes = task_bytes(self, *base);
     double start = std::max(t0, c.ready_at);
     double compute = c.profile.compute_seconds(st.cfg.session->client_task_flops(),
                                                sc.compute.reference_gflops * 1e9);
-    double finish = start + c.profile.transfer_seconds(buf.size_bytes()) + compute
-                    + c.profile.transfer_seconds(buf.size_bytes());
+    double finish = start + c.profile.transfer_seconds(bytes) + compute
+                    + c.profile.transfer_seconds(bytes);
     // Does the client leave before it is done? (clients.dropout, or the end
     // of its availability window)
     double leaves = sc.clients.online.offline_at(id, start);
-    rng r(mix_seed(sc.seed, 9'000'000 + task_id));
-    double u = uniform01(r), v = uniform01(r);
-    if (u < sc.clients.dropout)
-      leaves = std::min(leaves, start + v * (finish - start));
+    if (sc.clients.dropout > 0) {
+      rng r(mix_seed(sc.seed, 9'000'000 + task_id));
+      double u = uniform01(r), v = uniform01(r);
+      if (u < sc.clients.dropout)
+        leaves = std::min(leaves, start + v * (finish - start));
+    }
     t.finish = finish;
     ev.set("start", start);
     ev.set("finish", finish);
@@ -514,12 +572,17 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
   }
   c.busy = true;
   ctx->event("task", ev);
-  st.tasks.emplace(task_id, std::move(t));
+  auto& entry = st.tasks.emplace(task_id, std::move(t)).first->second;
   if (round != 0)
     st.round_tasks.insert(task_id);
   else
     ++st.active;
-  self->send(c.handle, std::move(buf));
+  if (is_virtual(self)) {
+    st.unsent.push({entry.finish, task_id});
+    flush_sends(self, ctx);
+  } else {
+    send_task(self, ctx, entry);
+  }
 }
 
 /// Sync: the round is over (enough updates, none left, or the deadline).
@@ -983,6 +1046,8 @@ caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, s
       for (auto& [task, t] : st.tasks)
         if (t.client == id && !t.arrived) {
           t.arrived = true;
+          if (t.sent && st.in_flight > 0)
+            --st.in_flight;
           t.refusal = "client actor down";
           if (is_virtual(self)) {
             if (t.entry != 0)

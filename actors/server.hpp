@@ -25,6 +25,7 @@
 //   (timeout, r)  real clock: round r's deadline (sent to itself)
 #pragma once
 
+#include <queue>
 #include <set>
 
 #include "actors/aggregator.hpp"
@@ -69,6 +70,9 @@ struct server_state {
     std::string refusal;
     caf::response_promise reply;       // the client's request, answered on delivery
     bool late = false;                 // its round closed before it arrived
+    bool sent = false;                 // the Task went out (virtual clock: paced)
+    double deadline = 0;
+    std::shared_ptr<const prompt_set> base; // the prompts it carries
   };
 
   server_config cfg;
@@ -87,6 +91,15 @@ struct server_state {
   std::uint64_t next_task = 0;
   std::map<std::uint64_t, task_entry> tasks; // dispatched, not yet delivered
   std::set<std::uint64_t> gone;   // tasks whose client dropped out mid-task
+  // Virtual clock: tasks waiting to be sent, earliest modelled finish first,
+  // and how many sent ones are still being computed.
+  static constexpr std::uint32_t max_in_flight = 256;
+  std::priority_queue<std::pair<double, std::uint64_t>,
+                      std::vector<std::pair<double, std::uint64_t>>, std::greater<>>
+    unsent;
+  std::uint32_t in_flight = 0;
+  std::uint64_t task_bytes_version = ~std::uint64_t{0};
+  std::size_t task_bytes = 0;
 
   // sync round
   bool round_open = false;
