@@ -72,9 +72,10 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
     [=](open_atom, const task_expectation& ex) {
       self->state.open[ex.task_id] = aggregator_state::open_task{ex, false};
     },
-    [=](version_atom, std::uint64_t version, std::uint32_t bound) {
+    [=](version_atom, std::uint64_t version, std::uint32_t bound, const staleness_fn& s) {
       self->state.version = version;
       self->state.max_staleness = bound;
+      self->state.staleness = s;
     },
     [=](const wire_buffer& buf) -> wire_buffer {
       auto env = decode(buf);
@@ -110,7 +111,28 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                               {"loss_after", metric_or(up->metrics, "loss_after", NAN)}});
       auto task_id = up->task_id;
       auto client = up->client_id;
-      self->state.accepted.push_back({task_id, std::move(expect), std::move(*up)});
+      auto& st = self->state;
+      aggregator_state::held_update h;
+      h.task_id = task_id;
+      h.client_id = client;
+      h.round = round;
+      h.staleness = st.version > expect.base_version ? st.version - expect.base_version : 0;
+      h.num_samples = static_cast<double>(up->num_samples);
+      h.base = expect.base;
+      h.metrics = std::move(up->metrics);
+      // Versions change only by folding, so the staleness (and the weight)
+      // is final now: the delta goes into the running sum at once.
+      if (expect.base) {
+        if (auto err = st.sum.add({task_id, h.num_samples, h.staleness, expect.base.get(),
+                                   &up->prompts},
+                                  st.staleness)) {
+          task.answered = false;
+          return reject(*err, task_id, env.value().sender, task_id);
+        }
+      }
+      if (expect.keep_prompts || !expect.base)
+        h.prompts = std::move(up->prompts);
+      st.held.push_back(std::move(h));
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {
         ctx->traffic->from_client(client, buf.size_bytes());
@@ -131,42 +153,52 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
             ++it;
           }
         }
-      std::vector<stale_update> inputs;
       double before = 0, after = 0, seconds = 0, flops = 0;
-      for (auto& a : st.accepted) {
-        auto tau = req.version > a.expect.base_version ? req.version - a.expect.base_version : 0;
-        inputs.push_back({a.task_id, static_cast<double>(a.update.num_samples), tau,
-                          a.expect.base ? a.expect.base.get() : &req.current, &a.update.prompts});
-        out.updates.push_back(a.task_id);
-        out.staleness.push_back(tau);
-        out.per_client.emplace_back(a.update.client_id, a.update.prompts);
-        before += metric_or(a.update.metrics, "loss_before", 0);
-        after += metric_or(a.update.metrics, "loss_after", 0);
-        seconds += metric_or(a.update.metrics, "train_seconds", 0);
-        flops += metric_or(a.update.metrics, "flops", 0);
+      for (auto& h : st.held) {
+        out.updates.push_back(h.task_id);
+        out.staleness.push_back(h.staleness);
+        if (h.prompts)
+          out.per_client.emplace_back(h.client_id, *h.prompts);
+        before += metric_or(h.metrics, "loss_before", 0);
+        after += metric_or(h.metrics, "loss_after", 0);
+        seconds += metric_or(h.metrics, "train_seconds", 0);
+        flops += metric_or(h.metrics, "flops", 0);
       }
+      auto n_held = st.held.size();
       auto needed = std::max<std::uint32_t>(req.min_updates, 1);
       result<prompt_set> folded = error{errc::empty_input, "nothing folded"};
-      if (inputs.size() < needed) {
+      if (n_held < needed) {
         out.note = (req.round ? "round " + std::to_string(req.round) + ": " : std::string())
-                   + std::to_string(inputs.size()) + " update(s), " + std::to_string(needed)
+                   + std::to_string(n_held) + " update(s), " + std::to_string(needed)
                    + " needed";
       } else if (req.strategy == "fedasync") {
         folded = req.current;
-        for (auto& in : inputs) {
+        for (auto& h : st.held) {
+          if (!h.prompts) {
+            folded = error{errc::unsupported, "fedasync needs the updates' prompts kept"};
+            break;
+          }
+          stale_update in{h.task_id, h.num_samples, h.staleness,
+                          h.base ? h.base.get() : &req.current, &*h.prompts};
           folded = mix_async(folded.value(), in, req.staleness, req.alpha);
           if (!folded)
             break;
         }
-      } else {
+      } else if (st.sum.count() == n_held) {
+        folded = st.sum.apply(req.current, req.eta);
+      } else { // updates without a base: fold them as a batch against `current`
+        std::vector<stale_update> inputs;
+        for (auto& h : st.held)
+          inputs.push_back({h.task_id, h.num_samples, h.staleness,
+                            h.base ? h.base.get() : &req.current, &*h.prompts});
         folded = fold_buffered(req.current, inputs, req.staleness, req.eta);
       }
-      if (inputs.size() >= needed && !folded)
+      if (n_held >= needed && !folded)
         out.note = folded.err().message();
-      if (inputs.size() >= needed && folded) {
+      if (n_held >= needed && folded) {
         out.has_result = true;
         out.prompts = std::move(folded).value();
-        auto n = static_cast<double>(inputs.size());
+        auto n = static_cast<double>(n_held);
         out.mean_loss_before = before / n;
         out.mean_loss_after = after / n;
         out.mean_train_seconds = seconds / n;
@@ -182,19 +214,17 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                                              {"staleness", taus},
                                              {"mean_loss_before", out.mean_loss_before},
                                              {"mean_loss_after", out.mean_loss_after}});
-        st.accepted.clear(); // each accepted update is folded exactly once
+        st.held.clear(); // each accepted update is folded exactly once
+        st.sum.clear();
       } else if (req.round != 0 && req.close_round) {
-        // A failed sync round: its updates are dropped with it.
-        std::size_t dropped = 0;
-        for (auto& a : st.accepted)
-          dropped += a.expect.round == req.round;
-        st.accepted.erase(std::remove_if(st.accepted.begin(), st.accepted.end(),
-                                         [&](auto& a) { return a.expect.round == req.round; }),
-                          st.accepted.end());
-        out.discarded = dropped;
-        if (dropped > 0)
-          ctx->event("updates_discarded", json::object{{"round", req.round}, {"count", dropped},
+        // A failed sync round: what it accepted is dropped with it (late
+        // updates are refused in this mode, so that is everything held).
+        out.discarded = n_held;
+        if (n_held > 0)
+          ctx->event("updates_discarded", json::object{{"round", req.round}, {"count", n_held},
                                                        {"reason", out.note}});
+        st.held.clear();
+        st.sum.clear();
         out.updates.clear();
         out.staleness.clear();
         out.per_client.clear();
@@ -203,7 +233,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         out.staleness.clear();
         out.per_client.clear();
       }
-      out.held = st.accepted.size();
+      out.held = st.held.size();
       return out;
     },
   };

@@ -2,8 +2,9 @@
 //
 // Contract:
 //   (open, task_expectation)  from the server: an update for this task may come.
-//   (version, current, bound) from the server: the published version, and the
-//                             staleness bound (0: none) updates are held to.
+//   (version, current, bound, s) from the server: the published version, the
+//                             staleness bound (0: none) updates are held to and
+//                             the staleness function that weights them.
 //   Update envelope           forwarded by the server when the clock reaches
 //                             it: answered with Ack or Reject.
 //   (close, aggregate_request) from the server: close a round's tasks (sync)
@@ -28,7 +29,7 @@ namespace fedsp {
 
 using aggregator_actor = caf::typed_actor<
   caf::reacts_to<open_atom, task_expectation>,
-  caf::reacts_to<version_atom, std::uint64_t, std::uint32_t>,
+  caf::reacts_to<version_atom, std::uint64_t, std::uint32_t, staleness_fn>,
   caf::replies_to<wire_buffer>::with<wire_buffer>,
   caf::replies_to<close_atom, aggregate_request>::with<aggregate_outcome>>;
 
@@ -37,16 +38,26 @@ struct aggregator_state {
     task_expectation expect;
     bool answered = false;
   };
-  struct accepted_update {
-    std::uint64_t task_id;
-    task_expectation expect;
-    update_msg update;
+  /// An accepted update not yet folded: its facts, and its prompts only
+  /// when the task asked for them to be kept; otherwise they went straight
+  /// into `sum` (memory per update: a few numbers).
+  struct held_update {
+    std::uint64_t task_id = 0;
+    std::uint32_t client_id = 0;
+    std::uint32_t round = 0;
+    std::uint64_t staleness = 0;
+    double num_samples = 0;
+    std::shared_ptr<const prompt_set> base;
+    std::optional<prompt_set> prompts;
+    metric_list metrics;
   };
   std::map<std::uint64_t, open_task> open;     // task id -> expectation
   std::set<std::uint64_t> closed;              // tasks of closed rounds
-  std::vector<accepted_update> accepted;       // not yet aggregated
+  std::vector<held_update> held;               // accepted, not yet folded
+  fold_accumulator sum;                        // their weighted deltas
   std::uint64_t version = 0;                   // the current published version
   std::uint32_t max_staleness = 0;             // 0: no bound
+  staleness_fn staleness{staleness_fn::kind::sqrt}; // weights deltas as they arrive
   static inline const char* name = "aggregator";
 };
 

@@ -368,7 +368,7 @@ void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json r
   st.prompts.version = st.version;
   st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
   self->send(st.aggregator, version_atom::value, st.version,
-             sc_of(self).federation.max_staleness);
+             sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
   ctx->event("publish", json::object{{"version", st.version}, {"round", st.round}});
   rec.set("version", st.version);
   st.rounds.as_array().push_back(std::move(rec));
@@ -528,8 +528,9 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
   auto own = st.own_prompts.find(id);
   bool use_own = !st.cfg.plan.aggregate && own != st.own_prompts.end();
   auto base = use_own ? std::make_shared<const prompt_set>(own->second) : st.prompts_ptr;
+  bool keep = !st.cfg.plan.aggregate || sc.federation.aggregator == "fedasync";
   self->send(st.aggregator, open_atom::value,
-             task_expectation{task_id, id, st.version, round, base});
+             task_expectation{task_id, id, st.version, round, base, keep});
   double t0 = now(self);
   task_entry t;
   t.id = task_id;
@@ -926,7 +927,7 @@ void maybe_start(server_ptr self, const context_ptr& ctx) {
     }
   }
   self->send(st.aggregator, version_atom::value, st.version,
-             sc_of(self).federation.max_staleness);
+             sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
   evaluate(self, ctx, true, [=] {
     self->state.busy = false;
     if (last_step(self)) { // zero-shot: nothing to train

@@ -62,6 +62,9 @@ struct task_expectation {
   std::uint64_t base_version = 0;
   std::uint32_t round = 0;                      // sync rounds; 0 in async mode
   std::shared_ptr<const prompt_set> base;       // the prompts the task carries
+  bool keep_prompts = false; // the aggregator keeps the update's prompts
+                             // (fedasync mixes them one by one; local-only
+                             // hands each back); else only their running sum
 };
 
 /// The server asks the aggregator to fold what it holds into new prompts
@@ -169,4 +172,5 @@ inline std::string client_name(std::uint32_t id) {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::compute_job)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::task_expectation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::aggregate_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::staleness_fn)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fedsp::aggregate_outcome)

@@ -141,6 +141,62 @@ result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<st
   return out;
 }
 
+std::optional<error> fold_accumulator::add(const stale_update& u, const staleness_fn& s) {
+  if (!std::isfinite(u.num_samples) || u.num_samples <= 0)
+    return error{errc::bad_argument,
+                 "update " + std::to_string(u.id) + " has weight " + std::to_string(u.num_samples)};
+  if (u.base == nullptr || u.prompts == nullptr)
+    return error{errc::bad_argument, "update " + std::to_string(u.id) + " lacks prompts"};
+  if (auto err = check_layout(*u.prompts, *u.base))
+    return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
+  if (count_ == 0) {
+    layout_ = *u.prompts;
+    sum_.assign(layout_.tensors.size(), {});
+    for (std::size_t t = 0; t < layout_.tensors.size(); ++t) {
+      sum_[t].assign(layout_.tensors[t].data.size(), 0.0);
+      layout_.tensors[t].data.clear();
+    }
+  } else if (auto err = check_layout(layout_, *u.prompts)) {
+    return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
+  }
+  double w = u.num_samples * s(u.staleness);
+  for (std::size_t t = 0; t < sum_.size(); ++t) {
+    auto& acc = sum_[t];
+    const float* up = u.prompts->tensors[t].data.data();
+    const float* b = u.base->tensors[t].data.data();
+    for (std::size_t i = 0; i < acc.size(); ++i)
+      acc[i] += w * (static_cast<double>(up[i]) - static_cast<double>(b[i]));
+  }
+  total_n_ += u.num_samples;
+  ++count_;
+  return std::nullopt;
+}
+
+result<prompt_set> fold_accumulator::apply(const prompt_set& current, double eta) const {
+  if (count_ == 0)
+    return error{errc::empty_input, "no updates to aggregate"};
+  if (!std::isfinite(eta) || eta <= 0)
+    return error{errc::bad_argument, "server rate must be finite and > 0"};
+  if (auto err = check_layout(layout_, current))
+    return error{errc::shape_mismatch, "current prompts: " + err->text};
+  prompt_set out = current;
+  out.version = 0;
+  double scale = eta / total_n_;
+  for (std::size_t t = 0; t < sum_.size(); ++t) {
+    auto& x = out.tensors[t].data;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>(static_cast<double>(x[i]) + scale * sum_[t][i]);
+  }
+  return out;
+}
+
+void fold_accumulator::clear() {
+  sum_.clear();
+  layout_ = prompt_set{};
+  total_n_ = 0;
+  count_ = 0;
+}
+
 result<prompt_set> mix_async(const prompt_set& current, const stale_update& up,
                              const staleness_fn& s, double alpha) {
   if (!std::isfinite(alpha) || alpha <= 0 || alpha > 1)

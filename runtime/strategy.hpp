@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,27 @@ struct stale_update {
 /// `current` (`shape_mismatch`). The result's version is 0.
 result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<stale_update>& ups,
                                  const staleness_fn& s, double eta = 1.0);
+
+/// fold_buffered as updates arrive, in O(parameters) memory: add() each
+/// update once (its staleness is fixed between two folds, because versions
+/// only change by folding), then apply() to the current prompts. Equal to
+/// fold_buffered over the same updates up to float rounding.
+class fold_accumulator {
+public:
+  /// Errors as fold_buffered's, for this one update (layout against the
+  /// first update's, weight > 0); a refused update leaves the sum unchanged.
+  std::optional<error> add(const stale_update& up, const staleness_fn& s);
+  /// current + eta * sum_i n_i s(tau_i) (u_i - b_i) / sum_i n_i.
+  result<prompt_set> apply(const prompt_set& current, double eta = 1.0) const;
+  std::size_t count() const { return count_; }
+  void clear();
+
+private:
+  prompt_set layout_;                    // names and shapes of the first update
+  std::vector<std::vector<double>> sum_; // per tensor
+  double total_n_ = 0;
+  std::size_t count_ = 0;
+};
 
 /// fedasync: one update mixed into `current` with a = alpha * s(tau).
 result<prompt_set> mix_async(const prompt_set& current, const stale_update& up,

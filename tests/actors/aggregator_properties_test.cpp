@@ -46,7 +46,7 @@ RC_GTEST_PROP(aggregator_properties, accepted_updates_are_folded_exactly_once_or
   std::set<std::uint64_t> accepted, folded;
   std::size_t discarded = 0, held = 0;
   auto base = std::make_shared<const prompt_set>(filled(0));
-  server->send(agg, version_atom::value, version, bound);
+  server->send(agg, version_atom::value, version, bound, parse_staleness("sqrt").value());
   // The stream is drawn from one generated seed (RapidCheck's ranges are
   // scaled by test size and would make early streams trivial).
   rng r(*rc::gen::arbitrary<std::uint64_t>());
@@ -59,7 +59,7 @@ RC_GTEST_PROP(aggregator_properties, accepted_updates_are_folded_exactly_once_or
       round_of[id] = sync ? round : 0u;
       server->send(agg, open_atom::value,
                    task_expectation{id, static_cast<std::uint32_t>(id), version,
-                                    sync ? round : 0u, base});
+                                    sync ? round : 0u, base, strategy == "fedasync"});
       continue;
     }
     if (op <= 4) { // an update for a recent task (maybe again, maybe closed)
@@ -104,7 +104,7 @@ RC_GTEST_PROP(aggregator_properties, accepted_updates_are_folded_exactly_once_or
       held = out.held;
     if (out.has_result) {
       ++version;
-      server->send(agg, version_atom::value, version, bound);
+      server->send(agg, version_atom::value, version, bound, parse_staleness("sqrt").value());
     }
     if (sync && close_rounds)
       for (auto& [id, rd] : round_of)

@@ -89,7 +89,7 @@ TEST_F(aggregator_test, valid_update_is_acknowledged_and_folded_once) {
 
 TEST_F(aggregator_test, stale_updates_are_weighted_and_the_bound_is_enforced) {
   // Task 1 was based on version 0; the server has since published version 3.
-  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{5});
+  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{5}, parse_staleness("sqrt").value());
   ASSERT_TRUE(std::holds_alternative<ack_msg>(
     submit("client-1", update_msg{1, 1, 0, prompts(4.f), 10, {}}).body));
   aggregate_request req;
@@ -106,7 +106,7 @@ TEST_F(aggregator_test, stale_updates_are_weighted_and_the_bound_is_enforced) {
   // 2 + (4 - 0) / sqrt(1 + 3)
   EXPECT_FLOAT_EQ(out.prompts.tensors[0].data[0], 4.0f);
   // With a bound of 2, an update 3 versions stale is refused.
-  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{2});
+  server->send(agg, version_atom::value, std::uint64_t{3}, std::uint32_t{2}, parse_staleness("sqrt").value());
   EXPECT_EQ(reason(submit("client-2", update_msg{2, 2, 0, prompts(4.f), 10, {}})),
             errc::task_closed);
 }

@@ -226,3 +226,45 @@ TEST(mix_async, mixes_with_alpha_times_staleness) {
 
 } // namespace
 } // namespace fedsp
+
+namespace fedsp {
+namespace {
+
+RC_GTEST_PROP(fold_properties, streaming_accumulation_equals_the_batch_fold, ()) {
+  auto n = *rc::gen::inRange<std::size_t>(1, 8);
+  auto len = *rc::gen::inRange<std::uint32_t>(1, 50);
+  auto gen_set = [&] {
+    prompt_set ps;
+    ps.tensors.push_back({"a", {len}, *rc::gen::container<std::vector<float>>(
+                                         len, rc::gen::map(rc::gen::inRange(-1000, 1000),
+                                                           [](int v) { return v / 100.f; }))});
+    return ps;
+  };
+  auto current = gen_set();
+  std::vector<prompt_set> ups, bases;
+  for (std::size_t i = 0; i < n; ++i) {
+    ups.push_back(gen_set());
+    bases.push_back(gen_set());
+  }
+  std::vector<stale_update> in;
+  fold_accumulator acc;
+  auto s = parse_staleness("polynomial(0.5)").value();
+  for (std::size_t i = 0; i < n; ++i) {
+    in.push_back({i + 1, static_cast<double>(*rc::gen::inRange(1, 100)),
+                  *rc::gen::inRange<std::uint64_t>(0, 6), &bases[i], &ups[i]});
+    RC_ASSERT(!acc.add(in.back(), s));
+  }
+  auto batch = fold_buffered(current, in, s, 0.7).value();
+  auto stream = acc.apply(current, 0.7).value();
+  for (std::size_t i = 0; i < len; ++i)
+    RC_ASSERT(std::abs(batch.tensors[0].data[i] - stream.tensors[0].data[i])
+              <= 1e-4f * (1.f + std::abs(batch.tensors[0].data[i])));
+  // A refused update leaves the sum as it was.
+  prompt_set wrong;
+  wrong.tensors.push_back({"a", {len + 1}, std::vector<float>(len + 1, 1.f)});
+  RC_ASSERT(acc.add({99, 1, 0, &wrong, &wrong}, s).has_value());
+  RC_ASSERT(acc.count() == n);
+}
+
+} // namespace
+} // namespace fedsp
