@@ -79,19 +79,25 @@ void fail(server_ptr self, const context_ptr& ctx, const caf::error& err, const 
 
 // -- incoming envelopes ---------------------------------------------------------------
 
+/// A Reject for `from` (about `task`, 0: none), logged and as an event.
+wire_buffer refuse(const context_ptr& ctx, const error& err, const std::string& from,
+                   std::uint64_t task = 0) {
+  ctx->event("reject", json::object{{"by", self_name},
+                                    {"from", from},
+                                    {"task", task},
+                                    {"reason", to_string(err.code)},
+                                    {"text", err.text}});
+  ctx->log->warn("server rejected a message from '{}': {}", from, err.message());
+  return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
+}
+
 /// Join with Welcome (the model follows in chunks); Update and a client's
 /// Reject of its own task are held until the clock reaches the task's
 /// result; anything else gets a Reject.
 caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, wire_buffer& buf) {
   auto& st = self->state;
-  auto refuse = [&](const error& err, const std::string& from, std::uint64_t task = 0) {
-    ctx->event("reject", json::object{{"by", self_name},
-                                      {"from", from},
-                                      {"task", task},
-                                      {"reason", to_string(err.code)},
-                                      {"text", err.text}});
-    ctx->log->warn("server rejected a message from '{}': {}", from, err.message());
-    return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
+  auto refuse = [&](const error& err, const std::string& from) {
+    return fedsp::refuse(ctx, err, from);
   };
   // Updates are routed on their head alone (the aggregator decodes and
   // validates them in full when their time comes).
@@ -156,15 +162,7 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
                                    const std::string& sender, std::uint64_t task_id,
                                    wire_buffer* buf, const std::string& refusal) {
   auto& st = self->state;
-  auto refuse = [&](const error& err) {
-    ctx->event("reject", json::object{{"by", self_name},
-                                      {"from", sender},
-                                      {"task", task_id},
-                                      {"reason", to_string(err.code)},
-                                      {"text", err.text}});
-    ctx->log->warn("server rejected a message from '{}': {}", sender, err.message());
-    return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task_id}});
-  };
+  auto refuse = [&](const error& err) { return fedsp::refuse(ctx, err, sender, task_id); };
   auto it = st.tasks.find(task_id);
   if (it == st.tasks.end() || sender != client_name(it->second.client)) {
     if (st.gone.count(task_id)) { // already a `dropout` event; no second one at a

@@ -19,30 +19,34 @@ ns=("$@")
 work=$(mktemp -d /tmp/fedsp-overhead.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-run_case() { # kind params n rounds
-  local kind=$1 params=$2 n=$3 rounds=$4 dir="$work/$1-$2-$3"
-  cat > "$work/s.yaml" <<YAML
+scenario() { # kind params n rounds > yaml
+  cat <<YAML
 name: overhead
 seed: 1
 model:
-  kind: $kind
-  parameters: $params
+  kind: $1
+  parameters: $2
 data:
-  train: $(( n < 10 ? 10 : n ))
+  train: $(( $3 < 10 ? 10 : $3 ))
   test: 10
   public: 10
 clients:
-  count: $n
+  count: $3
 method:
   name: fedprompt
 training:
   prompt_steps: 1
   prompt_lr: 0.1
 federation:
-  rounds: $rounds
+  rounds: $4
 eval:
   every: 1000000
 YAML
+}
+
+run_case() { # kind params n rounds
+  local kind=$1 params=$2 n=$3 rounds=$4 dir="$work/$1-$2-$3"
+  scenario "$kind" "$params" "$n" "$rounds" > "$work/s.yaml"
   local start
   start=$(date +%s%3N)
   "$build/fedsp" run "$work/s.yaml" --out "$dir" --quiet > /dev/null
@@ -50,14 +54,16 @@ YAML
 import json, statistics, sys
 d, n, start, kind, params = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 ev = [json.loads(l) for l in open(d + "/events.jsonl")]
-begin = {e["round"]: e["wall_ms"] for e in ev if e["type"] == "round"}
-end = {e["round"]: e["wall_ms"] for e in ev if e["type"] == "publish"}
+# round times from wall_elapsed_s (microseconds), set-up from wall_ms
+begin = {e["round"]: e["wall_elapsed_s"] * 1000 for e in ev if e["type"] == "round"}
+end = {e["round"]: e["wall_elapsed_s"] * 1000 for e in ev if e["type"] == "publish"}
 rounds = [end[r] - begin[r] for r in begin if r in end]
+first = min((e for e in ev if e["type"] == "round"), key=lambda e: e["wall_elapsed_s"])
 s = json.load(open(d + "/summary.json"))
-setup = (min(begin.values()) - start) / 1000
+setup = (first["wall_ms"] - start) / 1000
 per = statistics.median(rounds) * 1000 / n
 size = "9,610 (mlp)" if kind == "mlp" else f"{int(params):,}"
-print(f"| {kind} | {size} | {n:,} | {per:,.1f} | {statistics.median(rounds):,.0f} | {setup:.2f} | {s['peak_rss_mb']:,.0f} |")
+print(f"| {kind} | {size} | {n:,} | {per:,.1f} | {statistics.median(rounds):,.2f} | {setup:.2f} | {s['peak_rss_mb']:,.0f} |")
 PY
 }
 
@@ -75,24 +81,7 @@ echo "| idle clients | peak RSS MB |"
 echo "|---|---|"
 for n in 1 10000; do
   dir="$work/idle-$n"
-  cat > "$work/i.yaml" <<YAML
-name: idle
-model:
-  kind: null
-  parameters: 1
-data:
-  train: $(( n < 10 ? 10 : n ))
-  test: 10
-  public: 10
-clients:
-  count: $n
-method:
-  name: fedprompt
-federation:
-  rounds: 1
-eval:
-  every: 1000000
-YAML
+  scenario null 1 "$n" 1 > "$work/i.yaml"
   "$build/fedsp" run "$work/i.yaml" --out "$dir" --quiet > /dev/null
-  python3 -c "import json,sys; print(f'| {int(sys.argv[1]):,} | {json.load(open(sys.argv[2]))[\"peak_rss_mb\"]:,.0f} |')" "$n" "$dir/summary.json"
+  python3 -c "import json,sys; print(f'| {int(sys.argv[1]):,} | {json.load(open(sys.argv[2]))[\"peak_rss_mb\"]:,.0f} |')" "$n" "$dir/summary.json" 2>/dev/null || true
 done

@@ -470,7 +470,10 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
   return out;
 }
 
-result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
+/// Checks the size, opens `buf` as a Cap'n Proto message within `limits`
+/// and hands its root to `read`; exceptions of the reader are `malformed`.
+template <class T, class Read>
+result<T> with_root(const wire_buffer& buf, const decode_limits& limits, Read read) {
   if (buf.size_bytes() > limits.max_bytes)
     return error{errc::too_large,
                  "message of " + std::to_string(buf.size_bytes())
@@ -485,7 +488,7 @@ result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
     kj::ArrayPtr<const capnp::word> words(
       reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
     capnp::FlatArrayMessageReader reader(words, opts);
-    return decode_root(reader.getRoot<w::Envelope>(), limits.max_bytes);
+    return read(reader.getRoot<w::Envelope>());
   } catch (const kj::Exception& e) {
     return malformed(e.getDescription().cStr());
   } catch (const std::exception& e) {
@@ -493,21 +496,15 @@ result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
   }
 }
 
+result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
+  return with_root<envelope>(buf, limits, [&](w::Envelope::Reader root) {
+    return decode_root(root, limits.max_bytes);
+  });
+}
+
 result<envelope_head> peek(const wire_buffer& buf, const decode_limits& limits) {
-  if (buf.size_bytes() > limits.max_bytes)
-    return error{errc::too_large, "message of " + std::to_string(buf.size_bytes())
-                                    + " bytes exceeds the limit of "
-                                    + std::to_string(limits.max_bytes)};
-  if (buf.words.empty())
-    return malformed("empty message");
-  try {
-    capnp::ReaderOptions opts;
-    opts.traversalLimitInWords = limits.traversal_limit_words;
-    opts.nestingLimit = limits.nesting_limit;
-    kj::ArrayPtr<const capnp::word> words(
-      reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
-    capnp::FlatArrayMessageReader reader(words, opts);
-    auto root = reader.getRoot<w::Envelope>();
+  return with_root<envelope_head>(buf, limits, [](w::Envelope::Reader root)
+                                                 -> result<envelope_head> {
     if (root.getProtocolVersion() != w::PROTOCOL_VERSION)
       return error{errc::unsupported_version,
                    "protocol version " + std::to_string(root.getProtocolVersion())
@@ -522,11 +519,7 @@ result<envelope_head> peek(const wire_buffer& buf, const decode_limits& limits) 
       head.client_id = m.getClientId();
     }
     return head;
-  } catch (const kj::Exception& e) {
-    return malformed(e.getDescription().cStr());
-  } catch (const std::exception& e) {
-    return malformed(e.what());
-  }
+  });
 }
 
 result<envelope> decode_bytes(const void* data, std::size_t size,
