@@ -165,11 +165,21 @@ error malformed(std::string text) {
   return error{errc::malformed, std::move(text)};
 }
 
+// Caps on list lengths (docs/protocol.md, "Validation").
+constexpr unsigned max_tensors = 4096;
+constexpr unsigned max_rank = 16;
+constexpr unsigned max_metrics = 1024;
+
 result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
                                 std::size_t max_bytes, bool layout_only) {
   prompt_set ps;
   ps.version = in.getVersion();
   auto tensors = in.getTensors();
+  // A list of zero-sized elements costs its sender nothing but its length:
+  // every list is capped before anything is allocated for it.
+  if (tensors.size() > max_tensors)
+    return malformed(std::string(where) + ": " + std::to_string(tensors.size())
+                     + " tensors, at most " + std::to_string(max_tensors));
   ps.tensors.reserve(tensors.size());
   for (unsigned i = 0; i < tensors.size(); ++i) {
     auto t = tensors[i];
@@ -177,6 +187,9 @@ result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
     buf.name = t.getName().cStr();
     std::string label = std::string(where) + " tensor '" + buf.name + "'";
     auto shape = t.getShape();
+    if (shape.size() > max_rank)
+      return malformed(label + ": rank " + std::to_string(shape.size()) + ", at most "
+                       + std::to_string(max_rank));
     std::uint64_t numel = 1;
     for (unsigned d = 0; d < shape.size(); ++d) {
       buf.shape.push_back(shape[d]);
@@ -229,7 +242,10 @@ result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
   return ps;
 }
 
-metric_list read_metrics(capnp::List<w::Metric>::Reader in) {
+result<metric_list> read_metrics(capnp::List<w::Metric>::Reader in) {
+  if (in.size() > max_metrics)
+    return malformed(std::to_string(in.size()) + " metrics, at most "
+                     + std::to_string(max_metrics));
   metric_list out;
   for (auto m : in)
     out.emplace_back(m.getName().cStr(), m.getValue());
@@ -255,9 +271,16 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
       auto m = body.getWelcome();
       welcome_msg out{m.getClientId(), m.getCurrentVersion(), {},
                       m.getModelId().cStr(), m.getModelBytes(), m.getModelChunks()};
+      if (m.getPromptShapes().size() > max_tensors)
+        return malformed("welcome: " + std::to_string(m.getPromptShapes().size())
+                         + " tensors, at most " + std::to_string(max_tensors));
       for (auto t : m.getPromptShapes()) {
         tensor_buffer buf;
         buf.name = t.getName().cStr();
+        if (t.getShape().size() > max_rank)
+          return malformed("welcome tensor '" + buf.name + "': rank "
+                           + std::to_string(t.getShape().size()) + ", at most "
+                           + std::to_string(max_rank));
         for (auto d : t.getShape())
           buf.shape.push_back(d);
         out.prompt_shapes.tensors.push_back(std::move(buf));
@@ -297,7 +320,10 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
       out.base_version = m.getBaseVersion();
       out.prompts = std::move(ps).value();
       out.num_samples = m.getNumSamples();
-      out.metrics = read_metrics(m.getMetrics());
+      auto metrics = read_metrics(m.getMetrics());
+      if (!metrics)
+        return metrics.err();
+      out.metrics = std::move(metrics).value();
       env.body = std::move(out);
       break;
     }
@@ -312,8 +338,10 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
     }
     case w::Envelope::Body::EVAL_REPORT: {
       auto m = body.getEvalReport();
-      env.body = eval_report_msg{m.getVersion(), m.getSplit().cStr(),
-                                 read_metrics(m.getMetrics()),
+      auto metrics = read_metrics(m.getMetrics());
+      if (!metrics)
+        return metrics.err();
+      env.body = eval_report_msg{m.getVersion(), m.getSplit().cStr(), std::move(metrics).value(),
                                  m.getNumExamples()};
       break;
     }
