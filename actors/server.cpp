@@ -79,9 +79,18 @@ void fail(server_ptr self, const context_ptr& ctx, const caf::error& err, const 
 
 // -- incoming envelopes ---------------------------------------------------------------
 
+/// Counts a Reject (by its reason) the aggregator answered with.
+void count_reject(server_ptr self, const wire_buffer& reply) {
+  auto env = decode(reply);
+  if (env)
+    if (auto* r = std::get_if<reject_msg>(&env.value().body))
+      ++self->state.rejects[to_string(r->reason)];
+}
+
 /// A Reject for `from` (about `task`, 0: none), logged and as an event.
-wire_buffer refuse(const context_ptr& ctx, const error& err, const std::string& from,
-                   std::uint64_t task = 0) {
+wire_buffer refuse(server_ptr self, const context_ptr& ctx, const error& err,
+                   const std::string& from, std::uint64_t task = 0) {
+  ++self->state.rejects[to_string(err.code)];
   ctx->event("reject", json::object{{"by", self_name},
                                     {"from", from},
                                     {"task", task},
@@ -97,7 +106,7 @@ wire_buffer refuse(const context_ptr& ctx, const error& err, const std::string& 
 caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, wire_buffer& buf) {
   auto& st = self->state;
   auto refuse = [&](const error& err, const std::string& from) {
-    return fedsp::refuse(ctx, err, from);
+    return fedsp::refuse(self, ctx, err, from);
   };
   // Updates are routed on their head alone (the aggregator decodes and
   // validates them in full when their time comes).
@@ -162,7 +171,7 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
                                    const std::string& sender, std::uint64_t task_id,
                                    wire_buffer* buf, const std::string& refusal) {
   auto& st = self->state;
-  auto refuse = [&](const error& err) { return fedsp::refuse(ctx, err, sender, task_id); };
+  auto refuse = [&](const error& err) { return fedsp::refuse(self, ctx, err, sender, task_id); };
   auto it = st.tasks.find(task_id);
   if (it == st.tasks.end() || sender != client_name(it->second.client)) {
     if (st.gone.count(task_id)) { // already a `dropout` event; no second one at a
@@ -181,8 +190,12 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
     // Not a task this sender holds: the aggregator says exactly why.
     auto rp = self->make_response_promise<wire_buffer>();
     self->request(st.aggregator, caf::infinite, std::move(*buf))
-      .then([=](const wire_buffer& reply) mutable { rp.deliver(reply); },
-            [=](caf::error& err) mutable { rp.deliver(err); });
+      .then(
+        [=](const wire_buffer& reply) mutable {
+          count_reject(self, reply);
+          rp.deliver(reply);
+        },
+        [=](caf::error& err) mutable { rp.deliver(err); });
     return rp;
   }
   auto& t = it->second;
@@ -746,6 +759,7 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
         t.reply.deliver(reply);
         auto env = decode(reply);
         bool ok = env && std::holds_alternative<ack_msg>(env.value().body);
+        count_reject(self, reply);
         if (ok) {
           ++st.updates_accepted;
           if (t.base_version < st.version)
@@ -864,6 +878,12 @@ caf::behavior finished(server_ptr self, const context_ptr& ctx) {
     {"tasks_pending", st.tasks.size()},
     {"tasks_failed", st.tasks_failed},
     {"dropouts", st.dropouts},
+    {"rejects", [&] {
+       json r = json::object{};
+       for (auto& [reason, n] : st.rejects)
+         r.set(reason, n);
+       return r;
+     }()},
     {"parameters", json::object{{"global", session.global_parameters()},
                                 {"auxiliary", session.aux_parameters()},
                                 {"client_model_bytes", session.client_model().size()}}},

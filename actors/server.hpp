@@ -132,6 +132,7 @@ struct server_state {
   std::uint64_t updates_aggregated = 0;
   std::uint64_t updates_discarded = 0; // accepted, lost with a failed round
   std::uint64_t updates_held = 0;      // accepted, not folded by the end
+  std::map<std::string, std::uint64_t> rejects; // refused messages by reason
 
   static inline const char* name = "server";
 };

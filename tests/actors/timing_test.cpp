@@ -138,6 +138,8 @@ TEST(virtual_clock, stragglers_miss_the_deadline_and_their_updates_are_dropped) 
   for (auto& e : of_type(r.events, "reject"))
     closed += e.find("reason")->as_string() == "task_closed";
   EXPECT_EQ(closed, 2);
+  // ... and counted by reason in summary.json.
+  EXPECT_EQ(num(*r.summary.find("rejects"), "task_closed"), 2);
   // metrics.csv has a row for version 0 and one per round; report.html plots.
   std::ifstream csv(r.dir / "metrics.csv");
   std::string line;
