@@ -558,7 +558,7 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
     // computes at its speed, the update goes up (about the task's size).
     auto bytes = task_bytes(self, *base);
     double start = std::max(t0, c.ready_at);
-    double compute = c.profile.compute_seconds(st.cfg.session->client_task_flops(),
+    double compute = c.profile.compute_seconds(st.task_flops,
                                                sc.compute.reference_gflops * 1e9);
     double finish = start + c.profile.transfer_seconds(bytes) + compute
                     + c.profile.transfer_seconds(bytes);
@@ -1013,6 +1013,7 @@ caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
                          "(held-out {:.4f}), {:.0f} s",
                          d.steps, d.loss_first, d.loss_last, d.heldout, d.seconds);
         }
+        st.task_flops = st.cfg.session->client_task_flops();
         auto& model = st.cfg.session->client_model();
         if (!model.empty())
           st.model_chunks = split_model(st.cfg.session->client_model_id(), model,
@@ -1022,7 +1023,7 @@ caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
                                             {"client_model_bytes", model.size()},
                                             {"chunks", st.model_chunks.size()},
                                             {"task_gflops",
-                                             st.cfg.session->client_task_flops() / 1e9}});
+                                             st.task_flops / 1e9}});
         st.prepared = true;
         self->become(running(self, ctx));
         maybe_start(self, ctx);

@@ -80,6 +80,7 @@ struct server_state {
   evaluator_actor evaluator;
   std::map<std::uint32_t, client_entry> clients;
   std::vector<client_profile> profiles; // by client id, drawn from the scenario
+  double task_flops = 0;                // modelled work of one client task
   std::vector<model_chunk_msg> model_chunks; // what every client receives
   real_clock wall;
 
