@@ -690,9 +690,12 @@ void refill(server_ptr self, const context_ptr& ctx) {
       }
     if (!pick) {
       // Nobody to give work to now: look again a little later.
-      if (!st.retry_scheduled && is_virtual(self)) {
+      if (!st.retry_scheduled) {
         st.retry_scheduled = true;
-        st.cfg.clock->schedule(now(self) + 1.0, tag(retry, 0));
+        if (is_virtual(self))
+          st.cfg.clock->schedule(now(self) + 1.0, tag(retry, 0));
+        else
+          self->delayed_send(self, std::chrono::milliseconds(250), retry_atom::value);
       }
       return;
     }
@@ -974,6 +977,11 @@ caf::behavior running(server_ptr self, const context_ptr& ctx) {
       st.run_requested = true;
       maybe_start(self, ctx);
       return st.done;
+    },
+    [=](retry_atom) { // real clock: look for an online client again
+      auto& st = self->state;
+      st.cfg.clock->schedule(now(self), tag(retry, 0));
+      pump(self, ctx);
     },
     [=](timeout_atom, std::uint32_t round) { // real clock: a round deadline
       auto& st = self->state;

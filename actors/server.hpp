@@ -23,6 +23,7 @@
 //   (run)         from main: start once prepared and every client joined;
 //                 the response is summary JSON at the end
 //   (timeout, r)  real clock: round r's deadline (sent to itself)
+//   (retry)       real clock, async: look for an online client again
 #pragma once
 
 #include <queue>

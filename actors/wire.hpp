@@ -43,6 +43,7 @@ using close_atom = caf::atom_constant<caf::atom("close")>;
 using accepted_atom = caf::atom_constant<caf::atom("accepted")>;
 using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
 using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using aggregator_atom = caf::atom_constant<caf::atom("aggregator")>;
 using version_atom = caf::atom_constant<caf::atom("version")>;
 

@@ -250,5 +250,16 @@ TEST(real_clock, a_run_on_the_wall_clock_completes_with_wall_times) {
   fs::remove_all(r.dir);
 }
 
+TEST(real_clock, async_runs_retry_when_no_client_is_online) {
+  // Each dispatch finds a client online with probability 0.2: often none
+  // is, and the server must look again rather than wait forever.
+  auto r = run("clients:\n  count: 6\n  availability: probability(0.2)\nfederation:\n"
+               "  clock: real\n  mode: async\n  versions: 3\n  concurrency: 2\n"
+               "  buffer_size: 2\n",
+               "real-async");
+  EXPECT_EQ(num(r.summary, "final_version"), 3);
+  fs::remove_all(r.dir);
+}
+
 } // namespace
 } // namespace fedsp
