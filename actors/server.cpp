@@ -709,10 +709,17 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
   auto it = st.tasks.find(task_id);
   if (it == st.tasks.end())
     return;
-  auto t = std::move(it->second);
+  auto entry = std::move(it->second);
   st.tasks.erase(it);
-  if (auto c = st.clients.find(t.client); c != st.clients.end())
+  if (auto c = st.clients.find(entry.client); c != st.clients.end())
     c->second.busy = false;
+  // The continuations capture these facts, not the entry (whose update
+  // buffer would be copied with it).
+  struct facts {
+    std::uint64_t id;
+    std::uint32_t round;
+    std::uint64_t base_version;
+  } t{entry.id, entry.round, entry.base_version};
   auto settle = [=](bool accepted) {
     auto& st = self->state;
     auto& f = sc_of(self).federation;
@@ -745,21 +752,22 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
     }
     pump(self, ctx);
   };
-  if (!t.update) {
+  if (!entry.update) {
     ++st.tasks_failed;
-    ctx->event("task_failed", json::object{{"task", t.id}, {"client", t.client},
-                                           {"reason", t.refusal}});
+    ctx->event("task_failed", json::object{{"task", entry.id}, {"client", entry.client},
+                                           {"reason", entry.refusal}});
     settle(false);
     return;
   }
-  if (t.late)
+  if (entry.late)
     ++st.updates_late;
   st.busy = true;
-  self->request(st.aggregator, caf::infinite, std::move(*t.update))
+  auto answer = entry.reply;
+  self->request(st.aggregator, caf::infinite, std::move(*entry.update))
     .then(
       [=](const wire_buffer& reply) mutable {
         auto& st = self->state;
-        t.reply.deliver(reply);
+        answer.deliver(reply);
         auto env = decode(reply);
         bool ok = env && std::holds_alternative<ack_msg>(env.value().body);
         count_reject(self, reply);
