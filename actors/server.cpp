@@ -483,10 +483,9 @@ void send_task(server_ptr self, const context_ptr& ctx, task_entry& t) {
   if (c == st.clients.end())
     return;
   auto& tr = sc.training;
-  task_msg msg{t.id,           t.client,    t.base_version, *t.base,
-               tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
+  task_msg msg{t.id,           t.client,    t.base_version, {},
+               t.base,         tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
                mix_seed(sc.seed, 1'000'000 + t.id), t.deadline, t.round};
-  msg.prompts.version = t.base_version;
   t.sent = true;
   ++st.in_flight;
   self->send(c->second.handle, to_client(ctx, t.client, std::move(msg)));
@@ -521,7 +520,7 @@ void answered(server_ptr self, const context_ptr& ctx) {
 std::size_t task_bytes(server_ptr self, const prompt_set& base) {
   auto& st = self->state;
   if (st.task_bytes_version != st.version || st.task_bytes == 0) {
-    task_msg probe{0, 0, st.version, base, 0, 0.f, 0, 0, 0.0, 0};
+    task_msg probe{0, 0, st.version, base, nullptr, 0, 0.f, 0, 0, 0.0, 0};
     st.task_bytes = encode(envelope{self_name, std::move(probe)}).size_bytes();
     st.task_bytes_version = st.version;
   }
@@ -538,7 +537,12 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
   ++st.tasks_sent;
   auto own = st.own_prompts.find(id);
   bool use_own = !st.cfg.plan.aggregate && own != st.own_prompts.end();
-  auto base = use_own ? std::make_shared<const prompt_set>(own->second) : st.prompts_ptr;
+  std::shared_ptr<const prompt_set> base = st.prompts_ptr; // (its version is st.version)
+  if (use_own) {
+    auto mine = std::make_shared<prompt_set>(own->second);
+    mine->version = st.version;
+    base = std::move(mine);
+  }
   bool keep = !st.cfg.plan.aggregate || sc.federation.aggregator == "fedasync";
   self->send(st.aggregator, open_atom::value,
              task_expectation{task_id, id, st.version, round, base, keep});

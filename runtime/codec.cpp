@@ -387,7 +387,7 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
 /// large message is built in one allocation instead of a chain of growing ones.
 std::size_t payload_words(const message_body& body, wire_dtype dtype) {
   const prompt_set* ps = std::visit(
-    overload{[](const task_msg& m) { return &m.prompts; },
+    overload{[](const task_msg& m) { return m.shared_prompts ? m.shared_prompts.get() : &m.prompts; },
              [](const update_msg& m) { return &m.prompts; },
              [](const eval_request_msg& m) { return &m.prompts; },
              [](const auto&) -> const prompt_set* { return nullptr; }},
@@ -437,7 +437,8 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         b.setTaskId(m.task_id);
         b.setClientId(m.client_id);
         b.setBaseVersion(m.base_version);
-        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        write_prompts(b.initPrompts(), m.shared_prompts ? *m.shared_prompts : m.prompts, dtype,
+                      false);
         b.setLocalSteps(m.local_steps);
         b.setLearningRate(m.learning_rate);
         b.setBatchSize(m.batch_size);

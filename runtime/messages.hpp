@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -49,6 +50,10 @@ struct task_msg {
   std::uint32_t client_id = 0;
   std::uint64_t base_version = 0;
   prompt_set prompts;
+  /// When set, encode sends these instead of `prompts` (a sender that
+  /// shares one prompt set among many tasks need not copy it); decode
+  /// always fills `prompts`.
+  std::shared_ptr<const prompt_set> shared_prompts;
   std::uint32_t local_steps = 0;
   float learning_rate = 0;
   std::uint32_t batch_size = 0;

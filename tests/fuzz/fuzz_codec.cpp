@@ -51,7 +51,7 @@ std::vector<std::pair<std::string, wire_buffer>> seed_messages() {
   };
   add("join", join_msg{3, 120});
   add("welcome", welcome_msg{3, 2, prompts({2, 2, 1, 4, 8}), "auxiliary", 4096, 2});
-  add("task", task_msg{42, 3, 2, prompts({2, 2, 1, 4, 8}), 10, 0.05f, 8, 99, 12.5, 2});
+  add("task", task_msg{42, 3, 2, prompts({2, 2, 1, 4, 8}), nullptr, 10, 0.05f, 8, 99, 12.5, 2});
   add("update", update_msg{42, 3, 2, prompts({2, 2, 1, 4, 8}), 120,
                            {{"loss_before", 1.5}, {"loss_after", 1.2}}});
   add("update-f16", update_msg{42, 3, 2, prompts({4, 8}), 120, {}}, wire_dtype::f16);

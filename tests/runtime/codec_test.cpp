@@ -151,6 +151,14 @@ TEST(codec, inputs_the_fuzzer_found_are_refused) {
   EXPECT_NE(r.err().text.find("metrics, at most 1024"), std::string::npos) << r.err().text;
 }
 
+TEST(codec, a_task_with_shared_prompts_encodes_as_with_its_own) {
+  auto own = test::make_task(test::make_prompts({2, 8}));
+  auto shared = own;
+  shared.shared_prompts = std::make_shared<const prompt_set>(own.prompts);
+  shared.prompts = prompt_set{};
+  EXPECT_EQ(encode(envelope{"server", own}).words, encode(envelope{"server", shared}).words);
+}
+
 TEST(codec, truncated_message_is_malformed) {
   auto buf = encode(envelope{"server", test::make_task(test::make_prompts({16}))});
   auto bytes = std::vector<unsigned char>(buf.bytes(), buf.bytes() + buf.size_bytes());
