@@ -122,16 +122,15 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
       h.metrics = std::move(up->metrics);
       // Versions change only by folding, so the staleness (and the weight)
       // is final now: the delta goes into the running sum at once.
+      if (expect.keep_prompts || !expect.base)
+        h.prompts = up->prompts;
       if (expect.base) {
-        if (auto err = st.sum.add({task_id, h.num_samples, h.staleness, expect.base.get(),
-                                   &up->prompts},
-                                  st.staleness)) {
+        if (auto err = st.sum.add(task_id, h.num_samples, h.staleness, expect.base,
+                                  std::move(up->prompts), st.staleness)) {
           task.answered = false;
           return reject(*err, task_id, env.value().sender, task_id);
         }
       }
-      if (expect.keep_prompts || !expect.base)
-        h.prompts = std::move(up->prompts);
       st.held.push_back(std::move(h));
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {

@@ -106,6 +106,34 @@ void bm_fold_buffered_10(benchmark::State& st) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 10 * n * sizeof(float)));
 }
 
+// What the aggregator runs: each update added to the running sum as it is
+// accepted, then one apply (runtime/strategy.hpp, fold_accumulator).
+void bm_accumulate_10(benchmark::State& st) {
+  auto n = fold_sizes[st.range(0)];
+  prompt_set base{0, {tensor_buffer{"params", {static_cast<std::uint32_t>(n)}, {}}}};
+  base.tensors[0].data.assign(n, 0.5f);
+  std::vector<prompt_set> sets(10, base);
+  for (std::size_t k = 0; k < sets.size(); ++k)
+    for (std::size_t i = 0; i < n; ++i)
+      sets[k].tensors[0].data[i] = static_cast<float>((i + k) % 1000) * 1e-3f;
+  auto s = parse_staleness("sqrt").value();
+  auto shared_base = std::make_shared<const prompt_set>(base);
+  fold_accumulator acc; // one for the run, as in the aggregator
+  std::vector<prompt_set> copies;
+  for (auto _ : st) {
+    st.PauseTiming(); // the aggregator gets each update's prompts from decode
+    copies = sets;
+    st.ResumeTiming();
+    acc.clear();
+    for (std::size_t k = 0; k < copies.size(); ++k)
+      acc.add(k + 1, 10.0 + static_cast<double>(k), k % 3, shared_base, std::move(copies[k]), s);
+    auto out = acc.apply(base);
+    benchmark::DoNotOptimize(out.ok());
+  }
+  st.SetLabel(std::to_string(n) + " floats x 10");
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 10 * n * sizeof(float)));
+}
+
 void bm_memcpy_10(benchmark::State& st) {
   auto n = fold_sizes[st.range(0)] * 10;
   std::vector<float> src(n, 1.0f), dst(n);
@@ -119,6 +147,7 @@ void bm_memcpy_10(benchmark::State& st) {
 }
 
 BENCHMARK(bm_fold_buffered_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_accumulate_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_memcpy_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_encode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_decode)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);

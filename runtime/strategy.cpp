@@ -142,43 +142,72 @@ result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<st
 }
 
 std::optional<error> fold_accumulator::add(const stale_update& u, const staleness_fn& s) {
-  if (!std::isfinite(u.num_samples) || u.num_samples <= 0)
-    return error{errc::bad_argument,
-                 "update " + std::to_string(u.id) + " has weight " + std::to_string(u.num_samples)};
   if (u.base == nullptr || u.prompts == nullptr)
     return error{errc::bad_argument, "update " + std::to_string(u.id) + " lacks prompts"};
-  if (auto err = check_layout(*u.prompts, *u.base))
-    return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
-  if (count_ == 0) {
-    layout_ = *u.prompts;
-    sum_.assign(layout_.tensors.size(), {});
-    for (std::size_t t = 0; t < layout_.tensors.size(); ++t) {
-      sum_[t].assign(layout_.tensors[t].data.size(), 0.0);
-      layout_.tensors[t].data.clear();
+  // Not owned: the caller keeps the base alive (see the header).
+  std::shared_ptr<const prompt_set> base(std::shared_ptr<const prompt_set>{}, u.base);
+  return add(u.id, u.num_samples, u.staleness, std::move(base), *u.prompts, s);
+}
+
+std::optional<error> fold_accumulator::add(std::uint64_t id, double num_samples,
+                                           std::uint64_t staleness,
+                                           std::shared_ptr<const prompt_set> base,
+                                           prompt_set prompts, const staleness_fn& s) {
+  if (!std::isfinite(num_samples) || num_samples <= 0)
+    return error{errc::bad_argument,
+                 "update " + std::to_string(id) + " has weight " + std::to_string(num_samples)};
+  if (base == nullptr)
+    return error{errc::bad_argument, "update " + std::to_string(id) + " lacks its base"};
+  if (auto err = check_layout(prompts, *base))
+    return error{errc::shape_mismatch, "update " + std::to_string(id) + ": " + err->text};
+  if (count_ == 0) { // (the sum's storage is kept from fold to fold)
+    layout_.tensors.clear();
+    sum_.resize(prompts.tensors.size());
+    for (std::size_t t = 0; t < prompts.tensors.size(); ++t) {
+      auto& src = prompts.tensors[t];
+      layout_.tensors.push_back({src.name, src.shape, {}});
+      sum_[t].assign(src.data.size(), 0.0);
     }
-  } else if (auto err = check_layout(layout_, *u.prompts)) {
-    return error{errc::shape_mismatch, "update " + std::to_string(u.id) + ": " + err->text};
+  } else if (auto err = check_layout(layout_, prompts)) {
+    return error{errc::shape_mismatch, "update " + std::to_string(id) + ": " + err->text};
   }
-  double w = u.num_samples * s(u.staleness);
-  for (std::size_t t = 0; t < sum_.size(); ++t) {
-    auto& acc = sum_[t];
-    const float* up = u.prompts->tensors[t].data.data();
-    const float* b = u.base->tensors[t].data.data();
-    for (std::size_t i = 0; i < acc.size(); ++i)
-      acc[i] += w * (static_cast<double>(up[i]) - static_cast<double>(b[i]));
-  }
-  total_n_ += u.num_samples;
+  pending_.push_back({num_samples * s(staleness), std::move(base), std::move(prompts)});
+  total_n_ += num_samples;
   ++count_;
+  if (pending_.size() >= batch_)
+    flush();
   return std::nullopt;
 }
 
-result<prompt_set> fold_accumulator::apply(const prompt_set& current, double eta) const {
+void fold_accumulator::flush() {
+  // Blocked over elements: a block of the sum stays in cache while every
+  // pending update's block is added, so memory sees the sum once per batch.
+  constexpr std::size_t block = 1024;
+  for (std::size_t t = 0; t < sum_.size(); ++t) {
+    auto& acc = sum_[t];
+    for (std::size_t lo = 0; lo < acc.size(); lo += block) {
+      auto n = std::min(block, acc.size() - lo);
+      double* a = acc.data() + lo;
+      for (auto& p : pending_) {
+        const float* u = p.prompts.tensors[t].data.data() + lo;
+        const float* b = p.base->tensors[t].data.data() + lo;
+        double w = p.weight;
+        for (std::size_t i = 0; i < n; ++i)
+          a[i] += w * (static_cast<double>(u[i]) - static_cast<double>(b[i]));
+      }
+    }
+  }
+  pending_.clear();
+}
+
+result<prompt_set> fold_accumulator::apply(const prompt_set& current, double eta) {
   if (count_ == 0)
     return error{errc::empty_input, "no updates to aggregate"};
   if (!std::isfinite(eta) || eta <= 0)
     return error{errc::bad_argument, "server rate must be finite and > 0"};
   if (auto err = check_layout(layout_, current))
     return error{errc::shape_mismatch, "current prompts: " + err->text};
+  flush();
   prompt_set out = current;
   out.version = 0;
   double scale = eta / total_n_;
@@ -191,10 +220,9 @@ result<prompt_set> fold_accumulator::apply(const prompt_set& current, double eta
 }
 
 void fold_accumulator::clear() {
-  sum_.clear();
-  layout_ = prompt_set{};
+  pending_.clear();
   total_n_ = 0;
-  count_ = 0;
+  count_ = 0; // the next add() lays the sum out again, in the same storage
 }
 
 result<prompt_set> mix_async(const prompt_set& current, const stale_update& up,

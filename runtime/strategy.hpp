@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,23 +58,40 @@ struct stale_update {
 result<prompt_set> fold_buffered(const prompt_set& current, const std::vector<stale_update>& ups,
                                  const staleness_fn& s, double eta = 1.0);
 
-/// fold_buffered as updates arrive, in O(parameters) memory: add() each
-/// update once (its staleness is fixed between two folds, because versions
-/// only change by folding), then apply() to the current prompts. Equal to
-/// fold_buffered over the same updates up to float rounding.
+/// fold_buffered as updates arrive, in bounded memory: add() each update
+/// once (its staleness is fixed between two folds, because versions only
+/// change by folding); up to 16 are held and then folded, blocked over
+/// elements, into a running sum in double; apply() folds the rest and adds
+/// the sum to the current prompts. Equal to fold_buffered over the same
+/// updates up to float rounding.
 class fold_accumulator {
 public:
   /// Errors as fold_buffered's, for this one update (layout against the
   /// first update's, weight > 0); a refused update leaves the sum unchanged.
+  /// This overload copies the update's prompts; its base must outlive the
+  /// next apply() or clear().
   std::optional<error> add(const stale_update& up, const staleness_fn& s);
+  /// The same, taking the prompts and sharing the base.
+  std::optional<error> add(std::uint64_t id, double num_samples, std::uint64_t staleness,
+                           std::shared_ptr<const prompt_set> base, prompt_set prompts,
+                           const staleness_fn& s);
   /// current + eta * sum_i n_i s(tau_i) (u_i - b_i) / sum_i n_i.
-  result<prompt_set> apply(const prompt_set& current, double eta = 1.0) const;
+  result<prompt_set> apply(const prompt_set& current, double eta = 1.0);
   std::size_t count() const { return count_; }
   void clear();
 
 private:
+  struct held {
+    double weight;
+    std::shared_ptr<const prompt_set> base;
+    prompt_set prompts;
+  };
+  void flush();
+
+  static constexpr std::size_t batch_ = 16;
   prompt_set layout_;                    // names and shapes of the first update
   std::vector<std::vector<double>> sum_; // per tensor
+  std::vector<held> pending_;            // not yet in sum_
   double total_n_ = 0;
   std::size_t count_ = 0;
 };
