@@ -258,7 +258,7 @@ result<distill_report_summary> server_session::prepare() {
       sp.steps = mp.server_steps;
       sp.batch = mp.server_batch;
       sp.lr = mp.server_lr;
-      sp.rounds = m.sc.federation.rounds;
+      sp.rounds = std::max<std::uint32_t>(1, m.sc.federation.max_versions());
       sp.distill_weight = mp.server_distill_weight;
       soft_prompt p(prompt_config(m.sc, m.global->config(), m.global->depth()), 0);
       m.trainer = std::make_unique<server_trainer>(m.global, p, sp,
@@ -372,6 +372,19 @@ struct client_session::impl {
 client_session::client_session() : impl_(std::make_unique<impl>()) {}
 client_session::~client_session() = default;
 
+/// How many tasks a client's learning-rate schedules span (they decay to zero
+/// at the end): sync, one per round; async, every update of the run
+/// (versions x buffer_size for fedbuff, versions for fedasync): fast clients
+/// train many more tasks than slow ones, and none may run out of schedule.
+static std::uint32_t client_schedule_tasks(const scenario& sc) {
+  auto& f = sc.federation;
+  if (f.mode != "async")
+    return std::max<std::uint32_t>(1, f.rounds);
+  std::uint64_t per_version = f.aggregator == "fedasync" ? 1 : f.buffer_size;
+  return static_cast<std::uint32_t>(
+    std::clamp<std::uint64_t>(per_version * f.max_versions(), 1, 1u << 30));
+}
+
 result<std::shared_ptr<client_session>> client_session::create(const std::string& bytes,
                                                                const scenario& sc,
                                                                std::vector<mc_example> data) {
@@ -428,7 +441,7 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     cp.accumulate = sc.training.accumulate;
     cp.model_lr = sc.training.model_lr;
     cp.prompt_lr = sc.training.prompt_lr;
-    cp.rounds = std::max<std::uint32_t>(1, sc.federation.rounds);
+    cp.rounds = client_schedule_tasks(sc);
     soft_prompt p(prompt_config(sc, cfg, prompt_depth), 0);
     m.trainer = std::make_unique<client_trainer>(m.body, p, cp, layer_map);
     auto C = static_cast<double>(cfg.n_embd);

@@ -203,6 +203,24 @@ TEST(virtual_clock, fedbuff_aggregates_every_k_updates_and_weights_staleness) {
   fs::remove_all(r.dir);
 }
 
+TEST(virtual_clock, async_clients_keep_learning_beyond_the_rounds_count) {
+  // 12 versions of 2 updates over 6 clients: each client trains about 4
+  // tasks, the fast ones more. The learning-rate schedules must span those
+  // tasks (not the `rounds` count, here 1), or later tasks would train at
+  // rate 0 and return their prompts unchanged.
+  auto r = run("federation:\n  mode: async\n  rounds: 1\n  versions: 12\n  concurrency: 4\n"
+               "  buffer_size: 2\n",
+               "async-schedule");
+  EXPECT_EQ(num(r.summary, "final_version"), 12);
+  auto updates = of_type(r.events, "update");
+  ASSERT_GE(updates.size(), 20u);
+  int moved = 0, late = 0;
+  for (std::size_t i = updates.size() / 2; i < updates.size(); ++i, ++late)
+    moved += num(updates[i], "loss_after") != num(updates[i], "loss_before");
+  EXPECT_EQ(moved, late) << "updates of the second half that changed nothing";
+  fs::remove_all(r.dir);
+}
+
 TEST(virtual_clock, fedasync_publishes_a_version_per_update_and_bounds_staleness) {
   auto r = run("federation:\n  mode: async\n  aggregator: fedasync\n  versions: 24\n"
                "  concurrency: 6\n  max_staleness: 2\n",
