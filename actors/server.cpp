@@ -334,25 +334,31 @@ void log_progress(server_ptr self, const context_ptr& ctx) {
 }
 
 /// What happens after a version is published (or a round failed) and scored.
-void after_version(server_ptr self, const context_ptr& ctx) {
+/// Why the run should stop now ("" if it should not): the time budget is
+/// spent, or the rounds (sync) or versions (async) are done.
+std::string stop_reason(server_ptr self) {
   auto& st = self->state;
   auto& f = sc_of(self).federation;
+  if (f.time_budget_s > 0 && now(self) >= f.time_budget_s)
+    return "time budget";
+  if (is_async(self))
+    return st.version >= f.max_versions() ? "versions" : "";
+  return st.round >= f.rounds ? "rounds" : "";
+}
+
+bool last_step(server_ptr self) { return !stop_reason(self).empty(); }
+
+void after_version(server_ptr self, const context_ptr& ctx) {
   log_progress(self, ctx);
-  st.busy = false;
-  bool budget = f.time_budget_s > 0 && now(self) >= f.time_budget_s;
-  if (is_async(self)) {
-    if (st.version >= f.max_versions() || budget) {
-      finish_run(self, ctx, budget ? "time budget" : "versions");
-      return;
-    }
-    refill(self, ctx);
-  } else {
-    if (st.round >= f.rounds || budget) {
-      finish_run(self, ctx, budget ? "time budget" : "rounds");
-      return;
-    }
-    start_round(self, ctx);
+  self->state.busy = false;
+  if (auto why = stop_reason(self); !why.empty()) {
+    finish_run(self, ctx, why);
+    return;
   }
+  if (is_async(self))
+    refill(self, ctx);
+  else
+    start_round(self, ctx);
   pump(self, ctx);
 }
 
@@ -364,12 +370,6 @@ bool eval_due(server_ptr self, bool last) {
   return last || step % every == 0;
 }
 
-bool last_step(server_ptr self) {
-  auto& st = self->state;
-  auto& f = sc_of(self).federation;
-  bool budget = f.time_budget_s > 0 && now(self) >= f.time_budget_s;
-  return budget || (is_async(self) ? st.version >= f.max_versions() : st.round >= f.rounds);
-}
 
 /// Publishes `prompts` as the next version, scores it when due, goes on.
 void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json rec) {
@@ -552,7 +552,6 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
   t.client = id;
   t.base_version = st.version;
   t.round = round;
-  t.started = t0;
   t.base = base;
   t.deadline = round != 0 ? t0 + sc.federation.round_deadline_s : 0.0;
   json ev = json::object{{"task", task_id}, {"client", id}, {"round", round},

@@ -65,7 +65,7 @@ struct server_state {
     std::uint64_t base_version = 0;
     std::uint32_t round = 0;           // sync; 0 in async mode
     timeline::entry_id entry = 0;      // its result's delivery (0: none yet)
-    double started = 0, finish = 0;    // modelled (virtual) or real times
+    double finish = 0;                 // modelled finish (virtual clock)
     bool arrived = false;              // the client's answer is here
     std::optional<wire_buffer> update; // ... an Update (none: it refused)
     std::string refusal;

@@ -1,8 +1,8 @@
 // The run clock: the time `t` of every event and of task deadlines.
 //
-// This build has the real clock only: seconds since the run started, times a
-// scale factor. The virtual (discrete-event) clock of DESIGN.md "Time" plugs
-// in behind the same interface.
+// Two clocks behind one interface (DESIGN.md "Time"): real_clock below
+// (seconds since the run started, times a scale factor) and the virtual,
+// discrete-event clock of runtime/timeline.hpp.
 #pragma once
 
 #include <chrono>
