@@ -348,8 +348,9 @@ std::string stop_reason(server_ptr self) {
 
 bool last_step(server_ptr self) { return !stop_reason(self).empty(); }
 
-void after_version(server_ptr self, const context_ptr& ctx) {
-  log_progress(self, ctx);
+/// Ends the run if it is time, else starts the next round (sync) or keeps
+/// the tasks flowing (async).
+void go_on(server_ptr self, const context_ptr& ctx) {
   self->state.busy = false;
   if (auto why = stop_reason(self); !why.empty()) {
     finish_run(self, ctx, why);
@@ -360,6 +361,11 @@ void after_version(server_ptr self, const context_ptr& ctx) {
   else
     start_round(self, ctx);
   pump(self, ctx);
+}
+
+void after_version(server_ptr self, const context_ptr& ctx) {
+  log_progress(self, ctx);
+  go_on(self, ctx);
 }
 
 /// Is version `v` (or the last) due for scoring?
@@ -960,18 +966,7 @@ void maybe_start(server_ptr self, const context_ptr& ctx) {
   }
   self->send(st.aggregator, version_atom::value, st.version,
              sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
-  evaluate(self, ctx, true, [=] {
-    self->state.busy = false;
-    if (last_step(self)) { // zero-shot: nothing to train
-      finish_run(self, ctx, "rounds");
-      return;
-    }
-    if (is_async(self))
-      refill(self, ctx);
-    else
-      start_round(self, ctx);
-    pump(self, ctx);
-  });
+  evaluate(self, ctx, true, [=] { go_on(self, ctx); }); // (zero-shot ends here)
 }
 
 caf::behavior running(server_ptr self, const context_ptr& ctx) {

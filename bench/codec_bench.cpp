@@ -86,14 +86,20 @@ void bm_fedavg_10(benchmark::State& st) {
 // bytes/s counts the K input sets it reads.
 constexpr std::size_t fold_sizes[] = {9'610, 1'035'010};
 
-void bm_fold_buffered_10(benchmark::State& st) {
-  auto n = fold_sizes[st.range(0)];
+/// A base of n floats and 10 updates of it.
+std::pair<prompt_set, std::vector<prompt_set>> fold_inputs(std::size_t n) {
   prompt_set base{0, {tensor_buffer{"params", {static_cast<std::uint32_t>(n)}, {}}}};
   base.tensors[0].data.assign(n, 0.5f);
   std::vector<prompt_set> sets(10, base);
   for (std::size_t k = 0; k < sets.size(); ++k)
     for (std::size_t i = 0; i < n; ++i)
       sets[k].tensors[0].data[i] = static_cast<float>((i + k) % 1000) * 1e-3f;
+  return {std::move(base), std::move(sets)};
+}
+
+void bm_fold_buffered_10(benchmark::State& st) {
+  auto n = fold_sizes[st.range(0)];
+  auto [base, sets] = fold_inputs(n);
   std::vector<stale_update> in;
   for (std::size_t k = 0; k < sets.size(); ++k)
     in.push_back({k + 1, 10.0 + static_cast<double>(k), k % 3, &base, &sets[k]});
@@ -110,12 +116,7 @@ void bm_fold_buffered_10(benchmark::State& st) {
 // accepted, then one apply (runtime/strategy.hpp, fold_accumulator).
 void bm_accumulate_10(benchmark::State& st) {
   auto n = fold_sizes[st.range(0)];
-  prompt_set base{0, {tensor_buffer{"params", {static_cast<std::uint32_t>(n)}, {}}}};
-  base.tensors[0].data.assign(n, 0.5f);
-  std::vector<prompt_set> sets(10, base);
-  for (std::size_t k = 0; k < sets.size(); ++k)
-    for (std::size_t i = 0; i < n; ++i)
-      sets[k].tensors[0].data[i] = static_cast<float>((i + k) % 1000) * 1e-3f;
+  auto [base, sets] = fold_inputs(n);
   auto s = parse_staleness("sqrt").value();
   auto shared_base = std::make_shared<const prompt_set>(base);
   fold_accumulator acc; // one for the run, as in the aggregator
