@@ -50,7 +50,8 @@ evaluator, clients and workers as CAF actors exchanging Cap'n Proto messages.
 
 options:
   --out DIR             run directory (default: runs/<scenario name>); gets
-                        events.jsonl, summary.json and fedsp.log
+                        events.jsonl, summary.json, metrics.csv, report.html
+                        and fedsp.log
   --dump-messages DIR   also write every federation message to DIR, one file
                         each, readable with 'fedsp inspect' and 'capnp decode'
   --seed N              replace the scenario's seed
