@@ -59,11 +59,8 @@ for s in ("sync", "sync_deadline", "fedbuff", "fedasync"):
         base = med
     ratio = f"{base / med:.1f}x" if med and base and s != "sync" else "-"
     show = " / ".join("not reached" if t is None else f"{t:.0f}" for t in times)
-    rows.append(f"| {names[s]} | {show} | {med:.0f} | {ratio} | {statistics.median(finals):.3f} | "
-                f"{statistics.median(ends):.0f} | {statistics.median(aggregated):.0f} | "
-                f"{statistics.median(stale):.0f} |"
-                if med is not None else
-                f"| {names[s]} | {show} | - | - | {statistics.median(finals):.3f} | "
+    med_text = "-" if med is None else f"{med:.0f}"
+    rows.append(f"| {names[s]} | {show} | {med_text} | {ratio} | {statistics.median(finals):.3f} | "
                 f"{statistics.median(ends):.0f} | {statistics.median(aggregated):.0f} | "
                 f"{statistics.median(stale):.0f} |")
 table = "\n".join(rows)

@@ -1,4 +1,5 @@
 #include "runtime/strategy.hpp"
+#include "runtime/call_syntax.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -39,47 +40,21 @@ std::string staleness_fn::to_string() const {
   return "?";
 }
 
-namespace {
-
-/// "name(x, y)" -> name and numbers; false if the text is not of that form.
-bool split_call(const std::string& text, std::string& name, std::vector<double>& args) {
-  auto open = text.find('(');
-  if (open == std::string::npos) {
-    name = text;
-    return text.find(')') == std::string::npos;
-  }
-  if (text.back() != ')')
-    return false;
-  name = text.substr(0, open);
-  auto inner = text.substr(open + 1, text.size() - open - 2);
-  std::size_t pos = 0;
-  while (pos <= inner.size()) {
-    auto comma = inner.find(',', pos);
-    auto part = inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    char* end = nullptr;
-    double v = std::strtod(part.c_str(), &end);
-    while (end != nullptr && *end == ' ')
-      ++end;
-    if (end == part.c_str() || *end != '\0' || !std::isfinite(v))
-      return false;
-    args.push_back(v);
-    if (comma == std::string::npos)
-      break;
-    pos = comma + 1;
-  }
-  return true;
-}
-
-} // namespace
-
 result<staleness_fn> parse_staleness(const std::string& text) {
   const std::string forms = "constant, polynomial(a) with a > 0, hinge(a, b) with a > 0 and "
                             "b >= 0, or sqrt";
   std::string name;
+  std::vector<std::string> words;
   std::vector<double> args;
   auto bad = error{errc::bad_argument, "staleness '" + text + "' must be " + forms};
-  if (!split_call(text, name, args))
+  if (!split_call(text, name, words))
     return bad;
+  for (auto& w : words) {
+    double v;
+    if (!parse_number(w, v))
+      return bad;
+    args.push_back(v);
+  }
   staleness_fn s;
   if (name == "constant" && args.empty())
     s.k = staleness_fn::kind::constant;
