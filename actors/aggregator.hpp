@@ -18,12 +18,22 @@
 // typed Reject plus a `reject` event; accepted updates are `update` events.
 // Each accepted update is folded into exactly one aggregate, or reported as
 // pending at the end of the run.
+//
+// Durability (docs/faults.md): with a log folder, an accepted update is
+// appended to the write-ahead log (its delta, and its prompts when kept)
+// before the Ack goes out; a log that cannot be written turns the update
+// into a Reject (`io`) and leaves the state as it was. When a close folds or
+// discards everything held, the log moves to its next segment and the
+// outcome names the consumed one; the server deletes consumed segments once
+// its checkpoint of the new version is on disk. Records of an earlier
+// process (`replay`) are held again at spawn, as if just accepted.
 #pragma once
 
 #include <map>
 #include <set>
 
 #include "actors/wire.hpp"
+#include "runtime/durable.hpp"
 
 namespace fedsp {
 
@@ -32,6 +42,26 @@ using aggregator_actor = caf::typed_actor<
   caf::reacts_to<version_atom, std::uint64_t, std::uint32_t, staleness_fn>,
   caf::replies_to<wire_buffer>::with<wire_buffer>,
   caf::replies_to<close_atom, aggregate_request>::with<aggregate_outcome>>;
+
+struct aggregator_options {
+  std::string wal_dir;             // "": no write-ahead log
+  bool sync_each = false;          // fdatasync each record before its Ack
+  staleness_fn staleness{staleness_fn::kind::sqrt}; // weights replayed updates
+  std::vector<std::string> replay; // log records to hold again (read_log)
+};
+
+/// A log record of an accepted update (its delta from the task's base, and
+/// its prompts when kept), and the reverse. Errors name what is wrong.
+std::string wal_record(const update_msg& delta, std::uint32_t round, std::uint64_t staleness,
+                       bool has_base, const prompt_set* kept);
+struct wal_update {
+  update_msg delta;           // prompts: the delta (or the prompts, without a base)
+  std::uint32_t round = 0;
+  std::uint64_t staleness = 0;
+  bool has_base = true;
+  std::optional<prompt_set> kept;
+};
+result<wal_update> parse_wal_record(std::string_view bytes);
 
 struct aggregator_state {
   struct open_task {
@@ -58,12 +88,15 @@ struct aggregator_state {
   std::uint64_t version = 0;                   // the current published version
   std::uint32_t max_staleness = 0;             // 0: no bound
   staleness_fn staleness{staleness_fn::kind::sqrt}; // weights deltas as they arrive
+  std::unique_ptr<record_log> wal;             // accepted updates (none: no log)
+  std::uint64_t wal_consumed = 0;              // segments folded or discarded
+  std::shared_ptr<const prompt_set> zero_base; // the base of replayed deltas
   static inline const char* name = "aggregator";
 };
 
 /// `layout` is the model's prompt layout every update must match.
 aggregator_actor::behavior_type
 aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_ptr ctx,
-           prompt_set layout);
+           prompt_set layout, aggregator_options opts);
 
 } // namespace fedsp

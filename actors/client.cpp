@@ -2,6 +2,33 @@
 
 namespace fedsp {
 
+namespace {
+
+using client_ptr = client_actor::stateful_pointer<client_state>;
+
+/// Runs `job` on worker `at` of `workers`; if that worker dies, on the next
+/// one. `done` gets the wall seconds, `failed` the last error.
+void run_on(client_ptr self, const context_ptr& ctx, const std::string& me,
+            std::shared_ptr<const std::vector<worker_actor>> workers, std::size_t at,
+            compute_job job, std::function<void(double)> done,
+            std::function<void(caf::error&)> failed) {
+  auto wk = (*workers)[at];
+  self->request(wk, caf::infinite, run_atom::value, job)
+    .then([=](double seconds) { done(seconds); },
+          [=](caf::error& err) {
+            if (at + 1 < workers->size()) {
+              ctx->log->warn("{}: worker failed ({}); trying another", me,
+                             self->system().render(err));
+              run_on(self, ctx, me, workers, at + 1, job, done, failed);
+              return;
+            }
+            auto e = err;
+            failed(e);
+          });
+}
+
+} // namespace
+
 client_actor::behavior_type
 client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, client_config cfg) {
   auto me = client_name(cfg.id);
@@ -14,8 +41,19 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
                                       {"reason", to_string(err.code)},
                                       {"text", err.text}});
     ctx->log->warn("{} refused task {}: {}", me, task, err.message());
-    if (task != 0)
+    if (task != 0) {
+      self->state.held.erase(task);
       caf::anon_send(cfg.server, ctx->seal(envelope{me, reject_msg{err.code, err.text, task}}));
+    }
+  };
+
+  auto workers = std::make_shared<std::vector<worker_actor>>();
+  workers->push_back(cfg.worker);
+  for (auto& w : cfg.spares)
+    workers->push_back(w);
+  auto run_job = [=](compute_job job, std::function<void(double)> done,
+                     std::function<void(caf::error&)> failed) {
+    run_on(self, ctx, me, workers, 0, std::move(job), std::move(done), std::move(failed));
   };
 
   // Trains one task on the worker and submits the prompts.
@@ -28,9 +66,10 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto task_id = t.task_id;
     auto base_version = t.base_version;
     compute_job job{[=] { *out = session->round(*prompts, seed); }};
-    self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
-      .then(
+    run_job(
+      std::move(job),
         [=](double seconds) {
+          self->state.held.erase(task_id);
           if (!out->ok()) {
             refuse(out->err(), task_id);
             return;
@@ -70,8 +109,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto data = cfg.data;
     auto sc = cfg.sc;
     compute_job job{[=] { *out = client_session::create(*bytes, *sc, *data); }};
-    self->request(cfg.worker, caf::infinite, run_atom::value, std::move(job))
-      .then(
+    run_job(
+      std::move(job),
         [=](double) {
           auto& st = self->state;
           st.building = false;
@@ -90,10 +129,22 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
               refuse(*st.broken, t.task_id);
         },
         [=](caf::error& err) {
-          self->state.building = false;
-          self->state.broken = error{errc::unknown, "worker failed: " + self->system().render(err)};
+          auto& st = self->state;
+          st.building = false;
+          st.broken = error{errc::unknown, "worker failed: " + self->system().render(err)};
+          auto waiting = std::move(st.waiting);
+          st.waiting.clear();
+          for (auto& t : waiting)
+            refuse(*st.broken, t.task_id);
         });
   };
+
+  // Heartbeats while tasks are held; a model transfer that stalls breaks
+  // the client (docs/faults.md "Detection").
+  auto silence = std::chrono::duration<double>(cfg.sc->federation.silence_s);
+  auto beat = std::chrono::duration_cast<std::chrono::microseconds>(silence / 4);
+  self->state.model_progress = std::chrono::steady_clock::now();
+  self->delayed_send(self, beat, tick_atom::value);
 
   // Join is a request: the server learns this actor's handle from it and
   // answers with Welcome (the prompt layout every task must match).
@@ -111,6 +162,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
         }
         self->state.layout = w->prompt_shapes;
         self->state.welcomed = true;
+        self->state.model_progress = std::chrono::steady_clock::now();
         if (w->model_chunks == 0) // nothing to receive (model.kind null / mlp)
           build_session();
       },
@@ -119,6 +171,27 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
         self->quit(err);
       });
   return {
+    [=](tick_atom) {
+      auto& st = self->state;
+      self->delayed_send(self, beat, tick_atom::value);
+      if (st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete()
+          && std::chrono::steady_clock::now() - st.model_progress > silence) {
+        st.broken = error{errc::io, "model transfer stalled: "
+                                      + std::to_string(st.model.chunks_received())
+                                      + " chunk(s) arrived, then nothing for "
+                                      + std::to_string(cfg.sc->federation.silence_s) + " s"};
+        ctx->log->error("{}: {}", me, st.broken->text);
+        auto waiting = std::move(st.waiting);
+        st.waiting.clear();
+        for (auto& t : waiting)
+          refuse(*st.broken, t.task_id);
+      }
+      if (!st.held.empty())
+        caf::anon_send(cfg.server,
+                       ctx->seal(envelope{me, heartbeat_msg{ctx->now(), std::vector<std::uint64_t>(
+                                                                          st.held.begin(),
+                                                                          st.held.end())}}));
+    },
     [=](const wire_buffer& buf) {
       auto env = decode(buf);
       if (!env) {
@@ -134,11 +207,18 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       if (auto* chunk = std::get_if<model_chunk_msg>(&body)) {
         if (st.broken || st.session || st.building)
           return; // a model is already here (or lost): ignore stray chunks
+        if (!st.chunks_seen.insert(chunk->index).second)
+          return; // a duplicate of a chunk already here
         if (auto err = st.model.add(*chunk)) {
           st.broken = err;
           refuse(*err, 0);
+          auto waiting = std::move(st.waiting);
+          st.waiting.clear();
+          for (auto& t : waiting)
+            refuse(*err, t.task_id);
           return;
         }
+        st.model_progress = std::chrono::steady_clock::now();
         if (st.model.complete()) {
           if (!ctx->virtual_time)
             ctx->event("model_received", json::object{{"client", cfg.id},
@@ -167,6 +247,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
         refuse(error{errc::unknown_sender, "task before welcome"}, task->task_id);
         return;
       }
+      if (!st.held.insert(task->task_id).second)
+        return; // a duplicate of a task already here
       if (auto err = check_layout(st.layout, task->prompts)) {
         refuse(*err, task->task_id);
         return;

@@ -4,12 +4,18 @@
 #include <sys/resource.h>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <thread>
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/fault_layer.hpp"
 #include "actors/server.hpp"
+#include "runtime/durable.hpp"
 #include "runtime/report.hpp"
 #include "runtime/rng.hpp"
 #include "models/federated.hpp"
@@ -57,7 +63,130 @@ public:
   }
 };
 
+double number_or(const json& j, const char* key, double fallback) {
+  auto* v = j.find(key);
+  return v != nullptr && v->is_number() ? v->as_number() : fallback;
+}
+
+/// What an interrupted run left: its last checkpoint, the log records after
+/// it, the task ids already used and the versions already announced.
+struct resume_point {
+  std::optional<checkpoint_data> ck;
+  std::vector<std::string> replay;
+  std::vector<std::string> notes;
+  std::uint64_t first_task = 0;
+  std::set<double> published;
+  std::set<std::size_t> fired; // crash faults already fired (events.jsonl)
+};
+
+result<resume_point> read_resume_point(const std::string& dir) {
+  resume_point rp;
+  auto path = dir + "/checkpoint.bin";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    auto bytes = read_file_bytes(path);
+    if (!bytes)
+      return bytes.err();
+    auto ck = decode_checkpoint(bytes.value(), path);
+    if (!ck)
+      return ck.err();
+    for (auto* key : {"version", "round", "t", "next_task", "counters", "rounds", "initial_eval",
+                      "last_eval", "last_eval_version", "distillation"})
+      if (ck.value().state.find(key) == nullptr)
+        return error{errc::malformed, "checkpoint '" + path + "' lacks '" + key + "'"};
+    rp.ck = std::move(ck).value();
+    rp.first_task = static_cast<std::uint64_t>(number_or(rp.ck->state, "next_task", 0));
+  } else {
+    rp.notes.push_back("no checkpoint yet: starting from version 0");
+  }
+  auto after = rp.ck ? static_cast<std::uint64_t>(number_or(rp.ck->state, "wal_consumed", 0)) : 0;
+  auto log = read_log(dir + "/wal", after);
+  if (!log)
+    return log.err();
+  for (auto& note : log.value().notes)
+    rp.notes.push_back(note);
+  for (auto& rec : log.value().records) {
+    auto w = parse_wal_record(rec);
+    if (!w)
+      return error{errc::malformed, dir + "/wal: " + w.err().message()};
+    rp.first_task = std::max(rp.first_task, w.value().delta.task_id);
+  }
+  rp.replay = std::move(log.value().records);
+  // Task ids handed out after the checkpoint are in the event log.
+  std::ifstream in(dir + "/events.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto ev = json::parse(line);
+    if (!ev)
+      continue; // a torn last line
+    auto* type = ev.value().find("type");
+    if (type == nullptr || !type->is_string())
+      continue;
+    if (type->as_string() == "task")
+      rp.first_task = std::max(rp.first_task,
+                               static_cast<std::uint64_t>(number_or(ev.value(), "task", 0)));
+    else if (type->as_string() == "publish")
+      rp.published.insert(number_or(ev.value(), "version", -1));
+    else if (type->as_string() == "fault") {
+      auto* kind = ev.value().find("kind");
+      auto k = kind != nullptr && kind->is_string() ? kind->as_string() : "";
+      if (k == "client_crash" || k == "aggregator_crash" || k == "worker_crash"
+          || k == "server_crash") // (they fire once)
+        rp.fired.insert(static_cast<std::size_t>(number_or(ev.value(), "index", 0)));
+    }
+  }
+  return rp;
+}
+
+/// run.json: how the run was started, for `fedsp resume`: the scenario's
+/// text (a later edit of the file does not change a resumed run), where it
+/// was (relative paths in it are anchored there) and the seed.
+std::optional<error> write_run_record(const scenario& sc, const run_options& opts) {
+  json rec = json::object{{"format", 1},
+                          {"scenario", sc.path.empty()
+                                         ? std::string()
+                                         : std::filesystem::absolute(sc.path).string()},
+                          {"scenario_text", sc.source},
+                          {"seed", std::to_string(sc.seed)},
+                          {"dump_dir", opts.dump_dir}};
+  return write_file_atomic(opts.out_dir + "/run.json", rec.dump() + "\n");
+}
+
 } // namespace
+
+result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
+  auto path = run_dir + "/run.json";
+  auto text = read_file_bytes(path);
+  if (!text)
+    return error{errc::io, "'" + run_dir + "' is not a run directory: " + text.err().text};
+  auto rec = json::parse(text.value());
+  if (!rec || !rec.value().is_object() || rec.value().find("scenario") == nullptr
+      || !rec.value().find("scenario")->is_string())
+    return error{errc::malformed, path + ": not a run record"};
+  auto& r = rec.value();
+  auto sc_path = r.find("scenario")->as_string();
+  auto* sc_text = r.find("scenario_text");
+  if (sc_text == nullptr || !sc_text->is_string())
+    return error{errc::malformed, path + ": no scenario_text"};
+  if (sc_text->as_string().empty())
+    return error{errc::bad_scenario, path + ": the run was started from a scenario built in "
+                                            "code, not read from text; it cannot be resumed"};
+  auto sc = parse_scenario(sc_text->as_string(), sc_path);
+  if (!sc)
+    return error{errc::bad_scenario, path + ": the run's scenario no longer reads: "
+                                       + sc.err().text};
+  if (auto* seed = r.find("seed"); seed != nullptr && seed->is_string())
+    sc.value().seed = std::stoull(seed->as_string());
+  if (!sc.value().durability.checkpoints)
+    return error{errc::bad_scenario, "the run was started with durability.checkpoints: false; "
+                                     "there is nothing to resume from"};
+  run_options opts;
+  opts.out_dir = run_dir;
+  opts.resume = true;
+  if (auto* d = r.find("dump_dir"); d != nullptr && d->is_string())
+    opts.dump_dir = d->as_string();
+  return std::make_pair(std::move(sc).value(), opts);
+}
 
 result<json> run_federation(const scenario& sc, const run_options& opts) {
   namespace fs = std::filesystem;
@@ -83,12 +212,32 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     return error{errc::bad_scenario, shards.err().text};
 
   auto log = make_logger(opts);
-  real_clock clock;
+  // Durability: a fresh run records how it was started and clears what an
+  // earlier run left in the folder; a resumed one reads it back.
+  auto durable = sc.durability.checkpoints;
+  resume_point rp;
+  if (opts.resume) {
+    auto got = read_resume_point(opts.out_dir);
+    if (!got)
+      return got.err();
+    rp = std::move(got).value();
+    for (auto& note : rp.notes)
+      log->warn("resume: {}", note);
+  } else {
+    for (auto* f : {"checkpoint.bin", "summary.json"})
+      fs::remove(opts.out_dir + "/" + f, ec);
+    fs::remove_all(opts.out_dir + "/wal", ec);
+    if (auto err = write_run_record(sc, opts))
+      return *err;
+  }
+  double t0 = (rp.ck ? number_or(rp.ck->state, "t", 0) : 0.0) + opts.downtime_s;
+  real_clock clock(1.0, t0);
   timeline tl; // the server's event order; on the virtual clock also the time
+  tl.start_at(t0);
   std::unique_ptr<event_log> events;
   std::unique_ptr<message_dump> dump;
   try {
-    events = std::make_unique<event_log>(opts.out_dir + "/events.jsonl");
+    events = std::make_unique<event_log>(opts.out_dir + "/events.jsonl", opts.resume);
     if (!opts.dump_dir.empty())
       dump = std::make_unique<message_dump>(opts.dump_dir);
   } catch (const std::exception& e) {
@@ -102,6 +251,22 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   ctx->dump = dump.get();
   ctx->log = log;
   ctx->traffic = &traffic;
+  if (opts.resume) {
+    ctx->event("resumed", json::object{{"version", rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0},
+                                       {"checkpoint", rp.ck.has_value()},
+                                       {"replayed_updates", rp.replay.size()},
+                                       {"torn_records", rp.notes.size()},
+                                       {"first_task", rp.first_task}});
+    // A crash between the checkpoint and its publish event loses the event:
+    // it is written now, marked recovered.
+    if (rp.ck)
+      if (auto* pub = rp.ck->state.find("publish"); pub != nullptr && pub->is_object()
+                                                    && !rp.published.count(number_or(*pub, "version", -1))) {
+        json ev = *pub;
+        ev.set("recovered", true);
+        ctx->event("publish", ev);
+      }
+  }
 
   auto workers_n = sc.compute.workers;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -116,6 +281,40 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
             sc.name, sc.method.name, clients_n, sc.federation.rounds,
             session.value()->global_parameters());
 
+  // The fault layer: its plan, the driver's triggers (every event is seen),
+  // and how the run ends.
+  auto plan_ptr = std::make_shared<const fault_plan>(sc.faults);
+  auto outcome = std::make_shared<run_outcome>();
+  run_outcome::value_t ended;
+  struct driver_slot {
+    std::mutex mtx;
+    caf::actor driver;
+  };
+  auto slot = std::make_shared<driver_slot>();
+  double next_at = std::numeric_limits<double>::infinity();
+  bool crashes = false;
+  for (auto& f : sc.faults.faults)
+    if (f.kind == fault_kind::client_crash || f.kind == fault_kind::aggregator_crash
+        || f.kind == fault_kind::worker_crash || f.kind == fault_kind::server_crash) {
+      crashes = true;
+      if (!f.at_version && !rp.fired.count(f.index))
+        next_at = std::min(next_at, f.at_s);
+    }
+  if (crashes)
+    ctx->observe = [slot, next_at](const std::string& type, double t, const json& fields) {
+      bool published = type == "publish";
+      if (!published && t < next_at)
+        return;
+      caf::actor to;
+      {
+        std::lock_guard<std::mutex> g(slot->mtx);
+        to = slot->driver;
+      }
+      if (to)
+        caf::anon_send(to, observe_atom::value,
+                       static_cast<std::uint64_t>(number_or(fields, "version", 0)), t, published);
+    };
+
   auto started = std::chrono::steady_clock::now();
   std::string summary_text;
   caf::error failure;
@@ -129,33 +328,92 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
       // workers share CAF's scheduler threads and skip a thread hand-off.
       workers.push_back(sc.model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
                                                : sys.spawn(worker));
-    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n, &tl};
+    // Clients that a client_crash already killed stay dead in a resumed run.
+    std::set<std::uint32_t> crashed;
+    for (auto i : rp.fired)
+      if (i < sc.faults.faults.size() && sc.faults.faults[i].kind == fault_kind::client_crash)
+        crashed.insert(sc.faults.faults[i].clients.begin(), sc.faults.faults[i].clients.end());
+    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n, &tl,
+                       {},        false,        {},             {},         0};
+    if (durable)
+      scfg.run_dir = opts.out_dir;
+    scfg.wal_sync_each = sc.durability.wal_sync == "fsync";
+    scfg.resume = std::move(rp.ck);
+    scfg.replay = std::move(rp.replay);
+    scfg.first_task = rp.first_task;
+    scfg.absent = static_cast<std::uint32_t>(crashed.size());
     auto srv = sys.spawn(server, ctx, std::move(scfg));
     caf::scoped_actor self{sys};
-    // Clients send everything to the server; its clock hands updates to
+    // Clients send everything to the server (through a link, the fault
+    // layer, when the plan acts on messages); its clock hands updates to
     // its aggregator in order.
     auto& train = data.value().train;
     std::vector<client_actor> clients;
-    {
-      for (std::uint32_t c = 0; c < clients_n; ++c) {
-        auto shard = std::make_shared<std::vector<mc_example>>();
-        for (auto i : shards.value()[c])
-          shard->push_back(train[i]);
-        client_config ccfg{c, shard, shared_sc, srv, workers[(c + 1) % workers_n]};
-        clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
+    std::vector<caf::actor> links;
+    for (std::uint32_t c = 0; c < clients_n; ++c) {
+      if (crashed.count(c)) {
+        clients.push_back(client_actor{});
+        continue;
       }
-      self->request(srv, caf::infinite, run_atom::value)
-        .receive([&](std::string& s) { summary_text = std::move(s); },
-                 [&](caf::error& err) { failure = err; });
+      auto shard = std::make_shared<std::vector<mc_example>>();
+      for (auto i : shards.value()[c])
+        shard->push_back(train[i]);
+      caf::actor to = srv;
+      if (plan_ptr->needs_links()) {
+        links.push_back(sys.spawn(
+          link, ctx, link_config{c, srv, plan_ptr, sc.seed, sc.federation.silence_s / 4}));
+        to = links.back();
+      }
+      client_config ccfg{c, shard, shared_sc, to, workers[(c + 1) % workers_n], {}};
+      for (std::uint32_t k = 2; k <= workers_n; ++k) // the others, in turn
+        ccfg.spares.push_back(workers[(c + k) % workers_n]);
+      clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
     }
-    if (failure)
-      log->error("run failed: {}", sys.render(failure));
-    self->send_exit(srv, caf::exit_reason::user_shutdown);
+    driver_config dcfg{srv, {}, workers, plan_ptr, rp.fired, outcome, ctx->virtual_time};
     for (auto& c : clients)
-      self->send_exit(c, caf::exit_reason::user_shutdown);
+      dcfg.clients.push_back(c ? caf::actor_cast<caf::actor>(c) : caf::actor{});
+    auto driver = sys.spawn(run_driver, ctx, std::move(dcfg));
+    {
+      std::lock_guard<std::mutex> g(slot->mtx);
+      slot->driver = driver;
+    }
+    ended = outcome->wait();
+    {
+      std::lock_guard<std::mutex> g(slot->mtx);
+      slot->driver = nullptr;
+    }
+    // A server crash: everything goes down at once, nothing is shut down
+    // in order; what survives is on disk.
+    auto how = ended.k == run_outcome::kind::server_crash ? caf::exit_reason::kill
+                                                          : caf::exit_reason::user_shutdown;
+    if (ended.k == run_outcome::kind::failed) {
+      failure = caf::make_error(caf::sec::runtime_error, ended.error);
+      log->error("run failed: {}", ended.error);
+    }
+    summary_text = ended.summary;
+    self->send_exit(driver, how);
+    self->send_exit(srv, how);
+    for (auto& c : clients)
+      if (c)
+        self->send_exit(c, how);
+    for (auto& l : links)
+      self->send_exit(l, how);
     for (auto& w : workers)
-      self->send_exit(w, caf::exit_reason::user_shutdown);
+      self->send_exit(w, how);
   } // the actor system waits for every actor here
+  if (ended.k == run_outcome::kind::server_crash) {
+    events.reset();
+    dump.reset();
+    log->warn("server crashed (fault {}); restarting from {} in {} s", ended.fault, opts.out_dir,
+              ended.restart_after_s);
+    log->flush();
+    auto again = opts;
+    again.resume = true;
+    again.downtime_s = ended.restart_after_s;
+    if (!ctx->virtual_time)
+      std::this_thread::sleep_for(std::chrono::duration<double>(ended.restart_after_s));
+    return run_federation(sc, again);
+  }
   if (failure || summary_text.empty())
     return error{errc::unknown, "the run did not complete (see " + opts.out_dir
                                   + "/fedsp.log)"};
@@ -172,6 +430,31 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                 .count());
   events->flush(); // the report reads it
+  // Injected faults and restarts, over every process of the run.
+  {
+    json faults = json::object{};
+    std::map<std::string, std::uint64_t> by_kind;
+    std::uint64_t resumes = 0;
+    std::ifstream in(opts.out_dir + "/events.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find("\"type\":\"fault\"") == std::string::npos
+          && line.find("\"type\":\"resumed\"") == std::string::npos)
+        continue;
+      auto ev = json::parse(line);
+      if (!ev)
+        continue;
+      auto* type = ev.value().find("type");
+      if (type->as_string() == "resumed")
+        ++resumes;
+      else if (auto* k = ev.value().find("kind"); k != nullptr && k->is_string())
+        ++by_kind[k->as_string()];
+    }
+    for (auto& [k, n] : by_kind)
+      faults.set(k, n);
+    summary.set("faults_injected", faults);
+    summary.set("resumes", resumes);
+  }
   std::ofstream out(opts.out_dir + "/summary.json");
   out << summary.dump() << "\n";
   out.close();

@@ -15,7 +15,16 @@ struct run_options {
   std::string out_dir;       // run directory: events.jsonl, summary.json, fedsp.log
   std::string dump_dir;      // non-empty: write every message there
   bool console = true;       // also log to the terminal
+  bool resume = false;       // go on from out_dir's checkpoint and log
+                             // (fedsp resume); events.jsonl is appended to
+  double downtime_s = 0;     // resuming after a server_crash fault: the time
+                             // the server was down (added to the clock)
 };
+
+/// What `fedsp resume <run-dir>` needs: the scenario and options the run
+/// was started with (recorded in run-dir/run.json), with resume set.
+/// Errors: no run.json, a scenario file that is gone or has changed since.
+result<std::pair<scenario, run_options>> load_run(const std::string& run_dir);
 
 /// Runs the scenario; returns the summary written to out_dir/summary.json.
 /// Errors: bad data files, an unwritable run directory, a failed actor.

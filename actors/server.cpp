@@ -31,6 +31,7 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
 void start_round(server_ptr self, const context_ptr& ctx);
 void refill(server_ptr self, const context_ptr& ctx);
 void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why);
+void restart_aggregator(server_ptr self, const context_ptr& ctx, const caf::actor_addr& dead);
 
 const scenario& sc_of(server_ptr self) { return *self->state.cfg.sc; }
 bool is_async(server_ptr self) { return sc_of(self).federation.mode == "async"; }
@@ -156,6 +157,14 @@ caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, wire_b
       self->send(handle, std::move(b));
     }
     return to_client(ctx, id, std::move(w));
+  }
+  if (auto* hb = std::get_if<heartbeat_msg>(&e.body)) {
+    auto wall = st.wall.now();
+    for (auto id : hb->tasks)
+      if (auto it = st.tasks.find(id);
+          it != st.tasks.end() && e.sender == client_name(it->second.client))
+        it->second.sign = wall;
+    return wire_buffer{};
   }
   auto* rej = std::get_if<reject_msg>(&e.body);
   if (rej == nullptr)
@@ -377,6 +386,121 @@ bool eval_due(server_ptr self, bool last) {
 }
 
 
+std::uint64_t count_of(const json& j, const char* k) {
+  auto* v = j.find(k);
+  return v != nullptr && v->is_number() ? static_cast<std::uint64_t>(v->as_number()) : 0;
+}
+
+/// Writes what it takes to go on from here (docs/faults.md): the version
+/// and its prompts, the counters and records of the summary, and the log
+/// segments consumed; then deletes those segments. `publish`: the publish
+/// event this version gets (null: none), restored if a crash loses it.
+void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publish) {
+  auto& st = self->state;
+  auto& dir = st.cfg.run_dir;
+  if (dir.empty())
+    return;
+  json rejects = json::object{};
+  for (auto& [reason, n] : st.rejects)
+    rejects.set(reason, n);
+  checkpoint_data ck;
+  ck.state = json::object{
+    {"format", 1},
+    {"version", st.version},
+    {"round", st.round},
+    {"t", now(self)},
+    {"next_task", st.next_task},
+    {"draws", st.draws},
+    {"wal_consumed", st.wal_consumed},
+    {"resumes", st.resumes},
+    {"counters", json::object{{"tasks_sent", st.tasks_sent},
+                              {"updates_accepted", st.updates_accepted},
+                              {"updates_rejected", st.updates_rejected},
+                              {"updates_late", st.updates_late},
+                              {"updates_stale", st.updates_stale},
+                              {"updates_aggregated", st.updates_aggregated},
+                              {"updates_discarded", st.updates_discarded},
+                              {"updates_held", st.updates_held},
+                              {"dropouts", st.dropouts},
+                              {"tasks_failed", st.tasks_failed},
+    {"tasks_lost", st.tasks_lost},
+    {"aggregator_restarts", st.aggregator_restarts},
+                              {"tasks_interrupted", st.tasks_interrupted},
+                              {"tasks_lost", st.tasks_lost},
+                              {"aggregator_restarts", st.aggregator_restarts}}},
+    {"rejects", rejects},
+    {"rounds", st.rounds},
+    {"initial_eval", st.initial_eval},
+    {"last_eval", st.last_eval},
+    {"last_eval_version",
+     st.last_eval_version == ~std::uint64_t{0} ? -1.0 : static_cast<double>(st.last_eval_version)},
+    {"distillation", st.distillation},
+    {"publish", publish},
+  };
+  ck.prompts.emplace_back("global", st.prompts);
+  for (auto& [id, ps] : st.own_prompts)
+    ck.prompts.emplace_back(client_name(id), ps);
+  if (ctx->events != nullptr)
+    ctx->events->flush();
+  if (auto err = write_file_atomic(dir + "/checkpoint.bin", encode_checkpoint(ck))) {
+    ctx->log->error("checkpoint of version {} not written: {}", st.version, err->message());
+    ctx->event("checkpoint_failed", json::object{{"version", st.version}, {"text", err->text}});
+    return;
+  }
+  drop_log_segments(dir + "/wal", st.wal_consumed);
+}
+
+/// Takes the state of checkpoint `ck` (see save_checkpoint) and the log
+/// records replayed after it.
+void restore(server_ptr self, const checkpoint_data& ck) {
+  auto& st = self->state;
+  auto& s = ck.state;
+  auto& c = *s.find("counters");
+  st.version = count_of(s, "version");
+  st.round = static_cast<std::uint32_t>(count_of(s, "round"));
+  st.draws = count_of(s, "draws");
+  st.wal_consumed = count_of(s, "wal_consumed");
+  st.resumes = count_of(s, "resumes") + 1;
+  auto ckpt_tasks = count_of(s, "next_task");
+  st.next_task = std::max(ckpt_tasks, st.cfg.first_task);
+  st.tasks_sent = st.next_task;
+  auto replayed = st.cfg.replay.size();
+  st.updates_accepted = count_of(c, "updates_accepted") - count_of(c, "updates_held") + replayed;
+  st.updates_rejected = count_of(c, "updates_rejected");
+  st.updates_late = count_of(c, "updates_late");
+  st.updates_stale = count_of(c, "updates_stale");
+  st.updates_aggregated = count_of(c, "updates_aggregated");
+  st.updates_discarded = count_of(c, "updates_discarded");
+  st.dropouts = count_of(c, "dropouts");
+  st.tasks_failed = count_of(c, "tasks_failed");
+  st.tasks_lost = count_of(c, "tasks_lost");
+  st.aggregator_restarts = count_of(c, "aggregator_restarts");
+  auto after = st.next_task - ckpt_tasks;
+  st.tasks_interrupted = count_of(c, "tasks_interrupted") + (after > replayed ? after - replayed : 0);
+  st.unaggregated = static_cast<std::uint32_t>(replayed);
+  st.updates_held = replayed;
+  if (auto* r = s.find("rejects"); r != nullptr && r->is_object())
+    for (auto& [reason, n] : r->as_object())
+      st.rejects[reason] = static_cast<std::uint64_t>(n.as_number());
+  st.rounds = *s.find("rounds");
+  st.initial_eval = *s.find("initial_eval");
+  st.last_eval = *s.find("last_eval");
+  auto lev = s.find("last_eval_version")->as_number();
+  st.last_eval_version = lev < 0 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(lev);
+  st.distillation = *s.find("distillation");
+  for (auto& [name, ps] : ck.prompts) {
+    if (name == "global") {
+      st.prompts = ps;
+    } else if (name.rfind("client-", 0) == 0) {
+      st.own_prompts[static_cast<std::uint32_t>(std::stoul(name.substr(7)))] = ps;
+    }
+  }
+  st.prompts.version = st.version;
+  st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
+  st.wall = real_clock(1.0, number(s, {"t"}));
+  st.resumed = true;
+}
+
 /// Publishes `prompts` as the next version, scores it when due, goes on.
 void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json rec) {
   auto& st = self->state;
@@ -386,9 +510,13 @@ void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json r
   st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
   self->send(st.aggregator, version_atom::value, st.version,
              sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
-  ctx->event("publish", json::object{{"version", st.version}, {"round", st.round}});
   rec.set("version", st.version);
   st.rounds.as_array().push_back(std::move(rec));
+  // On disk before it is announced: `updates` are the accepted updates this
+  // version folds in, each in exactly one publish event.
+  json ev = json::object{{"version", st.version}, {"round", st.round}, {"updates", st.last_folded}};
+  save_checkpoint(self, ctx, ev);
+  ctx->event("publish", ev);
   evaluate(self, ctx, eval_due(self, last_step(self)), [=] { after_version(self, ctx); });
 }
 
@@ -409,12 +537,17 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
   req.staleness = f.staleness;
   req.eta = f.server_rate;
   req.alpha = f.fedasync_alpha;
-  self->request(st.aggregator, caf::infinite, close_atom::value, std::move(req))
+  auto agg = st.aggregator;
+  self->request(agg, caf::infinite, close_atom::value, std::move(req))
     .then(
       [=](const aggregate_outcome& out) mutable {
         auto& st = self->state;
         st.updates_discarded += out.discarded;
         st.updates_held = out.held;
+        st.wal_consumed = out.wal_consumed;
+        st.last_folded = json::array{};
+        for (auto id : out.updates)
+          st.last_folded.as_array().push_back(id);
         rec.set("t", now(self));
         rec.set("updates", out.updates.size());
         if (!out.has_result) {
@@ -425,6 +558,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
                          st.version);
           rec.set("version", st.version);
           st.rounds.as_array().push_back(std::move(rec));
+          save_checkpoint(self, ctx, json());
           evaluate(self, ctx, last_step(self), [=] { after_version(self, ctx); });
           return;
         }
@@ -474,7 +608,10 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
             },
             [=](caf::error& err) { fail(self, ctx, err, "worker"); });
       },
-      [=](caf::error& err) { fail(self, ctx, err, "aggregator"); });
+      [=](caf::error&) mutable { // it died: ask the one that replaces it
+        restart_aggregator(self, ctx, agg.address());
+        aggregate(self, ctx, round, min_updates, std::move(rec));
+      });
 }
 
 // -- tasks ----------------------------------------------------------------------------
@@ -493,6 +630,7 @@ void send_task(server_ptr self, const context_ptr& ctx, task_entry& t) {
                t.base,         tr.prompt_steps, static_cast<float>(tr.prompt_lr), tr.batch_size,
                mix_seed(sc.seed, 1'000'000 + t.id), t.deadline, t.round};
   t.sent = true;
+  t.sign = st.wall.now();
   ++st.in_flight;
   self->send(c->second.handle, to_client(ctx, t.client, std::move(msg)));
 }
@@ -567,13 +705,24 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
     // computes at its speed, the update goes up (about the task's size).
     auto bytes = task_bytes(self, *base);
     double start = std::max(t0, c.ready_at);
+    double slowdown = sc.faults.slowdown(id, start); // straggler_burst
     double compute = c.profile.compute_seconds(st.task_flops,
-                                               sc.compute.reference_gflops * 1e9);
+                                               sc.compute.reference_gflops * 1e9)
+                     * slowdown;
+    if (slowdown > 1)
+      ctx->event("fault", json::object{{"kind", "straggler_burst"}, {"client", id},
+                                       {"task", task_id}, {"factor", slowdown}});
     double finish = start + c.profile.transfer_seconds(bytes) + compute
                     + c.profile.transfer_seconds(bytes);
     // Does the client leave before it is done? (clients.dropout, or the end
     // of its availability window)
     double leaves = sc.clients.online.offline_at(id, start);
+    double away_at = sc.faults.leaves_between(id, start, finish); // client_dropout
+    if (away_at < leaves) {
+      leaves = away_at;
+      ctx->event("fault", json::object{{"kind", "client_dropout"}, {"client", id},
+                                       {"task", task_id}, {"leaves", away_at}});
+    }
     if (sc.clients.dropout > 0) {
       rng r(mix_seed(sc.seed, 9'000'000 + task_id));
       double u = uniform01(r), v = uniform01(r);
@@ -644,7 +793,8 @@ void start_round(server_ptr self, const context_ptr& ctx) {
   for (auto& [id, c] : st.clients) {
     if (c.busy)
       ++busy;
-    else if (!sc.clients.online.online(id, now(self), st.round, sc.seed))
+    else if (!sc.clients.online.online(id, now(self), st.round, sc.seed)
+             || sc.faults.away(id, now(self)))
       ++offline;
     else
       ids.push_back(id);
@@ -693,7 +843,7 @@ void refill(server_ptr self, const context_ptr& ctx) {
     shuffle(idle, r);
     std::optional<std::uint32_t> pick;
     for (auto id : idle)
-      if (sc.clients.online.online(id, now(self), draw, sc.seed)) {
+      if (sc.clients.online.online(id, now(self), draw, sc.seed) && !sc.faults.away(id, now(self))) {
         pick = id;
         break;
       }
@@ -772,7 +922,8 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
     ++st.updates_late;
   st.busy = true;
   auto answer = entry.reply;
-  self->request(st.aggregator, caf::infinite, std::move(*entry.update))
+  auto agg = st.aggregator;
+  self->request(agg, caf::infinite, std::move(*entry.update))
     .then(
       [=](const wire_buffer& reply) mutable {
         auto& st = self->state;
@@ -789,7 +940,16 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
         }
         settle(ok);
       },
-      [=](caf::error& err) { fail(self, ctx, err, "aggregator"); });
+      [=](caf::error&) mutable { // the aggregator died with it: if the log has
+                                 // it, the new aggregator holds it again
+        restart_aggregator(self, ctx, agg.address());
+        auto& st = self->state;
+        ++st.updates_rejected;
+        ++st.rejects["aggregator_restarted"];
+        answer.deliver(ctx->seal(envelope{
+          self_name, reject_msg{errc::unknown, "the aggregator restarted while checking it", t.id}}));
+        settle(false);
+      });
 }
 
 /// Delivers timeline entries in order until one needs to wait.
@@ -852,6 +1012,99 @@ void pump(server_ptr self, const context_ptr& ctx) {
   }
 }
 
+// -- failures ----------------------------------------------------------------------------
+
+/// Task `t` will never be answered (its client died or fell silent): it
+/// fails, with `why`, when the clock reaches it.
+void give_up(server_ptr self, task_entry& t, const std::string& why) {
+  auto& st = self->state;
+  t.arrived = true;
+  if (t.sent && st.in_flight > 0)
+    --st.in_flight;
+  t.refusal = why;
+  if (is_virtual(self)) {
+    if (t.entry != 0)
+      st.cfg.clock->complete(t.entry);
+  } else {
+    t.entry = st.cfg.clock->schedule(now(self), tag(task_result, t.id));
+  }
+}
+
+std::chrono::microseconds heartbeat_period(server_ptr self) {
+  return std::chrono::microseconds(
+    static_cast<std::int64_t>(sc_of(self).federation.silence_s / 4 * 1e6));
+}
+
+/// Tasks without word for silence_s wall seconds are lost.
+void check_silence(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto silence = sc_of(self).federation.silence_s;
+  auto wall = st.wall.now();
+  std::vector<std::uint64_t> lost;
+  for (auto& [id, t] : st.tasks)
+    if (t.sent && !t.arrived && wall - t.sign > silence)
+      lost.push_back(id);
+  for (auto id : lost) {
+    auto& t = st.tasks[id];
+    ++st.tasks_lost;
+    ctx->log->warn("task {} of {} lost: no word of it for {:.1f} s", id, client_name(t.client),
+                   wall - t.sign);
+    give_up(self, t, "lost: no word of it for " + fmt::format("{:.1f}", wall - t.sign)
+                       + " s (a lost message, a partition or a silent client)");
+  }
+  if (!lost.empty()) {
+    flush_sends(self, ctx);
+    pump(self, ctx);
+  }
+}
+
+aggregator_options aggregator_opts(server_ptr self) {
+  auto& st = self->state;
+  aggregator_options o;
+  if (!st.cfg.run_dir.empty())
+    o.wal_dir = st.cfg.run_dir + "/wal";
+  o.sync_each = st.cfg.wal_sync_each;
+  o.staleness = sc_of(self).federation.staleness;
+  return o;
+}
+
+/// The aggregator died: a new one holds again what the log says was
+/// accepted and not folded, and learns the version and the open tasks.
+void restart_aggregator(server_ptr self, const context_ptr& ctx, const caf::actor_addr& dead) {
+  auto& st = self->state;
+  if (st.aggregator.address() != dead)
+    return; // already restarted
+  auto opts = aggregator_opts(self);
+  std::string note;
+  if (!opts.wal_dir.empty()) {
+    auto log = read_log(opts.wal_dir, st.wal_consumed);
+    if (log)
+      opts.replay = std::move(log.value().records);
+    else
+      note = log.err().message();
+  } else {
+    note = "no write-ahead log (durability.checkpoints: false): its held updates are lost";
+  }
+  auto replayed = opts.replay.size();
+  ++st.aggregator_restarts;
+  st.aggregator = self->spawn<caf::linked>(aggregator, ctx, st.cfg.session->layout(),
+                                           std::move(opts));
+  ctx->event("aggregator_restarted", json::object{{"version", st.version},
+                                                  {"replayed_updates", replayed},
+                                                  {"note", note}});
+  ctx->log->warn("aggregator died; restarted it with {} logged update(s){}", replayed,
+                 note.empty() ? "" : " (" + note + ")");
+  auto& f = sc_of(self).federation;
+  self->send(st.aggregator, version_atom::value, st.version, f.max_staleness, f.staleness);
+  bool keep = !st.cfg.plan.aggregate || f.aggregator == "fedasync";
+  for (auto& [id, t] : st.tasks)
+    self->send(st.aggregator, open_atom::value,
+               task_expectation{id, t.client, t.base_version, t.round, t.base, keep});
+  st.updates_held = replayed;
+  if (is_async(self))
+    st.unaggregated = static_cast<std::uint32_t>(replayed);
+}
+
 // -- start and end --------------------------------------------------------------------
 
 caf::behavior finished(server_ptr self, const context_ptr& ctx) {
@@ -897,7 +1150,11 @@ caf::behavior finished(server_ptr self, const context_ptr& ctx) {
     {"updates_pending", st.updates_held},
     {"tasks_pending", st.tasks.size()},
     {"tasks_failed", st.tasks_failed},
+    {"tasks_lost", st.tasks_lost},
+    {"aggregator_restarts", st.aggregator_restarts},
     {"dropouts", st.dropouts},
+    {"resumes", st.resumes},
+    {"tasks_interrupted", st.tasks_interrupted},
     {"rejects", [&] {
        json r = json::object{};
        for (auto& [reason, n] : st.rejects)
@@ -915,7 +1172,7 @@ caf::behavior finished(server_ptr self, const context_ptr& ctx) {
   };
   st.done.deliver(summary.dump());
   return {
-    [=](const wire_buffer& buf) -> wire_buffer { // the run is over
+    [=](const wire_buffer&) -> wire_buffer { // the run is over
       return ctx->seal(envelope{self_name, reject_msg{errc::task_closed, "the run is over", 0}});
     },
   };
@@ -942,9 +1199,10 @@ void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why)
 void maybe_start(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
   if (!st.prepared || !st.run_requested || st.running
-      || st.clients.size() < st.cfg.expected_clients)
+      || st.clients.size() + st.cfg.absent < st.cfg.expected_clients)
     return;
   st.running = true;
+  self->delayed_send(self, heartbeat_period(self), tick_atom::value);
   ctx->log->info("{} clients joined; scoring version 0", st.clients.size());
   if (is_virtual(self)) {
     std::size_t model_bytes = 0;
@@ -966,6 +1224,11 @@ void maybe_start(server_ptr self, const context_ptr& ctx) {
   }
   self->send(st.aggregator, version_atom::value, st.version,
              sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
+  if (st.resumed) { // the checkpoint's version is scored if that was lost
+    bool due = st.last_eval_version != st.version && eval_due(self, last_step(self));
+    evaluate(self, ctx, due, [=] { go_on(self, ctx); });
+    return;
+  }
   evaluate(self, ctx, true, [=] { go_on(self, ctx); }); // (zero-shot ends here)
 }
 
@@ -983,6 +1246,10 @@ caf::behavior running(server_ptr self, const context_ptr& ctx) {
       st.run_requested = true;
       maybe_start(self, ctx);
       return st.done;
+    },
+    [=](tick_atom) {
+      check_silence(self, ctx);
+      self->delayed_send(self, heartbeat_period(self), tick_atom::value);
     },
     [=](retry_atom) { // real clock: look for an online client again
       auto& st = self->state;
@@ -1064,9 +1331,26 @@ caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, s
   auto mbps = sc.clients.bandwidth_dist.sample(n, mix_seed(sc.seed, 23));
   for (std::uint32_t i = 0; i < n; ++i)
     st.profiles.push_back(client_profile{speeds[i], latency[i], mbps[i] * 1e6 / 8});
-  st.aggregator = self->spawn<caf::linked>(aggregator, ctx, st.cfg.session->layout());
+  if (st.cfg.resume)
+    restore(self, *st.cfg.resume);
+  auto aopts = aggregator_opts(self);
+  aopts.replay = std::move(st.cfg.replay);
+  st.cfg.replay.clear();
+  st.aggregator = self->spawn<caf::linked>(aggregator, ctx, st.cfg.session->layout(),
+                                           std::move(aopts));
   st.evaluator = self->spawn<caf::linked>(evaluator, ctx, st.cfg.worker, st.cfg.session);
   self->set_default_handler(caf::skip);
+  // Linked helpers: the aggregator is restarted when it dies; anything else
+  // that fails takes the server with it (and the server them).
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    auto& st = self->state;
+    if (em.source == st.aggregator.address() && !st.stopping && em.reason) {
+      restart_aggregator(self, ctx, em.source);
+      return;
+    }
+    if (em.reason)
+      self->quit(em.reason);
+  });
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.stopping)
@@ -1078,21 +1362,12 @@ caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, s
       ctx->event("client_down", json::object{{"client", id}});
       // Its open tasks fail when the clock reaches them.
       for (auto& [task, t] : st.tasks)
-        if (t.client == id && !t.arrived) {
-          t.arrived = true;
-          if (t.sent && st.in_flight > 0)
-            --st.in_flight;
-          t.refusal = "client actor down";
-          if (is_virtual(self)) {
-            if (t.entry != 0)
-              st.cfg.clock->complete(t.entry);
-          } else {
-            t.entry = st.cfg.clock->schedule(now(self), tag(task_result, task));
-          }
-        }
+        if (t.client == id && !t.arrived)
+          give_up(self, t, "client actor down");
       st.clients.erase(it);
       break;
     }
+    flush_sends(self, ctx);
     pump(self, ctx);
   });
   return preparing(self, ctx);

@@ -24,6 +24,14 @@
 //                 the response is summary JSON at the end
 //   (timeout, r)  real clock: round r's deadline (sent to itself)
 //   (retry)       real clock, async: look for an online client again
+//   (tick)        every silence_s / 4 wall seconds: tasks without word for
+//                 federation.silence_s are lost (their client fell silent,
+//                 or the Task or its Update was lost on the way)
+//   wire_buffer   Heartbeat: the tasks a client holds (refreshes them)
+//
+// The aggregator is monitored, not linked: when it dies the server starts a
+// new one, which holds again what the write-ahead log says was accepted and
+// not yet folded, and is told the open tasks again.
 #pragma once
 
 #include <queue>
@@ -32,6 +40,7 @@
 #include "actors/aggregator.hpp"
 #include "actors/client.hpp"
 #include "actors/evaluator.hpp"
+#include "runtime/durable.hpp"
 #include "runtime/profile.hpp"
 #include "runtime/timeline.hpp"
 
@@ -45,6 +54,15 @@ struct server_config {
   std::uint32_t expected_clients = 0;
   timeline* clock = nullptr; // the run's timeline (its time is the events' t
                              // on the virtual clock)
+  // Durability (docs/faults.md): where checkpoints and the aggregator's log
+  // go, and what an interrupted run left there.
+  std::string run_dir;                   // "": neither
+  bool wal_sync_each = false;            // fdatasync each log record
+  std::optional<checkpoint_data> resume; // the last checkpoint: go on from it
+  std::vector<std::string> replay;       // log records written after it
+  std::uint64_t first_task = 0;          // task ids already handed out
+  std::uint32_t absent = 0;              // of expected_clients, crashed before a
+                                         // resume: they will not join
 };
 
 //   preparing --auxiliary model built and distilled--> awaiting_joins
@@ -74,6 +92,8 @@ struct server_state {
     bool sent = false;                 // the Task went out (virtual clock: paced)
     double deadline = 0;
     std::shared_ptr<const prompt_set> base; // the prompts it carries
+    double sign = 0;                   // wall time of the last word of it (sent,
+                                       // or a heartbeat listing it)
   };
 
   server_config cfg;
@@ -131,10 +151,18 @@ struct server_state {
   std::uint64_t updates_stale = 0;    // accepted with staleness > 0
   std::uint64_t dropouts = 0;         // clients that left mid-task
   std::uint64_t tasks_failed = 0;     // clients that could not train
+  std::uint64_t tasks_lost = 0;       // ... or fell silent about them (docs/faults.md)
+  std::uint64_t aggregator_restarts = 0;
   std::uint64_t updates_aggregated = 0;
   std::uint64_t updates_discarded = 0; // accepted, lost with a failed round
   std::uint64_t updates_held = 0;      // accepted, not folded by the end
   std::map<std::string, std::uint64_t> rejects; // refused messages by reason
+  // durability
+  json last_folded = json::array{};    // task ids of the last aggregate
+  std::uint64_t wal_consumed = 0;      // log segments folded or discarded
+  std::uint64_t resumes = 0;           // times this run was resumed
+  std::uint64_t tasks_interrupted = 0; // tasks lost with a crashed process
+  bool resumed = false;                // this process goes on from a checkpoint
 
   static inline const char* name = "server";
 };

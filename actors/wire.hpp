@@ -44,6 +44,7 @@ using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using aggregator_atom = caf::atom_constant<caf::atom("aggregator")>;
 using version_atom = caf::atom_constant<caf::atom("version")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 // -- in-process messages ---------------------------------------------------------
 
@@ -91,6 +92,7 @@ struct aggregate_outcome {
   std::vector<std::uint64_t> staleness; // ... and their staleness
   std::size_t discarded = 0;          // accepted updates dropped with a failed round
   std::size_t held = 0;               // accepted updates still waiting to be folded
+  std::uint64_t wal_consumed = 0;     // log segments now folded or discarded (0: none)
   std::vector<std::pair<std::uint32_t, prompt_set>> per_client; // local-only
   double mean_loss_before = 0;        // over those updates
   double mean_loss_after = 0;
@@ -112,13 +114,18 @@ struct run_context {
   traffic_meter* traffic = nullptr;          // bytes per client and direction
   bool virtual_time = false;                 // clock is the server's timeline: only
                                              // actors it awaits write events
+  // Sees every event as it is written (the fault driver's triggers).
+  std::function<void(const std::string& type, double t, const json& fields)> observe;
 
   double now() const { return clock->now(); }
 
   /// Appends one event to events.jsonl.
   void event(const std::string& type, const json& fields) const {
+    auto t = now();
     if (events != nullptr)
-      events->write(type, now(), fields);
+      events->write(type, t, fields);
+    if (observe)
+      observe(type, t, fields);
   }
 
   /// Encodes a message for sending (and dumps it when asked to).

@@ -8,6 +8,7 @@
 #include <optional>
 #include <cstring>
 #include <fstream>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 #include <malloc.h>
@@ -22,6 +23,7 @@
 
 #include <unistd.h>
 #include "runtime/codec.hpp"
+#include "runtime/run_check.hpp"
 #include "runtime/scenario.hpp"
 
 namespace {
@@ -32,6 +34,8 @@ fedsp - federated soft-prompt tuning as actors
 
 commands:
   run <scenario.yaml>   run a federation in this process
+  resume <run-dir>      finish an interrupted run from its checkpoint and log
+  check <run-dir>       check a run against the invariants faults must not break
   inspect <file>        decode, validate and print one federation message
   tokenize              print the token ids of standard input
   prepare spamassassin  turn the SpamAssassin corpus into task and corpus JSONL
@@ -59,6 +63,27 @@ options:
 
 A bad scenario (unknown key, wrong type, out-of-range value, missing file)
 exits with status 2 and a message naming the file, line and key.
+)";
+
+const char* usage_resume = R"(usage: fedsp resume <run-dir> [--quiet]
+
+Finishes a run that was interrupted (killed, even with SIGKILL, at any
+point): takes the scenario the run was started with (its text is kept in
+run-dir/run.json, so later edits of the file do not matter), goes on from the last checkpoint (run-dir/
+checkpoint.bin) and replays the updates accepted after it from the
+write-ahead log (run-dir/wal/), so that no acknowledged update is lost and
+none is aggregated twice. events.jsonl is appended to. On a finished run
+(summary.json present) it says so and exits 0. See docs/faults.md.
+)";
+
+const char* usage_check = R"(usage: fedsp check <run-dir>
+
+Checks a run directory against the invariants every run must keep, whatever
+faults it met (docs/faults.md): published versions go up by one; every task's
+update is folded into at most one version; every accepted update is folded
+or reported pending (or discarded with a failed round); the run finished.
+Prints what it counted; exits 0 when every invariant holds, 1 otherwise
+(each violation on its own line), 2 when the folder has no events.jsonl.
 )";
 
 const char* usage_calibrate = R"(usage: fedsp calibrate <scenario.yaml> [--repeats N]
@@ -158,6 +183,8 @@ bool wants_help(const std::vector<std::string>& args) {
   return false;
 }
 
+int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts);
+
 int cmd_run(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::cout << usage_run;
@@ -208,7 +235,71 @@ int cmd_run(const std::vector<std::string>& args) {
     sc.value().seed = *seed;
   if (opts.out_dir.empty())
     opts.out_dir = "runs/" + sc.value().name;
-  auto summary = fedsp::run_federation(sc.value(), opts);
+  return run_and_report(sc.value(), opts);
+}
+
+int cmd_resume(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_resume;
+    return 0;
+  }
+  std::string dir;
+  bool quiet = false;
+  for (auto& a : args) {
+    if (a == "--quiet")
+      quiet = true;
+    else if (!a.empty() && a[0] == '-')
+      return fail("resume: unknown option '" + a + "' (see 'fedsp resume --help')");
+    else if (dir.empty())
+      dir = a;
+    else
+      return fail("resume: more than one run directory given");
+  }
+  if (dir.empty())
+    return fail("resume: no run directory given (see 'fedsp resume --help')");
+  if (std::filesystem::exists(dir + "/summary.json")) {
+    std::printf("run in %s already finished (summary.json is there); nothing to resume\n",
+                dir.c_str());
+    return 0;
+  }
+  auto run = fedsp::load_run(dir);
+  if (!run)
+    return fail("resume: " + run.err().text, run.err().code == fedsp::errc::bad_scenario ? 2 : 1);
+  auto& [sc, opts] = run.value();
+  opts.console = !quiet;
+  return run_and_report(sc, opts);
+}
+
+int cmd_check(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_check;
+    return 0;
+  }
+  if (args.size() != 1)
+    return fail("check: give one run directory (see 'fedsp check --help')");
+  auto rc = fedsp::check_run(args[0]);
+  if (!rc)
+    return fail("check: " + rc.err().text);
+  auto& c = rc.value();
+  std::printf("%s: %llu version(s) published (last %llu), %llu accepted update(s), %llu folded, "
+              "%llu unfolded (%llu pending or discarded), %llu fault(s) injected, %llu resume(s)\n",
+              args[0].c_str(), static_cast<unsigned long long>(c.versions),
+              static_cast<unsigned long long>(c.last_version),
+              static_cast<unsigned long long>(c.accepted),
+              static_cast<unsigned long long>(c.folded),
+              static_cast<unsigned long long>(c.unfolded),
+              static_cast<unsigned long long>(c.allowed_unfolded),
+              static_cast<unsigned long long>(c.faults),
+              static_cast<unsigned long long>(c.resumes));
+  for (auto& v : c.violations)
+    std::printf("VIOLATION: %s\n", v.c_str());
+  if (c.ok())
+    std::printf("every invariant holds\n");
+  return c.ok() ? 0 : 1;
+}
+
+int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts) {
+  auto summary = fedsp::run_federation(scn, opts);
   if (!summary)
     return fail(summary.err().message(), 1);
   auto& s = summary.value();
@@ -222,17 +313,17 @@ int cmd_run(const std::vector<std::string>& args) {
     auto* v = s.find(key);
     return v && v->is_number() ? v->as_number() : 0.0;
   };
-  bool async = sc.value().federation.mode == "async";
+  bool async = scn.federation.mode == "async";
   std::printf("run '%s' finished: version %.0f after %.0f %s (%.0f s on the %s clock), "
               "%.0f updates accepted, %.0f rejected, %.0f late, %.0f dropouts\n",
-              sc.value().name.c_str(), count("final_version"),
+              scn.name.c_str(), count("final_version"),
               async ? count("updates_aggregated") : count("rounds"),
               async ? "aggregated updates" : "rounds", count("t_end"),
-              sc.value().federation.clock.c_str(), count("updates_accepted"),
+              scn.federation.clock.c_str(), count("updates_accepted"),
               count("updates_rejected"), count("updates_late"), count("dropouts"));
   if (metric("initial", "test_acc") < 0 || std::isnan(metric("initial", "test_acc")))
     std::printf("test acc      not scored (model.kind %s has no test)\n",
-                sc.value().model.kind.c_str());
+                scn.model.kind.c_str());
   else
     std::printf("test acc      %.3f -> %.3f\ntest acc_norm %.3f -> %.3f\n",
                 metric("initial", "test_acc"), metric("final", "test_acc"),
@@ -525,6 +616,10 @@ int main(int argc, char** argv) {
       std::cout << usage_main;
     else if (rest[0] == "run")
       std::cout << usage_run;
+    else if (rest[0] == "resume")
+      std::cout << usage_resume;
+    else if (rest[0] == "check")
+      std::cout << usage_check;
     else if (rest[0] == "inspect")
       std::cout << usage_inspect;
     else if (rest[0] == "tokenize")
@@ -541,6 +636,10 @@ int main(int argc, char** argv) {
       return fail("help: unknown command '" + rest[0] + "'");
     return 0;
   }
+  if (cmd == "resume")
+    return cmd_resume(rest);
+  if (cmd == "check")
+    return cmd_check(rest);
   if (cmd == "run")
     return cmd_run(rest);
   if (cmd == "inspect")

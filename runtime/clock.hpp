@@ -18,17 +18,20 @@ public:
 
 class real_clock final : public run_clock {
 public:
-  explicit real_clock(double scale = 1.0)
-    : start_(std::chrono::steady_clock::now()), scale_(scale) {}
+  /// `offset`: the time it starts at (a resumed run goes on from its
+  /// checkpoint's time).
+  explicit real_clock(double scale = 1.0, double offset = 0.0)
+    : start_(std::chrono::steady_clock::now()), scale_(scale), offset_(offset) {}
 
   double now() const override {
     std::chrono::duration<double> d = std::chrono::steady_clock::now() - start_;
-    return d.count() * scale_;
+    return offset_ + d.count() * scale_;
   }
 
 private:
   std::chrono::steady_clock::time_point start_;
   double scale_;
+  double offset_;
 };
 
 } // namespace fedsp

@@ -354,9 +354,18 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
       env.body = reject_msg{reason, m.getText().cStr(), m.getTaskId()};
       break;
     }
-    case w::Envelope::Body::HEARTBEAT:
-      env.body = heartbeat_msg{body.getHeartbeat().getTime()};
+    case w::Envelope::Body::HEARTBEAT: {
+      auto m = body.getHeartbeat();
+      auto list = m.getTasks();
+      if (list.size() > max_tensors)
+        return error{errc::too_large, "heartbeat lists " + std::to_string(list.size())
+                                        + " tasks, more than " + std::to_string(max_tensors)};
+      heartbeat_msg hb{m.getTime(), {}};
+      for (auto t : list)
+        hb.tasks.push_back(t);
+      env.body = std::move(hb);
       break;
+    }
     case w::Envelope::Body::ACK:
       env.body = ack_msg{body.getAck().getTaskId()};
       break;
@@ -475,7 +484,13 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         b.setText(m.text);
         b.setTaskId(m.task_id);
       },
-      [&](const heartbeat_msg& m) { body.initHeartbeat().setTime(m.time); },
+      [&](const heartbeat_msg& m) {
+        auto hb = body.initHeartbeat();
+        hb.setTime(m.time);
+        auto list = hb.initTasks(static_cast<unsigned>(m.tasks.size()));
+        for (unsigned i = 0; i < m.tasks.size(); ++i)
+          list.set(i, m.tasks[i]);
+      },
       [&](const ack_msg& m) { body.initAck().setTaskId(m.task_id); },
       [&](const shutdown_msg& m) { body.initShutdown().setReason(m.reason); },
       [&](const model_chunk_msg& m) {
@@ -640,7 +655,12 @@ std::string describe(const envelope& env) {
         os << "  reason: " << to_string(m.reason) << "\n  task_id: "
            << m.task_id << "\n  text: " << m.text << "\n";
       },
-      [&](const heartbeat_msg& m) { os << "  time: " << m.time << "\n"; },
+      [&](const heartbeat_msg& m) {
+        os << "  time: " << m.time << "\n  tasks:";
+        for (auto t : m.tasks)
+          os << " " << t;
+        os << "\n";
+      },
       [&](const ack_msg& m) { os << "  task_id: " << m.task_id << "\n"; },
       [&](const shutdown_msg& m) { os << "  reason: " << m.reason << "\n"; },
       [&](const model_chunk_msg& m) {

@@ -2,13 +2,26 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace fedsp {
 
-event_log::event_log(const std::string& path)
+event_log::event_log(const std::string& path, bool append)
   : opened_(std::chrono::steady_clock::now()) {
-  file_ = std::fopen(path.c_str(), "w");
+  if (append) { // cut a torn last line (the process died mid-write)
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      std::ifstream in(path, std::ios::binary);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto keep = text.rfind('\n');
+      auto size = keep == std::string::npos ? 0 : keep + 1;
+      if (size != text.size())
+        std::filesystem::resize_file(path, size, ec);
+    }
+  }
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (file_ == nullptr)
     throw std::runtime_error("cannot open event log '" + path
                              + "': " + std::strerror(errno));

@@ -20,7 +20,9 @@ namespace fedsp {
 class event_log {
 public:
   /// Opens (truncating) `path`; throws std::runtime_error if it cannot.
-  explicit event_log(const std::string& path);
+  /// With `append` (resuming a run), keeps what is there, less a last line
+  /// left incomplete by a crash.
+  explicit event_log(const std::string& path, bool append = false);
   ~event_log();
 
   event_log(const event_log&) = delete;

@@ -92,6 +92,7 @@ struct reject_msg {
 
 struct heartbeat_msg {
   double time = 0;
+  std::vector<std::uint64_t> tasks; // held: received, not yet answered
 };
 
 struct ack_msg {

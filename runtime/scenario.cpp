@@ -103,6 +103,12 @@ setter string_field(std::string& out, std::vector<std::string> allowed = {}) {
   };
 }
 
+std::string fmt_num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
 class scenario_reader {
 public:
   scenario_reader(std::string path) : path_(std::move(path)) {}
@@ -201,7 +207,8 @@ public:
         {"max_staleness", uint_field(f.max_staleness, 0, 1'000'000'000)},
         {"fedasync_alpha", real_field(f.fedasync_alpha, 1e-6, 1.0)},
         {"server_rate", real_field(f.server_rate, 1e-6, 100.0)},
-        {"broadcast", string_field(f.broadcast, {"after_receiving", "after_aggregating"})}}},
+        {"broadcast", string_field(f.broadcast, {"after_receiving", "after_aggregating"})},
+        {"silence_s", real_field(f.silence_s, 0.05, 1e6)}}},
       {"training",
        {{"prompt_steps", uint_field(t.prompt_steps, 0, 1'000'000)},
         {"prompt_lr", real_field(t.prompt_lr, 1e-9, 100.0)},
@@ -216,12 +223,20 @@ public:
        {{"workers", uint_field(sc.compute.workers, 1, 256)},
         {"threads", uint_field(sc.compute.threads, 0, 256)},
         {"reference_gflops", real_field(sc.compute.reference_gflops, 1e-6, 1e9)}}},
+      {"durability",
+       {{"checkpoints", bool_field(sc.durability.checkpoints)},
+        {"wal_sync", string_field(sc.durability.wal_sync, {"write", "fsync"})}}},
     };
     std::vector<field> top{{"name", string_field(sc.name)},
                            {"seed", uint_field(sc.seed, 0, ~std::uint64_t{0})}};
     for (auto it = root.begin(); it != root.end(); ++it) {
       auto key = it->first.Scalar();
       int line = it->first.Mark().line;
+      if (key == "faults") {
+        if (auto err = read_faults(it->second, line, sc))
+          return *err;
+        continue;
+      }
       if (auto sec = sections.find(key); sec != sections.end()) {
         if (!it->second.IsMap())
           return fail(line, "'" + key + "' must be a map of keys");
@@ -240,6 +255,96 @@ public:
   }
 
 private:
+  /// The `faults` list: one map per fault (runtime/faults.hpp).
+  std::optional<error> read_faults(const YAML::Node& list, int line, scenario& sc) {
+    if (list.IsNull())
+      return std::nullopt;
+    if (!list.IsSequence())
+      return fail(line, "'faults' must be a list of faults (- kind: ...)");
+    static const std::vector<std::string> kinds{
+      "message_drop", "message_delay", "message_duplicate", "message_reorder", "message_corrupt",
+      "partition", "client_crash", "client_dropout", "straggler_burst", "aggregator_crash",
+      "server_crash", "worker_crash"};
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto& item = list[i];
+      int at = item.Mark().line;
+      auto where = "faults[" + std::to_string(i) + "]";
+      if (!item.IsMap())
+        return fail(at, where + " must be a map with a 'kind'");
+      fault_spec f;
+      f.index = i;
+      f.line = at;
+      std::string kind;
+      double duration = -1, at_version = -1;
+      std::vector<std::string> clients;
+      setter clients_field = [&clients](const YAML::Node& n) -> std::optional<std::string> {
+        if (n.IsScalar()) {
+          clients.push_back(n.Scalar());
+          return std::nullopt;
+        }
+        if (!n.IsSequence())
+          return std::string("must be a client id, a range a-b, all, or a list of them");
+        for (auto c : n) {
+          if (!c.IsScalar())
+            return std::string("must be a list of client ids or ranges");
+          clients.push_back(c.Scalar());
+        }
+        return std::nullopt;
+      };
+      std::vector<field> fields{
+        {"kind", string_field(kind, kinds)},
+        {"clients", clients_field},
+        {"direction", string_field(f.direction, {"up", "down", "both"})},
+        {"at_s", real_field(f.at_s, 0.0, 1e12)},
+        {"duration_s", real_field(duration, 0.0, 1e12)},
+        {"at_version", real_field(at_version, 0.0, 1e15)},
+        {"probability", real_field(f.probability, 0.0, 1.0)},
+        {"delay_s", real_field(f.delay_s, 0.0, 3600.0)},
+        {"bytes", uint_field(f.bytes, 1, 1 << 20)},
+        {"factor", real_field(f.factor, 1.0, 1e6)},
+        {"restart_after_s", real_field(f.restart_after_s, 0.0, 3600.0)},
+        {"worker", uint_field(f.worker, 0, 255)},
+      };
+      for (auto jt = item.begin(); jt != item.end(); ++jt) {
+        auto sub = jt->first.Scalar();
+        if (auto err = apply(fields, where + "." + sub, sub, jt->first.Mark().line, jt->second))
+          return err;
+      }
+      if (kind.empty())
+        return fail(at, where + " needs a 'kind' (one of message_drop, message_delay, ...)");
+      f.kind = static_cast<fault_kind>(std::find(kinds.begin(), kinds.end(), kind) - kinds.begin());
+      auto set = parse_client_set(clients);
+      if (!set)
+        return fail(at, where + "." + set.err().text);
+      f.clients = std::move(set).value();
+      for (auto c : f.clients)
+        if (c >= sc.clients.count)
+          return fail(at, where + ".clients names client " + std::to_string(c) + ", but there are "
+                            + std::to_string(sc.clients.count) + " (ids 0 to "
+                            + std::to_string(sc.clients.count - 1) + ")");
+      if (duration >= 0)
+        f.until_s = f.at_s + duration;
+      if (at_version >= 0)
+        f.at_version = static_cast<std::uint64_t>(at_version);
+      bool crash = f.kind == fault_kind::client_crash || f.kind == fault_kind::aggregator_crash
+                   || f.kind == fault_kind::server_crash || f.kind == fault_kind::worker_crash;
+      bool window = f.kind == fault_kind::partition || f.kind == fault_kind::client_dropout
+                    || f.kind == fault_kind::straggler_burst;
+      if (crash && f.at_version && duration >= 0)
+        return fail(at, where + " (" + kind + "): give at_s or at_version, not a duration");
+      if (window && duration < 0)
+        return fail(at, where + " (" + kind + ") needs duration_s (the window starts at at_s)");
+      if (f.kind == fault_kind::client_crash && f.clients.empty())
+        return fail(at, where + " (client_crash) needs 'clients' (crashing every client "
+                                "leaves nobody to train)");
+      if (crash && f.probability < 1.0)
+        return fail(at, where + " (" + kind + ") fires once, at at_s or at_version: "
+                                "'probability' is for message faults");
+      sc.faults.faults.push_back(std::move(f));
+    }
+    return std::nullopt;
+  }
+
   error fail(int line, const std::string& what) const {
     auto where = line >= 0 ? path_ + ":" + std::to_string(line + 1) : path_;
     return error{errc::bad_scenario, where + ": " + what};
@@ -347,6 +452,25 @@ private:
     }
     if (lines_.count("model.vocab_dir"))
       anchor(sc.model.vocab_dir);
+    for (auto& ft : sc.faults.faults) {
+      auto where = "faults[" + std::to_string(ft.index) + "] (" + to_string(ft.kind) + ")";
+      if (ft.kind == fault_kind::worker_crash
+          && (ft.worker == 0 || ft.worker >= sc.compute.workers))
+        return fail(ft.line, where + ": worker " + std::to_string(ft.worker)
+                               + " is not a client worker; with compute.workers "
+                               + std::to_string(sc.compute.workers)
+                               + " they are 1 to " + std::to_string(sc.compute.workers - 1)
+                               + " (worker 0 runs the server's own work; at least 2 workers "
+                                 "are needed)");
+      if (ft.kind == fault_kind::server_crash && !sc.durability.checkpoints)
+        return fail(ft.line, where + " needs durability.checkpoints: true (a restarted server "
+                                     "goes on from its checkpoint)");
+      if (ft.kind == fault_kind::message_delay && ft.delay_s > f.silence_s / 2)
+        return fail(ft.line, where + ": delay_s (" + fmt_num(ft.delay_s)
+                               + ") must be at most half of federation.silence_s ("
+                               + fmt_num(f.silence_s)
+                               + "), or delayed tasks are taken for lost");
+    }
     if (f.rounds == 0 && sc.method.name != "zeroshot")
       return fail(line_of("federation.rounds"),
                   "key 'federation.rounds' must be at least 1 (0 only for method zeroshot)");
@@ -379,7 +503,10 @@ private:
 
 result<scenario> parse_scenario(const std::string& text,
                                 const std::string& path) {
-  return scenario_reader(path).read(text);
+  auto sc = scenario_reader(path).read(text);
+  if (sc)
+    sc.value().source = text;
+  return sc;
 }
 
 result<scenario> load_scenario(const std::string& path) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/error.hpp"
+#include "runtime/faults.hpp"
 #include "runtime/profile.hpp"
 #include "runtime/strategy.hpp"
 
@@ -100,6 +101,8 @@ struct federation_params {
   double fedasync_alpha = 0.5;          // fedasync mixing rate
   double server_rate = 1.0;             // fedavg / fedbuff: eta
   std::string broadcast = "after_receiving"; // async: after_receiving | after_aggregating
+  double silence_s = 20;  // wall seconds without word of a sent task (its answer or
+                          // a heartbeat listing it) before it counts as lost
 };
 
 struct training_params {
@@ -122,9 +125,16 @@ struct compute_params {
   double reference_gflops = 10; // the reference device's rate: speed 1 computes this fast
 };
 
+struct durability_params {
+  bool checkpoints = true;        // checkpoint each version, log accepted updates
+  std::string wal_sync = "write"; // write: survives the process being killed;
+                                  // fsync: also power loss (slower)
+};
+
 struct scenario {
   std::string name;          // default: the file name without extension
   std::string path;          // the file it was read from
+  std::string source;        // its text (run.json keeps it for fedsp resume)
   std::uint64_t seed = 1;
   model_params model;
   data_params data;
@@ -134,6 +144,8 @@ struct scenario {
   training_params training;
   eval_params eval;
   compute_params compute;
+  durability_params durability;
+  fault_plan faults;         // the `faults` list (docs/faults.md)
 };
 
 /// Reads and validates a scenario file.

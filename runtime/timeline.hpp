@@ -53,6 +53,10 @@ public:
   /// client dropped out). Returns false if there is none.
   bool cancel(entry_id id);
 
+  /// Moves the clock forward to `t` (a resumed run starts at its
+  /// checkpoint's time); never backwards.
+  void start_at(double t) { now_.store(t > now() ? t : now(), std::memory_order_relaxed); }
+
   /// Pops the earliest entry if it may be delivered now (an event, or a
   /// completed job), advancing the clock to its time.
   std::optional<entry> next();

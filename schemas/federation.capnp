@@ -152,8 +152,12 @@ struct Reject {
 }
 
 struct Heartbeat {
-  # any -> any: liveness signal.
-  time @0 :Float64;  # sender's run-clock time
+  # any -> any: liveness signal. Clients send one every few seconds of wall
+  # time; the server treats a task as lost when its client falls silent, or
+  # when the client's heartbeats stop listing it (the Task never arrived).
+  time @0 :Float64;         # sender's run-clock time
+  tasks @1 :List(UInt64);   # the tasks the sender holds: received, not yet answered
+                            # (at most 4096)
 }
 
 struct Ack {

@@ -33,7 +33,7 @@ RC_GTEST_PROP(aggregator_properties, accepted_updates_are_folded_exactly_once_or
   config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor server{sys};
-  auto agg = sys.spawn(aggregator, tc.ctx, filled(0));
+  auto agg = sys.spawn(aggregator, tc.ctx, filled(0), aggregator_options{});
   auto bound = *rc::gen::inRange<std::uint32_t>(0, 4); // 0: no bound
   auto strategy = *rc::gen::element<std::string>("fedavg", "fedbuff", "fedasync");
   bool sync = strategy == "fedavg";

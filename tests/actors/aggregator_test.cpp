@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "actors/aggregator.hpp"
 #include "tests/actors/actor_test_util.hpp"
 
@@ -37,7 +40,7 @@ protected:
   }
 
   void SetUp() override {
-    agg = sys.spawn(aggregator, tc.ctx, layout);
+    agg = sys.spawn(aggregator, tc.ctx, layout, aggregator_options{});
     server->send(agg, open_atom::value, task_expectation{1, 1, 0, 1, base});
     server->send(agg, open_atom::value, task_expectation{2, 2, 0, 1, base});
   }
@@ -134,7 +137,7 @@ TEST_F(aggregator_test, bad_updates_get_typed_rejects_and_change_nothing) {
   nan.tensors[0].data[4] = NAN;
   EXPECT_EQ(reason(submit("client-2", update_msg{2, 2, 0, nan, 10, {}})),
             errc::non_finite);
-  EXPECT_EQ(reason(submit(encode(envelope{"client-2", heartbeat_msg{1.0}}))),
+  EXPECT_EQ(reason(submit(encode(envelope{"client-2", heartbeat_msg{1.0, {}}}))),
             errc::unsupported);
 
   auto out = close(1, 1);
@@ -169,6 +172,121 @@ TEST_F(aggregator_test, a_round_short_of_its_quorum_yields_no_aggregate) {
   EXPECT_FALSE(out.has_result);
   EXPECT_TRUE(out.updates.empty());
   EXPECT_NE(out.note.find("2 needed"), std::string::npos) << out.note;
+}
+
+} // namespace
+} // namespace fedsp
+
+namespace fedsp {
+namespace {
+
+// The write-ahead log: what a killed aggregator had acknowledged, a new one
+// replaying the log folds exactly as the old one would have.
+class aggregator_wal_test : public ::testing::Test {
+protected:
+  struct config : caf::actor_system_config {
+    config() { add_message_type<wire_buffer>("fedsp::wire_buffer"); }
+  };
+  test::test_context tc{"fedsp_aggregator_wal_" + std::to_string(::getpid())};
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::string wal = (tc.dir / "wal").string();
+
+  static prompt_set filled(float v, float step) {
+    tensor_buffer t{"prefix", {2, 3}, {}};
+    for (int i = 0; i < 6; ++i)
+      t.data.push_back(v + step * static_cast<float>(i));
+    return prompt_set{0, {t}};
+  }
+
+  aggregator_actor spawn(std::vector<std::string> replay) {
+    aggregator_options o;
+    o.wal_dir = wal;
+    o.staleness = parse_staleness("sqrt").value();
+    o.replay = std::move(replay);
+    auto a = sys.spawn(aggregator, tc.ctx, filled(0, 0), std::move(o));
+    self->send(a, version_atom::value, std::uint64_t{2}, std::uint32_t{0}, parse_staleness("sqrt").value());
+    return a;
+  }
+
+  void accept(aggregator_actor a, std::uint64_t task, float v, bool keep) {
+    auto base = std::make_shared<const prompt_set>(filled(1.f, 0.5f));
+    self->send(a, open_atom::value, task_expectation{task, 7, 1, 0, base, keep});
+    self->request(a, caf::infinite,
+                  encode(envelope{"client-7", update_msg{task, 7, 1, filled(v, -0.25f), 10 + task, {}}}))
+      .receive([&](const wire_buffer& r) {
+                 EXPECT_TRUE(std::holds_alternative<ack_msg>(decode(r).value().body));
+               },
+               [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+  }
+
+  aggregate_outcome close(aggregator_actor a, const std::string& strategy) {
+    aggregate_request req;
+    req.version = 2;
+    req.current = filled(3.f, 0.1f);
+    req.strategy = strategy;
+    req.staleness = parse_staleness("sqrt").value();
+    aggregate_outcome out;
+    self->request(a, caf::infinite, close_atom::value, req)
+      .receive([&](aggregate_outcome& o) { out = std::move(o); },
+               [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+    return out;
+  }
+};
+
+TEST_F(aggregator_wal_test, a_replayed_log_folds_what_the_dead_aggregator_acknowledged) {
+  for (auto strategy : {"fedbuff", "fedasync"}) {
+    std::filesystem::remove_all(wal);
+    bool keep = std::string(strategy) == "fedasync";
+    // The reference: no crash.
+    auto ref = spawn({});
+    for (std::uint64_t t = 1; t <= 3; ++t)
+      accept(ref, t, static_cast<float>(t), keep);
+    auto want = close(ref, strategy);
+    self->send_exit(ref, caf::exit_reason::user_shutdown);
+    std::filesystem::remove_all(wal);
+    // Three updates acknowledged, then the aggregator is killed.
+    auto dead = spawn({});
+    for (std::uint64_t t = 1; t <= 3; ++t)
+      accept(dead, t, static_cast<float>(t), keep);
+    self->send_exit(dead, caf::exit_reason::kill);
+    auto log = read_log(wal, 0).value();
+    ASSERT_EQ(log.records.size(), 3u) << strategy;
+    auto back = spawn(log.records);
+    auto got = close(back, strategy);
+    ASSERT_TRUE(got.has_result) << strategy << ": " << got.note;
+    EXPECT_EQ(got.updates, want.updates) << strategy;
+    for (std::size_t i = 0; i < 6; ++i)
+      EXPECT_NEAR(got.prompts.tensors[0].data[i], want.prompts.tensors[0].data[i], 1e-5)
+        << strategy << " element " << i;
+    // The fold consumed the log: nothing is replayed twice.
+    EXPECT_GT(got.wal_consumed, 0u);
+    EXPECT_TRUE(read_log(wal, got.wal_consumed).value().records.empty());
+    self->send_exit(back, caf::exit_reason::user_shutdown);
+  }
+}
+
+TEST_F(aggregator_wal_test, an_unwritable_log_refuses_the_update_and_keeps_nothing) {
+  auto a = spawn({});
+  accept(a, 1, 2.f, false);
+  // The log folder is replaced by a file: the next segment cannot be opened.
+  std::filesystem::remove_all(wal);
+  { std::ofstream block(wal); }
+  auto out = close(a, "fedbuff");
+  EXPECT_TRUE(out.has_result); // what was logged is folded
+  auto base = std::make_shared<const prompt_set>(filled(1.f, 0.5f));
+  self->send(a, open_atom::value, task_expectation{2, 7, 1, 0, base, false});
+  envelope reply;
+  self->request(a, caf::infinite,
+                encode(envelope{"client-7", update_msg{2, 7, 1, filled(2.f, 0.f), 10, {}}}))
+    .receive([&](const wire_buffer& r) { reply = decode(r).value(); },
+             [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+  auto* r = std::get_if<reject_msg>(&reply.body);
+  ASSERT_NE(r, nullptr) << "an update that cannot be logged must not be acknowledged";
+  EXPECT_NE(r->text.find("no open segment"), std::string::npos) << r->text;
+  EXPECT_FALSE(close(a, "fedbuff").has_result); // nothing was kept
+  self->send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 } // namespace

@@ -59,7 +59,7 @@ std::vector<std::pair<std::string, wire_buffer>> seed_messages() {
   add("eval-request", eval_request_msg{2, prompts({2, 8}), "test"});
   add("eval-report", eval_report_msg{2, "test", {{"acc", 0.7}, {"acc_norm", 0.71}}, 200});
   add("reject", reject_msg{errc::shape_mismatch, "tensor prefix: expected [2], got [3]", 42});
-  add("heartbeat", heartbeat_msg{12.0});
+  add("heartbeat", heartbeat_msg{12.0, {3}});
   add("ack", ack_msg{42});
   add("shutdown", shutdown_msg{"run complete"});
   std::string data(300, 'x');

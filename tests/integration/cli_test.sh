@@ -142,5 +142,27 @@ check "eval of a model truncated in its header" expect_fail 1 "runs past the end
 check "eval with a model as prompts" expect_fail 1 "not a prompt checkpoint" "$fedsp" eval --model "$tmp/m.safetensors" --prompts "$tmp/m.safetensors" --task "$tmp/task.jsonl"
 check "eval with a GPT-2 tokenizer on a byte model" expect_fail 1 "50257 ids" "$fedsp" eval --model "$tmp/m.safetensors" --task "$tmp/task.jsonl" --tokenizer gpt2 --vocab-dir "$vocab"
 
+# Resume and check: a finished run, broken run directories, a tampered log.
+check "check of a finished run passes" bash -c "'$fedsp' check '$tmp/run' | grep -q 'every invariant holds'"
+check "resume of a finished run exits 0 and says so" bash -c "'$fedsp' resume '$tmp/run' | grep -q 'already finished'"
+check "resume of a folder that is not a run" expect_fail 1 "is not a run directory" "$fedsp" resume "$tmp/msgs"
+check "resume without a directory" expect_fail 2 "no run directory given" "$fedsp" resume
+check "check of a folder without events" expect_fail 2 "no events.jsonl" "$fedsp" check "$tmp/msgs"
+cp -r "$tmp/run" "$tmp/twice"
+pub=$(grep -m 1 '"type":"publish"' "$tmp/twice/events.jsonl")
+echo "$pub" | sed 's/"version":1,/"version":7,/' >>"$tmp/twice/events.jsonl"
+check "check names a version out of order and an update folded twice" bash -c "'$fedsp' check '$tmp/twice' >'$tmp/c.out'; [[ \$? -eq 1 ]] && grep -q 'version 7 published after' '$tmp/c.out' && grep -q 'and again into version 7' '$tmp/c.out'"
+cp -r "$tmp/run" "$tmp/cut"
+rm "$tmp/cut/summary.json"
+ck=$(stat -c %s "$tmp/cut/checkpoint.bin")
+head -c $((ck - 9)) "$tmp/run/checkpoint.bin" >"$tmp/cut/checkpoint.bin"
+check "resume refuses a truncated checkpoint with the reason" expect_fail 1 "checkpoint.bin': checksum mismatch" "$fedsp" resume "$tmp/cut"
+printf 'garbage' >"$tmp/cut/checkpoint.bin"
+check "resume refuses a checkpoint that is not one" expect_fail 1 "not a fedsp checkpoint" "$fedsp" resume "$tmp/cut"
+printf '{"format": 1}' >"$tmp/cut/run.json"
+check "resume refuses a broken run.json" expect_fail 1 "not a run record" "$fedsp" resume "$tmp/cut"
+printf 'faults:\n  - kind: partition\n    at_s: 3\n' >"$tmp/bad-fault.yaml"
+check "a fault without its window names the entry" expect_fail 2 "faults\[0\] (partition) needs duration_s" "$fedsp" run "$tmp/bad-fault.yaml"
+
 echo "cli: $failures failure(s)"
 [[ $failures -eq 0 ]]

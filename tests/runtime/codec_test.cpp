@@ -61,7 +61,7 @@ TEST(codec, every_message_kind_round_trips) {
     eval_request_msg{3, ps, "test"},
     eval_report_msg{3, "test", {{"acc", 0.75}}, 200},
     reject_msg{errc::duplicate, "second update", 42},
-    heartbeat_msg{1.25},
+    heartbeat_msg{1.25, {7, 9}},
     ack_msg{42},
     shutdown_msg{"done"},
     model_chunk_msg{"aux-1", 2, 5, 1000, 0xdeadbeef, std::string("\0\1\2", 3)},
@@ -79,6 +79,8 @@ TEST(codec, every_message_kind_round_trips) {
   auto chunk = decode(encode(envelope{"x", bodies[10]}));
   EXPECT_EQ(std::get<model_chunk_msg>(chunk.value().body).data, std::string("\0\1\2", 3));
   EXPECT_EQ(std::get<model_chunk_msg>(chunk.value().body).crc32, 0xdeadbeefu);
+  auto hb = decode(encode(envelope{"x", bodies[7]}));
+  EXPECT_EQ(std::get<heartbeat_msg>(hb.value().body).tasks, (std::vector<std::uint64_t>{7, 9}));
   auto wel = decode(encode(envelope{"x", bodies[1]}));
   EXPECT_EQ(std::get<welcome_msg>(wel.value().body).prompt_shapes.tensors[0].shape,
             (std::vector<std::uint32_t>{1, 2}));

@@ -1,5 +1,6 @@
 // Scenario files: defaults, and errors that name the file, the line and the key.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -134,6 +135,132 @@ TEST(scenario, shipped_scenarios_parse) {
     auto r = load_scenario(entry.path().string());
     EXPECT_TRUE(r.ok()) << entry.path() << ": " << (r.ok() ? "" : r.err().text);
   }
+}
+
+} // namespace
+} // namespace fedsp
+
+namespace fedsp {
+namespace {
+
+TEST(scenario, a_fault_plan_is_read_with_its_triggers_and_targets) {
+  auto r = parse_scenario(R"(clients:
+  count: 10
+compute:
+  workers: 3
+faults:
+  - kind: message_drop
+    probability: 0.1
+    direction: up
+  - kind: partition
+    clients: [0-2, 7]
+    at_s: 5
+    duration_s: 10
+  - kind: aggregator_crash
+    at_version: 4
+  - kind: worker_crash
+    worker: 2
+  - kind: server_crash
+    at_s: 30
+    restart_after_s: 2
+)",
+                          "f.yaml");
+  ASSERT_TRUE(r.ok()) << r.err().text;
+  auto& p = r.value().faults;
+  ASSERT_EQ(p.faults.size(), 5u);
+  EXPECT_EQ(p.faults[0].kind, fault_kind::message_drop);
+  EXPECT_TRUE(p.faults[0].covers_direction(true));
+  EXPECT_FALSE(p.faults[0].covers_direction(false));
+  EXPECT_TRUE(p.faults[0].covers(9)); // no clients: all
+  EXPECT_EQ(p.faults[1].clients, (std::set<std::uint32_t>{0, 1, 2, 7}));
+  EXPECT_TRUE(p.faults[1].active_at(5));
+  EXPECT_TRUE(p.faults[1].active_at(14.9));
+  EXPECT_FALSE(p.faults[1].active_at(15));
+  EXPECT_EQ(*p.faults[2].at_version, 4u);
+  EXPECT_EQ(p.faults[3].worker, 2u);
+  EXPECT_EQ(p.faults[4].restart_after_s, 2);
+  EXPECT_TRUE(p.needs_links());
+}
+
+TEST(scenario, a_broken_fault_plan_names_the_entry_and_what_is_wrong) {
+  auto err = [](const std::string& faults, const std::string& extra = "") {
+    auto r = parse_scenario("clients:\n  count: 4\n" + extra + "faults:\n" + faults, "f.yaml");
+    return r.ok() ? std::string("accepted") : r.err().text;
+  };
+  EXPECT_NE(err("  - kind: meteor_strike\n").find("faults[0].kind' must be one of message_drop"),
+            std::string::npos);
+  EXPECT_NE(err("  - probability: 0.1\n").find("faults[0] needs a 'kind'"), std::string::npos);
+  EXPECT_NE(err("  - kind: partition\n    at_s: 3\n").find("needs duration_s"), std::string::npos);
+  EXPECT_NE(err("  - kind: partition\n    clients: 9\n    duration_s: 3\n")
+              .find("names client 9, but there are 4"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: partition\n    clients: 3-1\n    duration_s: 3\n").find("'3-1'"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: client_crash\n    at_version: 2\n").find("needs 'clients'"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: aggregator_crash\n    probability: 0.5\n").find("fires once"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: worker_crash\n").find("at least 2 workers"), std::string::npos);
+  EXPECT_NE(err("  - kind: worker_crash\n    worker: 0\n", "compute:\n  workers: 2\n")
+              .find("worker 0 is not a client worker"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: server_crash\n", "durability:\n  checkpoints: false\n")
+              .find("needs durability.checkpoints: true"),
+            std::string::npos);
+  EXPECT_NE(err("  - kind: message_delay\n    delay_s: 15\n").find("at most half of federation.silence_s"),
+            std::string::npos);
+  EXPECT_NE(err("  kind: message_drop\n").find("'faults' must be a list"), std::string::npos);
+  EXPECT_NE(err("  - kind: message_drop\n    probability: 2\n").find("faults[0].probability"),
+            std::string::npos);
+  // The line of the entry is named.
+  EXPECT_NE(err("  - kind: message_drop\n  - kind: partition\n").find("f.yaml:5"),
+            std::string::npos);
+}
+
+TEST(faults, decisions_follow_the_seed_and_the_probability) {
+  fault_spec f;
+  f.probability = 0.2;
+  int fired = 0;
+  for (std::uint64_t id = 0; id < 20000; ++id) {
+    auto key = message_key(3, true, 2, id);
+    bool a = fault_fires(f, 42, key);
+    EXPECT_EQ(a, fault_fires(f, 42, key)); // the same message, the same decision
+    fired += a;
+  }
+  EXPECT_NEAR(fired / 20000.0, 0.2, 0.015);
+  // Another seed or another fault of the plan draws differently.
+  fault_spec g = f;
+  g.index = 1;
+  int same = 0;
+  for (std::uint64_t id = 0; id < 2000; ++id) {
+    auto key = message_key(3, true, 2, id);
+    same += fault_fires(f, 42, key) == fault_fires(g, 42, key);
+  }
+  EXPECT_LT(same, 1900);
+  f.probability = 0;
+  EXPECT_FALSE(fault_fires(f, 1, 1));
+}
+
+TEST(faults, dropout_and_burst_windows_shape_the_clients) {
+  fault_plan p;
+  fault_spec d;
+  d.kind = fault_kind::client_dropout;
+  d.clients = {2};
+  d.at_s = 10;
+  d.until_s = 20;
+  fault_spec b;
+  b.kind = fault_kind::straggler_burst;
+  b.at_s = 0;
+  b.until_s = 5;
+  b.factor = 3;
+  p.faults = {d, b};
+  EXPECT_TRUE(p.away(2, 10));
+  EXPECT_FALSE(p.away(2, 20));
+  EXPECT_FALSE(p.away(1, 15));
+  EXPECT_EQ(p.leaves_between(2, 8, 12), 10);
+  EXPECT_TRUE(std::isinf(p.leaves_between(2, 11, 12)));
+  EXPECT_EQ(p.slowdown(7, 1), 3);
+  EXPECT_EQ(p.slowdown(7, 5), 1);
 }
 
 } // namespace

@@ -1,0 +1,301 @@
+#include "runtime/durable.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "runtime/codec.hpp"
+
+namespace fedsp {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint32_t record_magic = 0x4c415746; // "FWAL" little-endian
+constexpr std::size_t record_header = 12;
+constexpr char checkpoint_magic[8] = {'F', 'E', 'D', 'S', 'P', 'C', 'K', '1'};
+
+error io_error(const std::string& what, const std::string& path) {
+  return error{errc::io, what + " '" + path + "': " + std::strerror(errno)};
+}
+
+std::optional<error> write_all(int fd, const char* p, std::size_t n, const std::string& path) {
+  while (n > 0) {
+    auto w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return io_error("cannot write", path);
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return std::nullopt;
+}
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+template <class T> void put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+template <class T> bool get(std::string_view& in, T& v) {
+  if (in.size() < sizeof v)
+    return false;
+  std::memcpy(&v, in.data(), sizeof v);
+  in.remove_prefix(sizeof v);
+  return true;
+}
+
+std::string segment_name(std::uint64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "wal-%08llu.log", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+/// Segment numbers in `dir`, ascending.
+std::vector<std::uint64_t> segments(const std::string& dir) {
+  std::vector<std::uint64_t> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) {
+    auto name = e.path().filename().string();
+    if (name.size() != 16 || name.rfind("wal-", 0) != 0 || name.substr(12) != ".log")
+      continue;
+    try {
+      out.push_back(std::stoull(name.substr(4, 8)));
+    } catch (...) {
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+} // namespace
+
+std::optional<error> write_file_atomic(const std::string& path, std::string_view bytes) {
+  auto tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error("cannot create", tmp);
+  auto err = write_all(fd, bytes.data(), bytes.size(), tmp);
+  if (!err && ::fsync(fd) != 0)
+    err = io_error("cannot sync", tmp);
+  ::close(fd);
+  if (!err && std::rename(tmp.c_str(), path.c_str()) != 0)
+    err = io_error("cannot rename onto", path);
+  if (err) {
+    ::unlink(tmp.c_str());
+    return err;
+  }
+  fsync_dir(fs::path(path).parent_path().string());
+  return std::nullopt;
+}
+
+result<std::string> read_file_bytes(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return io_error("cannot open", path);
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    auto r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      auto e = io_error("cannot read", path);
+      ::close(fd);
+      return e;
+    }
+    if (r == 0)
+      break;
+    out.append(buf, static_cast<std::size_t>(r));
+  }
+  ::close(fd);
+  return out;
+}
+
+// -- record_log ---------------------------------------------------------------------
+
+result<std::unique_ptr<record_log>> record_log::open(const std::string& dir, bool sync_each) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return error{errc::io, "cannot create log folder '" + dir + "': " + ec.message()};
+  auto existing = segments(dir);
+  std::unique_ptr<record_log> log(new record_log(dir, sync_each));
+  if (auto err = log->open_segment(existing.empty() ? 1 : existing.back() + 1))
+    return *err;
+  return log;
+}
+
+record_log::~record_log() {
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+std::optional<error> record_log::open_segment(std::uint64_t n) {
+  auto path = dir_ + "/" + segment_name(n);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error("cannot open log segment", path);
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = fd;
+  segment_ = n;
+  records_ = 0;
+  fsync_dir(dir_);
+  return std::nullopt;
+}
+
+std::optional<error> record_log::append(std::string_view payload) {
+  if (payload.size() > 0xffffffffu)
+    return error{errc::too_large, "log record of " + std::to_string(payload.size()) + " bytes"};
+  std::string rec;
+  rec.reserve(record_header + payload.size());
+  put(rec, record_magic);
+  put(rec, static_cast<std::uint32_t>(payload.size()));
+  put(rec, crc32(payload.data(), payload.size()));
+  rec.append(payload);
+  // One write(2) of the whole record: O_APPEND puts it at the end; a crash
+  // can at worst leave it torn, which read_log recognises.
+  auto path = dir_ + "/" + segment_name(segment_);
+  if (fd_ < 0)
+    return error{errc::io, "write-ahead log '" + dir_ + "' has no open segment (a rotation failed)"};
+  if (auto err = write_all(fd_, rec.data(), rec.size(), path))
+    return err;
+  if (sync_each_ && ::fdatasync(fd_) != 0)
+    return io_error("cannot sync", path);
+  ++records_;
+  return std::nullopt;
+}
+
+result<std::uint64_t> record_log::rotate() {
+  auto closed = segment_;
+  auto err = fd_ < 0 || ::fdatasync(fd_) != 0
+               ? std::optional<error>(io_error("cannot sync", dir_ + "/" + segment_name(segment_)))
+               : open_segment(segment_ + 1);
+  if (err) { // no segment to append to: every append fails until one opens
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+    return *err;
+  }
+  return closed;
+}
+
+result<log_contents> read_log(const std::string& dir, std::uint64_t after) {
+  log_contents out;
+  auto segs = segments(dir);
+  for (auto n : segs) {
+    out.last_segment = n;
+    if (n <= after)
+      continue;
+    auto path = dir + "/" + segment_name(n);
+    auto bytes = read_file_bytes(path);
+    if (!bytes)
+      return bytes.err();
+    std::string_view in(bytes.value());
+    std::size_t offset = 0;
+    while (!in.empty()) {
+      std::string_view at = in;
+      std::uint32_t magic = 0, len = 0, crc = 0;
+      bool whole = get(at, magic) && get(at, len) && get(at, crc) && at.size() >= len;
+      bool last = !whole || at.size() == len; // nothing follows this record
+      if (whole && magic == record_magic && crc32(at.data(), len) == crc) {
+        out.records.emplace_back(at.substr(0, len));
+        in.remove_prefix(record_header + len);
+        offset += record_header + len;
+        continue;
+      }
+      auto where = path + " at byte " + std::to_string(offset);
+      if (!whole || last) { // the segment's final record: a crash mid-append
+        out.notes.push_back(where + ": torn record (" + std::to_string(in.size())
+                            + " bytes) dropped; it was never acknowledged");
+        break;
+      }
+      return error{errc::malformed, where + ": damaged record (bad "
+                                      + std::string(magic != record_magic ? "magic" : "checksum")
+                                      + ")"};
+    }
+  }
+  return out;
+}
+
+void drop_log_segments(const std::string& dir, std::uint64_t through) {
+  for (auto n : segments(dir))
+    if (n <= through) {
+      std::error_code ec;
+      fs::remove(dir + "/" + segment_name(n), ec);
+    }
+}
+
+// -- checkpoints --------------------------------------------------------------------
+
+std::string encode_checkpoint(const checkpoint_data& ck) {
+  std::string out(checkpoint_magic, sizeof checkpoint_magic);
+  auto state = ck.state.dump();
+  put(out, static_cast<std::uint64_t>(state.size()));
+  out += state;
+  put(out, static_cast<std::uint32_t>(ck.prompts.size()));
+  for (auto& [name, ps] : ck.prompts) {
+    auto buf = encode(envelope{name, eval_request_msg{ps.version, ps, "checkpoint"}});
+    put(out, static_cast<std::uint64_t>(buf.size_bytes()));
+    out.append(reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes());
+  }
+  put(out, crc32(out.data(), out.size()));
+  return out;
+}
+
+result<checkpoint_data> decode_checkpoint(std::string_view bytes, const std::string& where) {
+  auto bad = [&](const std::string& what) {
+    return error{errc::malformed, "checkpoint '" + where + "': " + what};
+  };
+  if (bytes.size() < sizeof checkpoint_magic + 4
+      || std::memcmp(bytes.data(), checkpoint_magic, sizeof checkpoint_magic) != 0)
+    return bad("not a fedsp checkpoint (wrong magic or empty)");
+  std::uint32_t crc = 0;
+  std::memcpy(&crc, bytes.data() + bytes.size() - 4, 4);
+  if (crc32(bytes.data(), bytes.size() - 4) != crc)
+    return bad("checksum mismatch (truncated or altered)");
+  std::string_view in = bytes.substr(sizeof checkpoint_magic, bytes.size() - 4 - sizeof checkpoint_magic);
+  checkpoint_data ck;
+  std::uint64_t len = 0;
+  if (!get(in, len) || in.size() < len)
+    return bad("truncated state");
+  auto state = json::parse(std::string(in.substr(0, len)));
+  if (!state)
+    return bad("state is not JSON: " + state.err().text);
+  ck.state = std::move(state).value();
+  in.remove_prefix(len);
+  std::uint32_t n = 0;
+  if (!get(in, n) || n > 1'000'000)
+    return bad("truncated prompt table");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (!get(in, len) || in.size() < len)
+      return bad("truncated prompt set " + std::to_string(i));
+    auto env = decode_bytes(in.data(), len);
+    if (!env)
+      return bad("prompt set " + std::to_string(i) + ": " + env.err().message());
+    auto* req = std::get_if<eval_request_msg>(&env.value().body);
+    if (req == nullptr)
+      return bad("prompt set " + std::to_string(i) + " is not a prompt set");
+    ck.prompts.emplace_back(env.value().sender, std::move(req->prompts));
+    in.remove_prefix(len);
+  }
+  if (!in.empty())
+    return bad(std::to_string(in.size()) + " unexpected trailing bytes");
+  return ck;
+}
+
+} // namespace fedsp

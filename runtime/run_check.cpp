@@ -1,0 +1,106 @@
+#include "runtime/run_check.hpp"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "runtime/json.hpp"
+
+namespace fedsp {
+
+namespace {
+
+double num(const json& j, const char* key, double fallback = -1) {
+  auto* v = j.find(key);
+  return v != nullptr && v->is_number() ? v->as_number() : fallback;
+}
+
+} // namespace
+
+result<run_check> check_run(const std::string& dir) {
+  std::ifstream in(dir + "/events.jsonl");
+  if (!in)
+    return error{errc::io, "no events.jsonl in '" + dir + "'"};
+  run_check rc;
+  std::set<std::uint64_t> accepted;
+  std::map<std::uint64_t, std::uint64_t> folded_in; // task -> version
+  std::uint64_t discarded = 0;
+  std::string line;
+  std::size_t line_no = 0;
+  bool first = true;
+  while (std::getline(in, line)) {
+    ++line_no;
+    auto ev = json::parse(line);
+    if (!ev) {
+      rc.violations.push_back("events.jsonl:" + std::to_string(line_no) + ": not JSON");
+      continue;
+    }
+    auto* type = ev.value().find("type");
+    if (type == nullptr || !type->is_string())
+      continue;
+    auto& t = type->as_string();
+    auto& e = ev.value();
+    if (t == "update" || t == "update_replayed") {
+      accepted.insert(static_cast<std::uint64_t>(num(e, "task")));
+    } else if (t == "updates_discarded") {
+      discarded += static_cast<std::uint64_t>(num(e, "count", 0));
+    } else if (t == "fault") {
+      ++rc.faults;
+    } else if (t == "resumed") {
+      ++rc.resumes;
+    } else if (t == "publish") {
+      auto v = static_cast<std::uint64_t>(num(e, "version", 0));
+      if (!first && v != rc.last_version + 1)
+        rc.violations.push_back("events.jsonl:" + std::to_string(line_no) + ": version "
+                                + std::to_string(v) + " published after "
+                                + std::to_string(rc.last_version));
+      first = false;
+      rc.last_version = v;
+      ++rc.versions;
+      if (auto* ups = e.find("updates"); ups != nullptr && ups->is_array())
+        for (auto& u : ups->as_array()) {
+          auto id = static_cast<std::uint64_t>(u.as_number());
+          auto [it, fresh] = folded_in.emplace(id, v);
+          if (!fresh)
+            rc.violations.push_back("update of task " + std::to_string(id)
+                                    + " folded into version " + std::to_string(it->second)
+                                    + " and again into version " + std::to_string(v));
+        }
+    }
+  }
+  rc.accepted = accepted.size();
+  rc.folded = folded_in.size();
+  for (auto id : accepted)
+    rc.unfolded += folded_in.count(id) == 0;
+  for (auto& [id, v] : folded_in)
+    if (!accepted.count(id))
+      rc.violations.push_back("task " + std::to_string(id) + " folded into version "
+                              + std::to_string(v) + " without an accepted update");
+  std::ifstream sin(dir + "/summary.json");
+  if (sin) {
+    std::stringstream ss;
+    ss << sin.rdbuf();
+    auto summary = json::parse(ss.str());
+    if (!summary) {
+      rc.violations.push_back("summary.json is not JSON");
+    } else {
+      rc.finished = true;
+      auto& s = summary.value();
+      rc.allowed_unfolded = static_cast<std::uint64_t>(num(s, "updates_pending", 0)) + discarded;
+      auto final_version = static_cast<std::uint64_t>(num(s, "final_version", 0));
+      if (rc.versions > 0 && final_version != rc.last_version)
+        rc.violations.push_back("summary.json says version " + std::to_string(final_version)
+                                + ", the last publish event " + std::to_string(rc.last_version));
+    }
+  } else {
+    rc.violations.push_back("the run did not finish (no summary.json)");
+  }
+  if (rc.finished && rc.unfolded > rc.allowed_unfolded)
+    rc.violations.push_back(std::to_string(rc.unfolded)
+                            + " accepted update(s) were never folded, but the run reports only "
+                            + std::to_string(rc.allowed_unfolded) + " pending or discarded");
+  return rc;
+}
+
+} // namespace fedsp
