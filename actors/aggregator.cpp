@@ -1,6 +1,7 @@
 #include "actors/aggregator.hpp"
 
 #include <cstring>
+#include <random>
 
 #include "runtime/fedavg.hpp"
 
@@ -52,103 +53,57 @@ std::optional<error> validate(const aggregator_state& st, const envelope& env,
   return std::nullopt;
 }
 
-template <class T> void put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+template <class T> std::string_view bytes_of(const T& v) {
+  return {reinterpret_cast<const char*>(&v), sizeof v};
 }
 
-void put_envelope(std::string& out, const envelope& env) {
-  auto buf = encode(env);
-  put(out, static_cast<std::uint64_t>(buf.size_bytes()));
-  out.append(reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes());
+template <class T> bool take(std::string_view& in, T& v) {
+  if (in.size() < sizeof v)
+    return false;
+  std::memcpy(&v, in.data(), sizeof v);
+  in.remove_prefix(sizeof v);
+  return true;
 }
 
-/// u - b, element by element (same layout: validated before).
-prompt_set delta_of(const prompt_set& u, const prompt_set& b) {
-  prompt_set d = u;
-  for (std::size_t i = 0; i < d.tensors.size(); ++i) {
-    auto& x = d.tensors[i].data;
-    auto& y = b.tensors[i].data;
-    for (std::size_t j = 0; j < x.size(); ++j)
-      x[j] -= y[j];
-  }
-  return d;
-}
-
-prompt_set zeros_like(const prompt_set& layout) {
-  prompt_set z = layout;
-  for (auto& t : z.tensors)
-    t.data.assign(t.numel(), 0.f);
-  return z;
-}
+// Record layouts: 'B' id(u64) <EvalRequest envelope with the prompts>
+//                 'U' round(u32) staleness(u64) base(u64) keep(u8) <the Update's wire bytes>
+constexpr char base_tag = 'B', update_tag = 'U';
 
 } // namespace
 
-std::string wal_record(const update_msg& delta, std::uint32_t round, std::uint64_t staleness,
-                       bool has_base, const prompt_set* kept) {
-  std::string out;
-  put(out, static_cast<std::uint32_t>(kept != nullptr ? 2 : 1));
-  update_msg a{delta.task_id, delta.client_id, delta.base_version, delta.prompts,
-               delta.num_samples, delta.metrics};
-  a.metrics.push_back({"wal_round", static_cast<double>(round)});
-  a.metrics.push_back({"wal_staleness", static_cast<double>(staleness)});
-  a.metrics.push_back({"wal_has_base", has_base ? 1.0 : 0.0});
-  put_envelope(out, envelope{"wal", std::move(a)});
-  if (kept != nullptr)
-    put_envelope(out, envelope{"wal", update_msg{delta.task_id, delta.client_id,
-                                                 delta.base_version, *kept, delta.num_samples,
-                                                 {}}});
-  return out;
-}
-
-result<wal_update> parse_wal_record(std::string_view in) {
+result<wal_entry> parse_wal_record(std::string_view in) {
   auto bad = [](const std::string& what) { return error{errc::malformed, "log record: " + what}; };
-  std::uint32_t n = 0;
-  if (in.size() < 4)
-    return bad("truncated");
-  std::memcpy(&n, in.data(), 4);
-  in.remove_prefix(4);
-  if (n != 1 && n != 2)
-    return bad(std::to_string(n) + " messages, 1 or 2 expected");
-  std::vector<update_msg> ups;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    std::uint64_t len = 0;
-    if (in.size() < 8)
-      return bad("truncated");
-    std::memcpy(&len, in.data(), 8);
-    in.remove_prefix(8);
-    if (in.size() < len)
-      return bad("truncated message");
-    auto env = decode_bytes(in.data(), len);
+  char tag = 0;
+  if (!take(in, tag))
+    return bad("empty");
+  if (tag == base_tag) {
+    wal_base b;
+    if (!take(in, b.id))
+      return bad("truncated base");
+    auto env = decode_bytes(in.data(), in.size());
     if (!env)
-      return bad(env.err().message());
-    auto* up = std::get_if<update_msg>(&env.value().body);
-    if (up == nullptr)
-      return bad("not an update");
-    ups.push_back(std::move(*up));
-    in.remove_prefix(len);
+      return bad("base " + std::to_string(b.id) + ": " + env.err().message());
+    auto* req = std::get_if<eval_request_msg>(&env.value().body);
+    if (req == nullptr)
+      return bad("base " + std::to_string(b.id) + " holds no prompts");
+    b.prompts = std::move(req->prompts);
+    return wal_entry{std::move(b)};
   }
-  wal_update w;
-  w.delta = std::move(ups[0]);
-  auto take = [&](const char* k, double& v) {
-    auto& m = w.delta.metrics;
-    for (auto it = m.begin(); it != m.end(); ++it)
-      if (it->first == k) {
-        v = it->second;
-        m.erase(it);
-        return true;
-      }
-    return false;
-  };
-  double round = 0, staleness = 0, has_base = 1;
-  if (!take("wal_round", round) || !take("wal_staleness", staleness)
-      || !take("wal_has_base", has_base))
-    return bad("missing wal_round, wal_staleness or wal_has_base");
-  w.round = static_cast<std::uint32_t>(round);
-  w.staleness = static_cast<std::uint64_t>(staleness);
-  w.has_base = has_base != 0;
-  if (ups.size() == 2)
-    w.kept = std::move(ups[1].prompts);
-  return w;
+  if (tag != update_tag)
+    return bad(std::string("unknown record type '") + tag + "'");
+  wal_update u;
+  std::uint8_t keep = 0;
+  if (!take(in, u.round) || !take(in, u.staleness) || !take(in, u.base) || !take(in, keep))
+    return bad("truncated update header");
+  u.keep = keep != 0;
+  auto env = decode_bytes(in.data(), in.size());
+  if (!env)
+    return bad("update: " + env.err().message());
+  auto* up = std::get_if<update_msg>(&env.value().body);
+  if (up == nullptr)
+    return bad("not an update");
+  u.update = std::move(*up);
+  return wal_entry{std::move(u)};
 }
 
 aggregator_actor::behavior_type
@@ -156,34 +111,45 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
            prompt_set layout, aggregator_options opts) {
   auto& st0 = self->state;
   st0.staleness = opts.staleness;
-  st0.zero_base = std::make_shared<const prompt_set>(zeros_like(layout));
-  // Updates accepted by an earlier process: held again, in their order.
+  st0.next_base_id = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  // Updates accepted by an earlier process: held again, in their order,
+  // with the arithmetic they had then.
+  std::map<std::uint64_t, std::shared_ptr<const prompt_set>> bases;
   for (auto& rec : opts.replay) {
-    auto w = parse_wal_record(rec);
-    if (!w) {
-      ctx->log->error("aggregator: skipping a log record: {}", w.err().message());
+    auto entry = parse_wal_record(rec);
+    if (!entry) {
+      ctx->log->error("aggregator: skipping a log record: {}", entry.err().message());
       continue;
     }
-    auto& up = w.value().delta;
+    if (auto* b = std::get_if<wal_base>(&entry.value())) {
+      bases[b->id] = std::make_shared<const prompt_set>(std::move(b->prompts));
+      continue;
+    }
+    auto& w = std::get<wal_update>(entry.value());
+    auto& up = w.update;
     aggregator_state::held_update h;
     h.task_id = up.task_id;
     h.client_id = up.client_id;
-    h.round = w.value().round;
-    h.staleness = w.value().staleness;
+    h.round = w.round;
+    h.staleness = w.staleness;
     h.num_samples = static_cast<double>(up.num_samples);
     h.metrics = up.metrics;
-    if (w.value().kept)
-      h.prompts = std::move(w.value().kept);
-    if (w.value().has_base) {
-      h.base = st0.zero_base;
-      if (auto err = st0.sum.add(h.task_id, h.num_samples, h.staleness, st0.zero_base,
+    if (w.keep || w.base == 0)
+      h.prompts = up.prompts;
+    if (w.base != 0) {
+      auto b = bases.find(w.base);
+      if (b == bases.end()) {
+        ctx->log->error("aggregator: skipping logged update of task {}: its base is not in the log",
+                        h.task_id);
+        continue;
+      }
+      h.base = b->second;
+      if (auto err = st0.sum.add(h.task_id, h.num_samples, h.staleness, h.base,
                                  std::move(up.prompts), st0.staleness)) {
         ctx->log->error("aggregator: skipping logged update of task {}: {}", h.task_id,
                         err->message());
         continue;
       }
-    } else {
-      h.prompts = std::move(up.prompts);
     }
     ctx->event("update_replayed", json::object{{"task", h.task_id},
                                                {"client", h.client_id},
@@ -220,6 +186,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
     if (!st.wal)
       return;
     auto closed = st.wal->rotate();
+    st.wal_bases.clear();
     if (closed)
       st.wal_consumed = closed.value();
     else
@@ -273,14 +240,28 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
       if (expect.keep_prompts || !expect.base)
         h.prompts = up->prompts;
       if (st.wal) { // logged before it counts and before the Ack
-        update_msg d{task_id, client, up->base_version,
-                     expect.base ? delta_of(up->prompts, *expect.base) : up->prompts,
-                     up->num_samples, h.metrics};
-        std::optional<error> err = check_values(d.prompts);
-        if (!err)
-          err = st.wal->append(wal_record(d, round, h.staleness, expect.base != nullptr,
-                                          expect.keep_prompts && expect.base ? &*h.prompts
-                                                                             : nullptr));
+        std::optional<error> err;
+        std::uint64_t base_id = 0;
+        if (expect.base) {
+          auto it = st.wal_bases.find(expect.base.get());
+          if (it == st.wal_bases.end()) { // its prompts, once per segment
+            base_id = ++st.next_base_id;
+            auto b = encode(envelope{"wal", eval_request_msg{expect.base_version, *expect.base,
+                                                             "base"}});
+            err = st.wal->append({{&base_tag, 1}, bytes_of(base_id),
+                                  {reinterpret_cast<const char*>(b.bytes()), b.size_bytes()}});
+            if (!err)
+              st.wal_bases[expect.base.get()] = {expect.base, base_id};
+          } else {
+            base_id = it->second.second;
+          }
+        }
+        if (!err) {
+          std::uint8_t keep = expect.keep_prompts ? 1 : 0;
+          err = st.wal->append({{&update_tag, 1}, bytes_of(round), bytes_of(h.staleness),
+                                bytes_of(base_id), bytes_of(keep),
+                                {reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes()}});
+        }
         if (err) {
           task.answered = false;
           return reject(*err, task_id, env.value().sender, task_id);
@@ -374,15 +355,15 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         out.mean_loss_after = after / n;
         out.mean_train_seconds = seconds / n;
         out.mean_flops = flops / n;
-        json ids = json::array{}, taus = json::array{};
+        json::array ids, taus;
         for (std::size_t i = 0; i < out.updates.size(); ++i) {
-          ids.as_array().push_back(out.updates[i]);
-          taus.as_array().push_back(out.staleness[i]);
+          ids.emplace_back(static_cast<double>(out.updates[i]));
+          taus.emplace_back(static_cast<double>(out.staleness[i]));
         }
         ctx->event("aggregate", json::object{{"round", req.round},
                                              {"strategy", req.strategy},
-                                             {"updates", ids},
-                                             {"staleness", taus},
+                                             {"updates", json(std::move(ids))},
+                                             {"staleness", json(std::move(taus))},
                                              {"mean_loss_before", out.mean_loss_before},
                                              {"mean_loss_after", out.mean_loss_after}});
         st.held.clear(); // each accepted update is folded exactly once

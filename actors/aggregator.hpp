@@ -31,6 +31,7 @@
 
 #include <map>
 #include <set>
+#include <variant>
 
 #include "actors/wire.hpp"
 #include "runtime/durable.hpp"
@@ -50,18 +51,24 @@ struct aggregator_options {
   std::vector<std::string> replay; // log records to hold again (read_log)
 };
 
-/// A log record of an accepted update (its delta from the task's base, and
-/// its prompts when kept), and the reverse. Errors name what is wrong.
-std::string wal_record(const update_msg& delta, std::uint32_t round, std::uint64_t staleness,
-                       bool has_base, const prompt_set* kept);
+/// Log records (docs/faults.md, *Durability*): a base the tasks' prompts
+/// were (its prompts, once per log segment that needs it, under an id) and
+/// each accepted update as it came (its wire bytes) with what the aggregator
+/// knew of it. Replaying them redoes the same arithmetic as accepting it.
+struct wal_base {
+  std::uint64_t id = 0;
+  prompt_set prompts;
+};
 struct wal_update {
-  update_msg delta;           // prompts: the delta (or the prompts, without a base)
   std::uint32_t round = 0;
   std::uint64_t staleness = 0;
-  bool has_base = true;
-  std::optional<prompt_set> kept;
+  std::uint64_t base = 0; // a wal_base id; 0: the task had no base
+  bool keep = false;      // the task kept its prompts (fedasync, local-only)
+  update_msg update;
 };
-result<wal_update> parse_wal_record(std::string_view bytes);
+using wal_entry = std::variant<wal_base, wal_update>;
+/// Errors name what is wrong (`malformed`).
+result<wal_entry> parse_wal_record(std::string_view bytes);
 
 struct aggregator_state {
   struct open_task {
@@ -90,7 +97,11 @@ struct aggregator_state {
   staleness_fn staleness{staleness_fn::kind::sqrt}; // weights deltas as they arrive
   std::unique_ptr<record_log> wal;             // accepted updates (none: no log)
   std::uint64_t wal_consumed = 0;              // segments folded or discarded
-  std::shared_ptr<const prompt_set> zero_base; // the base of replayed deltas
+  // Bases logged in the current segment, by address (held, so that an
+  // address is not reused for another base meanwhile), with their ids.
+  std::map<const prompt_set*, std::pair<std::shared_ptr<const prompt_set>, std::uint64_t>>
+    wal_bases;
+  std::uint64_t next_base_id = 0;              // (starts at a random 64-bit value)
   static inline const char* name = "aggregator";
 };
 

@@ -109,7 +109,8 @@ result<resume_point> read_resume_point(const std::string& dir) {
     auto w = parse_wal_record(rec);
     if (!w)
       return error{errc::malformed, dir + "/wal: " + w.err().message()};
-    rp.first_task = std::max(rp.first_task, w.value().delta.task_id);
+    if (auto* u = std::get_if<wal_update>(&w.value()))
+      rp.first_task = std::max(rp.first_task, u->update.task_id);
   }
   rp.replay = std::move(log.value().records);
   // Task ids handed out after the checkpoint are in the event log.

@@ -410,6 +410,7 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
     {"round", st.round},
     {"t", now(self)},
     {"next_task", st.next_task},
+    {"in_flight", st.tasks.size()},
     {"draws", st.draws},
     {"wal_consumed", st.wal_consumed},
     {"resumes", st.resumes},
@@ -475,8 +476,10 @@ void restore(server_ptr self, const checkpoint_data& ck) {
   st.tasks_failed = count_of(c, "tasks_failed");
   st.tasks_lost = count_of(c, "tasks_lost");
   st.aggregator_restarts = count_of(c, "aggregator_restarts");
-  auto after = st.next_task - ckpt_tasks;
-  st.tasks_interrupted = count_of(c, "tasks_interrupted") + (after > replayed ? after - replayed : 0);
+  // Out when the process died: in flight at the checkpoint or sent after
+  // it, less those whose updates the log kept.
+  auto out = count_of(s, "in_flight") + (st.next_task - ckpt_tasks);
+  st.tasks_interrupted = count_of(c, "tasks_interrupted") + (out > replayed ? out - replayed : 0);
   st.unaggregated = static_cast<std::uint32_t>(replayed);
   st.updates_held = replayed;
   if (auto* r = s.find("rejects"); r != nullptr && r->is_object())

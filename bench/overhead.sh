@@ -11,6 +11,12 @@
 # target. Wall-clock rounds come from events.jsonl's wall_ms.
 #
 #   bash bench/overhead.sh [BUILD_DIR] [N...]
+#   CHECKPOINTS=true bash bench/overhead.sh ...    # with the write-ahead log
+#                                                  # and checkpoints (the
+#                                                  # default of a scenario)
+#
+# Without CHECKPOINTS=true the runs keep nothing on disk but their events,
+# like the frameworks the figures are compared with.
 set -euo pipefail
 build=${1:-build}
 shift || true
@@ -41,6 +47,8 @@ federation:
   rounds: $4
 eval:
   every: 1000000
+durability:
+  checkpoints: ${CHECKPOINTS:-false}
 YAML
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "runtime/codec.hpp"
@@ -158,22 +159,49 @@ std::optional<error> record_log::open_segment(std::uint64_t n) {
   return std::nullopt;
 }
 
-std::optional<error> record_log::append(std::string_view payload) {
-  if (payload.size() > 0xffffffffu)
-    return error{errc::too_large, "log record of " + std::to_string(payload.size()) + " bytes"};
-  std::string rec;
-  rec.reserve(record_header + payload.size());
-  put(rec, record_magic);
-  put(rec, static_cast<std::uint32_t>(payload.size()));
-  put(rec, crc32(payload.data(), payload.size()));
-  rec.append(payload);
-  // One write(2) of the whole record: O_APPEND puts it at the end; a crash
-  // can at worst leave it torn, which read_log recognises.
+std::optional<error> record_log::append(std::initializer_list<std::string_view> parts) {
+  std::size_t size = 0;
+  std::uint32_t crc = 0;
+  for (auto& p : parts) {
+    size += p.size();
+    crc = crc32_update(crc, p.data(), p.size());
+  }
+  if (size > 0xffffffffu)
+    return error{errc::too_large, "log record of " + std::to_string(size) + " bytes"};
   auto path = dir_ + "/" + segment_name(segment_);
   if (fd_ < 0)
     return error{errc::io, "write-ahead log '" + dir_ + "' has no open segment (a rotation failed)"};
-  if (auto err = write_all(fd_, rec.data(), rec.size(), path))
-    return err;
+  std::string head;
+  put(head, record_magic);
+  put(head, static_cast<std::uint32_t>(size));
+  put(head, crc);
+  // One writev of the whole record: O_APPEND puts it at the end; a crash can
+  // at worst leave it torn, which read_log recognises.
+  std::vector<iovec> iov;
+  iov.push_back({head.data(), head.size()});
+  for (auto& p : parts)
+    if (!p.empty())
+      iov.push_back({const_cast<char*>(p.data()), p.size()});
+  std::size_t total = head.size() + size, done = 0;
+  while (done < total) {
+    auto w = ::writev(fd_, iov.data(), static_cast<int>(iov.size()));
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return io_error("cannot write", path);
+    }
+    done += static_cast<std::size_t>(w);
+    // A short write: drop what went out and go on with the rest.
+    auto left = static_cast<std::size_t>(w);
+    std::size_t i = 0;
+    while (i < iov.size() && left >= iov[i].iov_len)
+      left -= iov[i++].iov_len;
+    iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!iov.empty()) {
+      iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + left;
+      iov[0].iov_len -= left;
+    }
+  }
   if (sync_each_ && ::fdatasync(fd_) != 0)
     return io_error("cannot sync", path);
   ++records_;
@@ -182,9 +210,11 @@ std::optional<error> record_log::append(std::string_view payload) {
 
 result<std::uint64_t> record_log::rotate() {
   auto closed = segment_;
-  auto err = fd_ < 0 || ::fdatasync(fd_) != 0
-               ? std::optional<error>(io_error("cannot sync", dir_ + "/" + segment_name(segment_)))
-               : open_segment(segment_ + 1);
+  // (No flush here: with sync_each every record already is on the disk;
+  // without it the log promises to survive the process, not the machine.)
+  auto err = fd_ < 0 ? std::optional<error>(error{errc::io, "write-ahead log '" + dir_
+                                                              + "' has no open segment"})
+                     : open_segment(segment_ + 1);
   if (err) { // no segment to append to: every append fails until one opens
     if (fd_ >= 0)
       ::close(fd_);

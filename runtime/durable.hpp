@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,12 +51,15 @@ public:
   record_log& operator=(const record_log&) = delete;
 
   /// Appends one record. Errors: `io` (the record is then not in the log).
-  std::optional<error> append(std::string_view payload);
+  std::optional<error> append(std::string_view payload) { return append({payload}); }
+  /// The same, the record being the concatenation of `parts` (written with
+  /// one writev, without copying them together).
+  std::optional<error> append(std::initializer_list<std::string_view> parts);
   /// The segment being written.
   std::uint64_t segment() const { return segment_; }
   /// Records appended to the current segment.
   std::size_t records() const { return records_; }
-  /// Closes the current segment (fdatasync) and starts the next; returns
+  /// Closes the current segment and starts the next; returns
   /// the closed segment's number. If the next cannot be opened, appends
   /// fail (`io`) from then on: nothing is acknowledged that is not logged.
   result<std::uint64_t> rotate();

@@ -115,6 +115,9 @@ struct envelope {
 
 /// CRC-32 (IEEE 802.3, as zlib's crc32) of `data`.
 std::uint32_t crc32(const void* data, std::size_t size);
+/// The CRC-32 of what `crc` covered followed by `data` (crc32_update(0, ...)
+/// is crc32(...)).
+std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t size);
 
 /// Splits a model file into chunks of at most `chunk_bytes`.
 std::vector<model_chunk_msg> split_model(const std::string& model_id, const std::string& bytes,

@@ -317,6 +317,24 @@ TEST(model_transfer, corrupt_duplicate_and_foreign_chunks_are_refused) {
 
 TEST(model_transfer, crc32_matches_the_standard_check_value) {
   EXPECT_EQ(crc32("123456789", 9), 0xCBF43926u); // the CRC-32/IEEE check value
+  EXPECT_EQ(crc32("", 0), 0u);
+  // The table-sliced version against the textbook bit-at-a-time definition,
+  // for every length up to 100 at every alignment.
+  auto bitwise = [](const unsigned char* p, std::size_t n) {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (std::size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k)
+        c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+  };
+  std::vector<unsigned char> bytes(128);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<unsigned char>(i * 131 + 7);
+  for (std::size_t off = 0; off < 8; ++off)
+    for (std::size_t n = 0; n <= 100; ++n)
+      ASSERT_EQ(crc32(bytes.data() + off, n), bitwise(bytes.data() + off, n)) << off << " " << n;
 }
 
 } // namespace
