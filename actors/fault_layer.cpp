@@ -115,12 +115,22 @@ void pass(link_ptr self, const context_ptr& ctx, const link_config& cfg, wire_bu
     extra.set("id", id.id);
     ctx->event("fault", extra);
   };
-  for (auto& f : cfg.plan->faults)
-    if ((f.kind == fault_kind::partition || f.kind == fault_kind::client_dropout)
-        && f.covers(cfg.client) && f.active_at(t)) {
-      inject(f);
-      return; // nothing passes
+  for (auto& f : cfg.plan->faults) {
+    if ((f.kind != fault_kind::partition && f.kind != fault_kind::client_dropout)
+        || !f.covers(cfg.client) || !f.active_at(t))
+      continue;
+    if (f.kind == fault_kind::client_dropout && f.probability < 1.0) {
+      // Per task: the client is gone for the tasks the draw picks (their
+      // Task never reaches it), there for the others.
+      if (id.kind == 2 && fault_fires(f, cfg.seed, message_key(cfg.client, true, 99, id.id))) {
+        inject(f);
+        return;
+      }
+      continue;
     }
+    inject(f);
+    return; // nothing passes
+  }
   bool duplicate = false, reorder = false;
   double delay = 0;
   auto key = message_key(cfg.client, up, id.kind, id.id);
@@ -160,7 +170,7 @@ void pass(link_ptr self, const context_ptr& ctx, const link_config& cfg, wire_bu
       st.task_arrived[id.id] = now;
     if (up && id.kind == 3) {
       auto it = st.task_arrived.find(id.id);
-      double factor = cfg.plan->slowdown(cfg.client, t);
+      double factor = cfg.plan->slowdown(cfg.client, t, cfg.seed, id.id);
       if (it != st.task_arrived.end()) {
         if (factor > 1) {
           std::chrono::duration<double> took = now - it->second;

@@ -708,7 +708,7 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
     // computes at its speed, the update goes up (about the task's size).
     auto bytes = task_bytes(self, *base);
     double start = std::max(t0, c.ready_at);
-    double slowdown = sc.faults.slowdown(id, start); // straggler_burst
+    double slowdown = sc.faults.slowdown(id, start, sc.seed, task_id); // straggler_burst
     double compute = c.profile.compute_seconds(st.task_flops,
                                                sc.compute.reference_gflops * 1e9)
                      * slowdown;
@@ -720,7 +720,7 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
     // Does the client leave before it is done? (clients.dropout, or the end
     // of its availability window)
     double leaves = sc.clients.online.offline_at(id, start);
-    double away_at = sc.faults.leaves_between(id, start, finish); // client_dropout
+    double away_at = sc.faults.leaves_between(id, start, finish, sc.seed, task_id); // client_dropout
     if (away_at < leaves) {
       leaves = away_at;
       ctx->event("fault", json::object{{"kind", "client_dropout"}, {"client", id},

@@ -55,22 +55,33 @@ double fault_plan::max_delay_s() const {
 
 bool fault_plan::away(std::uint32_t id, double t) const {
   return std::any_of(faults.begin(), faults.end(), [&](const fault_spec& f) {
-    return f.kind == fault_kind::client_dropout && f.covers(id) && f.active_at(t);
+    return f.kind == fault_kind::client_dropout && f.probability >= 1.0 && f.covers(id)
+           && f.active_at(t);
   });
 }
 
-double fault_plan::leaves_between(std::uint32_t id, double a, double b) const {
+double fault_plan::leaves_between(std::uint32_t id, double a, double b, std::uint64_t seed,
+                                  std::uint64_t task) const {
   double first = std::numeric_limits<double>::infinity();
   for (auto& f : faults)
-    if (f.kind == fault_kind::client_dropout && f.covers(id) && f.at_s > a && f.at_s < b)
-      first = std::min(first, f.at_s);
+    if (f.kind == fault_kind::client_dropout && f.covers(id)) {
+      // A window that starts during the task, or (per task) one the task
+      // starts in: it leaves half-way.
+      double at = f.at_s > a && f.at_s < b ? f.at_s
+                  : f.probability < 1.0 && f.active_at(a) ? a + (b - a) / 2
+                                                          : first;
+      if (at < first && fault_fires(f, seed, message_key(id, true, 99, task)))
+        first = at;
+    }
   return first;
 }
 
-double fault_plan::slowdown(std::uint32_t id, double t) const {
+double fault_plan::slowdown(std::uint32_t id, double t, std::uint64_t seed,
+                            std::uint64_t task) const {
   double s = 1;
   for (auto& f : faults)
-    if (f.kind == fault_kind::straggler_burst && f.covers(id) && f.active_at(t))
+    if (f.kind == fault_kind::straggler_burst && f.covers(id) && f.active_at(t)
+        && fault_fires(f, seed, message_key(id, true, 98, task)))
       s *= f.factor;
   return s;
 }

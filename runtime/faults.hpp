@@ -77,12 +77,18 @@ struct fault_plan {
   bool needs_links() const;
   /// The largest message delay in the plan (0: none).
   double max_delay_s() const;
-  /// client_dropout: client `id` is away at `t`.
+  /// client_dropout: client `id` is away at `t` (windows that apply to
+  /// every task: probability 1).
   bool away(std::uint32_t id, double t) const;
-  /// client_dropout: the first time in (a, b) client `id` leaves (inf: none).
-  double leaves_between(std::uint32_t id, double a, double b) const;
-  /// straggler_burst: how many times slower client `id` computes at `t` (1: normal).
-  double slowdown(std::uint32_t id, double t) const;
+  /// client_dropout: the first time in (a, b) client `id` leaves during
+  /// task `task` (inf: none); a fault with a probability takes part in a
+  /// task with that probability, drawn from `seed` and the task.
+  double leaves_between(std::uint32_t id, double a, double b, std::uint64_t seed = 0,
+                        std::uint64_t task = 0) const;
+  /// straggler_burst: how many times slower client `id` computes task
+  /// `task` started at `t` (1: normal); probabilities as above.
+  double slowdown(std::uint32_t id, double t, std::uint64_t seed = 0,
+                  std::uint64_t task = 0) const;
 };
 
 /// Parses "3", "0-4", "all" and lists of them, as a scenario writes them.

@@ -339,7 +339,11 @@ private:
                                 "leaves nobody to train)");
       if (crash && f.probability < 1.0)
         return fail(at, where + " (" + kind + ") fires once, at at_s or at_version: "
-                                "'probability' is for message faults");
+                                "'probability' is for message faults and, per task, "
+                                "straggler_burst and client_dropout");
+      if (f.kind == fault_kind::partition && f.probability < 1.0)
+        return fail(at, where + " (partition) cuts every message of its window: "
+                                "'probability' does not apply");
       sc.faults.faults.push_back(std::move(f));
     }
     return std::nullopt;

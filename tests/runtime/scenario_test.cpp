@@ -210,6 +210,9 @@ TEST(scenario, a_broken_fault_plan_names_the_entry_and_what_is_wrong) {
   EXPECT_NE(err("  - kind: message_delay\n    delay_s: 15\n").find("at most half of federation.silence_s"),
             std::string::npos);
   EXPECT_NE(err("  kind: message_drop\n").find("'faults' must be a list"), std::string::npos);
+  EXPECT_NE(err("  - kind: partition\n    duration_s: 3\n    probability: 0.5\n")
+              .find("does not apply"),
+            std::string::npos);
   EXPECT_NE(err("  - kind: message_drop\n    probability: 2\n").find("faults[0].probability"),
             std::string::npos);
   // The line of the entry is named.
@@ -261,6 +264,20 @@ TEST(faults, dropout_and_burst_windows_shape_the_clients) {
   EXPECT_TRUE(std::isinf(p.leaves_between(2, 11, 12)));
   EXPECT_EQ(p.slowdown(7, 1), 3);
   EXPECT_EQ(p.slowdown(7, 5), 1);
+  // With a probability, a fault takes part in that share of the tasks.
+  p.faults[1].probability = 0.25;
+  p.faults[0].probability = 0.5;
+  p.faults[0].at_s = 0;
+  int slow = 0, left = 0;
+  for (std::uint64_t task = 1; task <= 4000; ++task) {
+    slow += p.slowdown(2, 1, 9, task) > 1;
+    left += !std::isinf(p.leaves_between(2, 1, 3, 9, task)); // starts inside the window
+  }
+  EXPECT_NEAR(slow / 4000.0, 0.25, 0.03);
+  EXPECT_NEAR(left / 4000.0, 0.5, 0.03);
+  EXPECT_FALSE(p.away(2, 1)); // a per-task dropout keeps the client selectable
+  EXPECT_EQ(p.leaves_between(2, 1, 3, 9, 7) == 2 || std::isinf(p.leaves_between(2, 1, 3, 9, 7)),
+            true); // half-way through the task
 }
 
 } // namespace
