@@ -13,6 +13,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
+
 #include "actors/fault_layer.hpp"
 #include "actors/server.hpp"
 #include "runtime/durable.hpp"
@@ -153,7 +156,36 @@ std::optional<error> write_run_record(const scenario& sc, const run_options& opt
   return write_file_atomic(opts.out_dir + "/run.json", rec.dump() + "\n");
 }
 
+using shard_list = std::vector<std::shared_ptr<const std::vector<mc_example>>>;
+
+result<shard_list> shard_data(const scenario& sc, const task_split& data) {
+  // Centralised training: one party holds the union of the clients' data.
+  auto clients_n = sc.method.name == "centralized" ? 1u : sc.clients.count;
+  if (data.train.size() < clients_n)
+    return error{errc::bad_scenario, "the training split has " + std::to_string(data.train.size())
+                                       + " examples, fewer than the " + std::to_string(clients_n)
+                                       + " clients"};
+  auto parts = partition(sc, data.train, clients_n);
+  if (!parts)
+    return error{errc::bad_scenario, parts.err().text};
+  shard_list out;
+  for (auto& idx : parts.value()) {
+    auto shard = std::make_shared<std::vector<mc_example>>();
+    for (auto i : idx)
+      shard->push_back(data.train[i]);
+    out.push_back(std::move(shard));
+  }
+  return out;
+}
+
 } // namespace
+
+result<shard_list> client_shards(const scenario& sc) {
+  auto data = load_task_split(sc);
+  if (!data)
+    return data.err();
+  return shard_data(sc, data.value());
+}
 
 result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
   auto path = run_dir + "/run.json";
@@ -191,6 +223,15 @@ result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
 
 result<json> run_federation(const scenario& sc, const run_options& opts) {
   namespace fs = std::filesystem;
+  if (opts.serve && sc.federation.clock != "real") { // nodes live in wall-clock time
+    auto copy = sc;
+    copy.federation.clock = "real";
+    return run_federation(copy, opts);
+  }
+  if (opts.serve && sc.faults.needs_links())
+    return error{errc::bad_scenario, "message faults, partitions and dropouts act on links "
+                                     "between clients and server in one process; fedsp serve "
+                                     "does not take them (crash faults it does)"};
   std::error_code ec;
   fs::create_directories(opts.out_dir, ec);
   if (ec)
@@ -204,13 +245,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     return plan.err();
   // Centralised training: one party holds the union of the clients' data.
   auto clients_n = sc.method.name == "centralized" ? 1u : sc.clients.count;
-  if (data.value().train.size() < clients_n)
-    return error{errc::bad_scenario, "the training split has " + std::to_string(data.value().train.size())
-                                       + " examples, fewer than the " + std::to_string(clients_n)
-                                       + " clients"};
-  auto shards = partition(sc, data.value().train, clients_n);
+  auto shards = shard_data(sc, data.value());
   if (!shards)
-    return error{errc::bad_scenario, shards.err().text};
+    return shards.err();
 
   auto log = make_logger(opts);
   // Durability: a fresh run records how it was started and clears what an
@@ -321,6 +358,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   caf::error failure;
   {
     federation_config cfg;
+    if (opts.serve)
+      if (auto err = configure_network(cfg, *opts.serve))
+        return *err;
     caf::actor_system sys{cfg};
     std::vector<worker_actor> workers;
     for (std::uint32_t w = 0; w < workers_n; ++w)
@@ -343,22 +383,38 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     scfg.replay = std::move(rp.replay);
     scfg.first_task = rp.first_task;
     scfg.absent = static_cast<std::uint32_t>(crashed.size());
+    if (opts.serve)
+      scfg.join_token = opts.serve->token;
     auto srv = sys.spawn(server, ctx, std::move(scfg));
     caf::scoped_actor self{sys};
     // Clients send everything to the server (through a link, the fault
     // layer, when the plan acts on messages); its clock hands updates to
     // its aggregator in order.
-    auto& train = data.value().train;
     std::vector<client_actor> clients;
     std::vector<caf::actor> links;
-    for (std::uint32_t c = 0; c < clients_n; ++c) {
+    if (opts.serve) { // the clients come from join nodes
+      auto& net = *opts.serve;
+      auto bound = net.insecure ? sys.middleman().publish(srv, net.port, net.host.c_str(), true)
+                                : caf::openssl::publish(srv, net.port, net.host.c_str(), true);
+      if (!bound) {
+        auto why = sys.render(bound.error());
+        self->send_exit(srv, caf::exit_reason::kill);
+        for (auto& w : workers)
+          self->send_exit(w, caf::exit_reason::kill);
+        return error{errc::io, "cannot listen on " + net.host + ":" + std::to_string(net.port)
+                                 + ": " + why};
+      }
+      log->info("listening on {}:{} ({}) for {} client(s)", net.host, *bound,
+                net.insecure ? "plain text: --insecure" : "TLS", clients_n);
+      ctx->event("listening", json::object{{"host", net.host}, {"port", *bound},
+                                           {"tls", !net.insecure}});
+    }
+    for (std::uint32_t c = 0; c < clients_n && !opts.serve; ++c) {
       if (crashed.count(c)) {
         clients.push_back(client_actor{});
         continue;
       }
-      auto shard = std::make_shared<std::vector<mc_example>>();
-      for (auto i : shards.value()[c])
-        shard->push_back(train[i]);
+      auto& shard = shards.value()[c];
       caf::actor to = srv;
       if (plan_ptr->needs_links()) {
         links.push_back(sys.spawn(

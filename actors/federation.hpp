@@ -3,8 +3,13 @@
 // The CLI's `fedsp run` and the integration tests call this.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "actors/network.hpp"
+#include "models/federated.hpp"
 #include "runtime/error.hpp"
 #include "runtime/json.hpp"
 #include "runtime/scenario.hpp"
@@ -19,12 +24,20 @@ struct run_options {
                              // (fedsp resume); events.jsonl is appended to
   double downtime_s = 0;     // resuming after a server_crash fault: the time
                              // the server was down (added to the clock)
+  std::optional<network_options> serve; // fedsp serve: listen here for join
+                                        // nodes instead of spawning clients
 };
 
 /// What `fedsp resume <run-dir>` needs: the scenario and options the run
 /// was started with (recorded in run-dir/run.json), with resume set.
 /// Errors: no run.json, a scenario file that is gone or has changed since.
 result<std::pair<scenario, run_options>> load_run(const std::string& run_dir);
+
+/// The clients' private shards of the training data, as the scenario
+/// partitions it (the same in every process: a join node computes its own
+/// clients' shards). Errors: the data, fewer examples than clients.
+result<std::vector<std::shared_ptr<const std::vector<mc_example>>>>
+client_shards(const scenario& sc);
 
 /// Runs the scenario; returns the summary written to out_dir/summary.json.
 /// Errors: bad data files, an unwritable run directory, a failed actor.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "runtime/rng.hpp"
 
@@ -109,15 +110,41 @@ caf::result<wire_buffer> on_wire(server_ptr self, const context_ptr& ctx, wire_b
   auto refuse = [&](const error& err, const std::string& from) {
     return fedsp::refuse(self, ctx, err, from);
   };
+  // fedsp serve: a client id speaks only from the node it is bound to.
+  auto from_its_node = [&](std::uint32_t id) {
+    if (st.cfg.join_token.empty())
+      return true;
+    auto it = st.owner.find(id);
+    auto sender = self->current_sender();
+    return it != st.owner.end() && sender && sender->node() == it->second;
+  };
+  auto not_bound = [&](std::uint32_t id, const std::string& from) {
+    return refuse(error{errc::wrong_client, client_name(id) + " is not bound to the node this "
+                                              "came from (a node presents the join token and "
+                                              "the ids it hosts first)"},
+                  from);
+  };
   // Updates are routed on their head alone (the aggregator decodes and
   // validates them in full when their time comes).
   auto head = peek(buf);
-  if (head && head.value().is_update)
+  if (head && head.value().is_update) {
+    if (!from_its_node(head.value().client_id))
+      return not_bound(head.value().client_id, head.value().sender);
     return on_update(self, ctx, buf, head.value());
+  }
   auto env = decode(buf);
   if (!env)
     return refuse(env.err(), "?");
   auto& e = env.value();
+  if (!st.cfg.join_token.empty()) {
+    std::uint32_t claimed = 0;
+    if (auto* j = std::get_if<join_msg>(&e.body))
+      claimed = j->client_id;
+    else if (e.sender.rfind("client-", 0) == 0)
+      claimed = static_cast<std::uint32_t>(std::strtoul(e.sender.c_str() + 7, nullptr, 10));
+    if (!from_its_node(claimed))
+      return not_bound(claimed, e.sender);
+  }
   if (auto* join = std::get_if<join_msg>(&e.body)) {
     if (e.sender != client_name(join->client_id))
       return refuse(error{errc::wrong_client, "join for " + client_name(join->client_id)
@@ -788,6 +815,19 @@ void start_round(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
   auto& sc = sc_of(self);
   auto& f = sc.federation;
+  if (st.clients.empty()) {
+    // Every client is gone (fedsp serve: their nodes went down): no round
+    // until one joins again.
+    if (!st.retry_scheduled) {
+      st.retry_scheduled = true;
+      ctx->log->warn("no client is joined; round {} waits for one", st.round + 1);
+      if (is_virtual(self))
+        st.cfg.clock->schedule(now(self) + 1.0, tag(retry, 0));
+      else
+        self->delayed_send(self, std::chrono::milliseconds(250), retry_atom::value);
+    }
+    return;
+  }
   ++st.round;
   st.round_accepted = 0;
   st.round_failed = 0;
@@ -1009,7 +1049,10 @@ void pump(server_ptr self, const context_ptr& ctx) {
       }
       case retry:
         st.retry_scheduled = false;
-        refill(self, ctx);
+        if (is_async(self))
+          refill(self, ctx);
+        else if (!st.round_open && !st.busy)
+          start_round(self, ctx);
         break;
     }
   }
@@ -1249,6 +1292,45 @@ caf::behavior running(server_ptr self, const context_ptr& ctx) {
       st.run_requested = true;
       maybe_start(self, ctx);
       return st.done;
+    },
+    [=](hello_atom, const std::string& token, std::uint32_t first,
+        std::uint32_t last) -> caf::result<std::string, std::string, std::uint64_t> {
+      auto& st = self->state;
+      auto sender = self->current_sender();
+      auto refuse_node = [&](const std::string& why) {
+        ctx->event("node_refused", json::object{{"first", first}, {"last", last}, {"reason", why}});
+        ctx->log->warn("refused a join node (clients {}-{}): {}", first, last, why);
+        return caf::make_error(caf::sec::runtime_error, why);
+      };
+      if (st.cfg.join_token.empty())
+        return refuse_node("this server takes no join nodes");
+      // Compared in constant time: the token is a secret.
+      bool same = token.size() == st.cfg.join_token.size();
+      unsigned char diff = 0;
+      for (std::size_t i = 0; i < token.size() && same; ++i)
+        diff |= static_cast<unsigned char>(token[i] ^ st.cfg.join_token[i]);
+      if (!same || diff != 0 || token.empty())
+        return refuse_node("wrong join token");
+      if (first > last || last >= st.cfg.expected_clients)
+        return refuse_node("clients " + std::to_string(first) + "-" + std::to_string(last)
+                           + " are not ids of this run (0-"
+                           + std::to_string(st.cfg.expected_clients - 1) + ")");
+      if (!sender)
+        return refuse_node("no node to bind to");
+      for (auto id = first; id <= last; ++id) {
+        auto it = st.owner.find(id);
+        if (it != st.owner.end() && it->second != sender->node() && st.clients.count(id))
+          return refuse_node(client_name(id) + " is held by another node whose clients are "
+                                               "still joined");
+      }
+      for (auto id = first; id <= last; ++id)
+        st.owner[id] = sender->node();
+      ctx->event("node_joined", json::object{{"first", first}, {"last", last},
+                                             {"node", caf::to_string(sender->node())}});
+      ctx->log->info("a join node hosts clients {}-{} ({})", first, last,
+                     caf::to_string(sender->node()));
+      auto& sc = sc_of(self);
+      return caf::result<std::string, std::string, std::uint64_t>(sc.source, sc.path, sc.seed);
     },
     [=](tick_atom) {
       check_silence(self, ctx);

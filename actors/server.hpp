@@ -24,6 +24,10 @@
 //                 the response is summary JSON at the end
 //   (timeout, r)  real clock: round r's deadline (sent to itself)
 //   (retry)       real clock, async: look for an online client again
+//   (hello, token, first, last)  fedsp serve: a join node asks to host
+//                 clients first..last; answered with the scenario's text, path
+//                 and seed, and binds those ids to its node; a wrong token or
+//                 ids held by a node whose clients are still joined: an error
 //   (tick)        every silence_s / 4 wall seconds: tasks without word for
 //                 federation.silence_s are lost (their client fell silent,
 //                 or the Task or its Update was lost on the way)
@@ -63,6 +67,8 @@ struct server_config {
   std::uint64_t first_task = 0;          // task ids already handed out
   std::uint32_t absent = 0;              // of expected_clients, crashed before a
                                          // resume: they will not join
+  std::string join_token;                // fedsp serve: clients come from join
+                                         // nodes that present this token first
 };
 
 //   preparing --auxiliary model built and distilled--> awaiting_joins
@@ -163,6 +169,8 @@ struct server_state {
   std::uint64_t resumes = 0;           // times this run was resumed
   std::uint64_t tasks_interrupted = 0; // tasks lost with a crashed process
   bool resumed = false;                // this process goes on from a checkpoint
+  // fedsp serve: which node each client id is bound to (its hello)
+  std::map<std::uint32_t, caf::node_id> owner;
 
   static inline const char* name = "server";
 };

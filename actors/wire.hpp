@@ -45,6 +45,7 @@ using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using aggregator_atom = caf::atom_constant<caf::atom("aggregator")>;
 using version_atom = caf::atom_constant<caf::atom("version")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
 
 // -- in-process messages ---------------------------------------------------------
 

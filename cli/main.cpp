@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "runtime/codec.hpp"
 #include "runtime/run_check.hpp"
+#include "runtime/faults.hpp"
 #include "runtime/scenario.hpp"
 
 namespace {
@@ -36,6 +37,9 @@ commands:
   run <scenario.yaml>   run a federation in this process
   resume <run-dir>      finish an interrupted run from its checkpoint and log
   check <run-dir>       check a run against the invariants faults must not break
+  certs --out DIR       make a development CA, node certificate and join token
+  serve <scenario>      run the server side and wait for join nodes (TLS)
+  join --server H:P     host a range of clients of a served run
   inspect <file>        decode, validate and print one federation message
   tokenize              print the token ids of standard input
   prepare spamassassin  turn the SpamAssassin corpus into task and corpus JSONL
@@ -84,6 +88,37 @@ update is folded into at most one version; every accepted update is folded
 or reported pending (or discarded with a failed round); the run finished.
 Prints what it counted; exits 0 when every invariant holds, 1 otherwise
 (each violation on its own line), 2 when the folder has no events.jsonl.
+)";
+
+const char* usage_certs = R"(usage: fedsp certs --out DIR
+
+Makes what a development federation across machines needs (docs/network.md):
+a CA (DIR/ca.pem, DIR/ca.key), one node certificate and key it signed
+(DIR/node.pem, DIR/node.key: every node uses them; each side of a
+connection checks the other's against the CA), and a random join token
+(DIR/token). Copy DIR to every machine. Needs the openssl command.
+)";
+
+const char* usage_serve = R"(usage: fedsp serve <scenario.yaml> --listen HOST:PORT --certs DIR [--out DIR] [--insecure] [--quiet]
+
+Runs the scenario's server side (server, aggregator, evaluator, workers) in
+wall-clock time and waits for join nodes to bring its clients
+(fedsp join); starts once every client has joined, ends the run like
+fedsp run and writes the same run directory. TLS with DIR's certificates;
+a node must present DIR/token. --insecure: plain text, no certificates
+(every node must say so too). See docs/network.md.
+)";
+
+const char* usage_join = R"(usage: fedsp join --server HOST:PORT --certs DIR --token-file FILE --clients RANGE [--out DIR] [--attempts N] [--insecure] [--quiet]
+
+Hosts the clients RANGE (e.g. 0-3, or 5) of the run served at HOST:PORT:
+connects (retrying with exponential backoff, N attempts, default 8),
+presents the join token, receives the scenario, builds its clients' data
+shards and runs them until the server ends the run (exit 0). If the server
+goes away mid-run, it reconnects and rejoins. Exit 1: the server could not
+be reached (a plain-text node and a TLS server cannot talk); exit 3: the
+server refused this node (wrong token, ids held by another node). Logs and
+client events go to --out (default runs/join-RANGE).
 )";
 
 const char* usage_calibrate = R"(usage: fedsp calibrate <scenario.yaml> [--repeats N]
@@ -296,6 +331,152 @@ int cmd_check(const std::vector<std::string>& args) {
   if (c.ok())
     std::printf("every invariant holds\n");
   return c.ok() ? 0 : 1;
+}
+
+int cmd_certs(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_certs;
+    return 0;
+  }
+  if (args.size() != 2 || args[0] != "--out")
+    return fail("certs: --out DIR is required (see 'fedsp certs --help')");
+  if (auto err = fedsp::make_dev_certs(args[1]))
+    return fail("certs: " + err->text, 1);
+  std::printf("wrote %s/ca.pem, ca.key, node.pem, node.key and token\n", args[1].c_str());
+  return 0;
+}
+
+int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts);
+
+int cmd_serve(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_serve;
+    return 0;
+  }
+  std::string path, listen, certs;
+  fedsp::run_options opts;
+  bool insecure = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+    if (a == "--listen" || a == "--certs" || a == "--out") {
+      auto* v = value();
+      if (v == nullptr)
+        return fail("serve: " + a + " needs a value");
+      (a == "--listen" ? listen : a == "--certs" ? certs : opts.out_dir) = *v;
+    } else if (a == "--insecure") {
+      insecure = true;
+    } else if (a == "--quiet") {
+      opts.console = false;
+    } else if (!a.empty() && a[0] == '-') {
+      return fail("serve: unknown option '" + a + "' (see 'fedsp serve --help')");
+    } else if (path.empty()) {
+      path = a;
+    } else {
+      return fail("serve: more than one scenario given");
+    }
+  }
+  if (path.empty())
+    return fail("serve: no scenario file given (see 'fedsp serve --help')");
+  if (listen.empty())
+    return fail("serve: --listen HOST:PORT is required");
+  if (certs.empty() && !insecure)
+    return fail("serve: --certs DIR is required (or --insecure for plain text)");
+  auto ep = fedsp::parse_endpoint(listen);
+  if (!ep)
+    return fail("serve: --listen: " + ep.err().text);
+  fedsp::network_options net;
+  net.host = ep.value().first;
+  net.port = ep.value().second;
+  net.certs_dir = certs;
+  net.insecure = insecure;
+  auto token = fedsp::read_token(certs.empty() ? std::string("token") : certs + "/token");
+  if (!token) {
+    if (!insecure)
+      return fail("serve: " + token.err().text);
+    net.token = "insecure"; // plain text: nodes present this
+  } else {
+    net.token = token.value();
+  }
+  auto sc = fedsp::load_scenario(path);
+  if (!sc)
+    return fail(sc.err().text);
+  if (opts.out_dir.empty())
+    opts.out_dir = "runs/" + sc.value().name;
+  opts.serve = net;
+  return run_and_report(sc.value(), opts);
+}
+
+int cmd_join(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_join;
+    return 0;
+  }
+  std::string server, certs, token_file, range;
+  fedsp::join_options opts;
+  bool insecure = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+    if (a == "--server" || a == "--certs" || a == "--token-file" || a == "--clients"
+        || a == "--out" || a == "--attempts") {
+      auto* v = value();
+      if (v == nullptr)
+        return fail("join: " + a + " needs a value");
+      if (a == "--server")
+        server = *v;
+      else if (a == "--certs")
+        certs = *v;
+      else if (a == "--token-file")
+        token_file = *v;
+      else if (a == "--clients")
+        range = *v;
+      else if (a == "--out")
+        opts.out_dir = *v;
+      else if (v->empty() || v->find_first_not_of("0123456789") != std::string::npos
+               || std::stoul(*v) == 0 || v->size() > 3)
+        return fail("join: --attempts needs a positive integer");
+      else
+        opts.attempts = std::stoi(*v);
+    } else if (a == "--insecure") {
+      insecure = true;
+    } else if (a == "--quiet") {
+      opts.console = false;
+    } else {
+      return fail("join: unknown argument '" + a + "' (see 'fedsp join --help')");
+    }
+  }
+  if (server.empty() || range.empty())
+    return fail("join: --server HOST:PORT and --clients RANGE are required");
+  if (certs.empty() && !insecure)
+    return fail("join: --certs DIR is required (or --insecure for plain text)");
+  auto ep = fedsp::parse_endpoint(server);
+  if (!ep)
+    return fail("join: --server: " + ep.err().text);
+  auto ids = fedsp::parse_client_set({range});
+  if (!ids || ids.value().empty())
+    return fail("join: --clients '" + range + "' is not an id or a range a-b");
+  opts.first = *ids.value().begin();
+  opts.last = *ids.value().rbegin();
+  if (opts.last - opts.first + 1 != ids.value().size())
+    return fail("join: --clients must be one range a-b");
+  opts.net.host = ep.value().first;
+  opts.net.port = ep.value().second;
+  opts.net.certs_dir = certs;
+  opts.net.insecure = insecure;
+  if (token_file.empty() && !insecure)
+    return fail("join: --token-file FILE is required");
+  if (!token_file.empty()) {
+    auto token = fedsp::read_token(token_file);
+    if (!token)
+      return fail("join: " + token.err().text);
+    opts.net.token = token.value();
+  } else {
+    opts.net.token = "insecure";
+  }
+  if (opts.out_dir.empty())
+    opts.out_dir = "runs/join-" + range;
+  return fedsp::join_federation(opts);
 }
 
 int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts) {
@@ -620,6 +801,12 @@ int main(int argc, char** argv) {
       std::cout << usage_resume;
     else if (rest[0] == "check")
       std::cout << usage_check;
+    else if (rest[0] == "certs")
+      std::cout << usage_certs;
+    else if (rest[0] == "serve")
+      std::cout << usage_serve;
+    else if (rest[0] == "join")
+      std::cout << usage_join;
     else if (rest[0] == "inspect")
       std::cout << usage_inspect;
     else if (rest[0] == "tokenize")
@@ -640,6 +827,12 @@ int main(int argc, char** argv) {
     return cmd_resume(rest);
   if (cmd == "check")
     return cmd_check(rest);
+  if (cmd == "certs")
+    return cmd_certs(rest);
+  if (cmd == "serve")
+    return cmd_serve(rest);
+  if (cmd == "join")
+    return cmd_join(rest);
   if (cmd == "run")
     return cmd_run(rest);
   if (cmd == "inspect")

@@ -1,0 +1,274 @@
+#include "actors/network.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <sys/stat.h>
+
+#include "actors/client.hpp"
+#include "actors/federation.hpp"
+#include "actors/worker.hpp"
+#include "runtime/call_syntax.hpp"
+
+namespace fedsp {
+
+namespace fs = std::filesystem;
+
+result<std::pair<std::string, std::uint16_t>> parse_endpoint(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return error{errc::bad_argument, "'" + text + "' is not HOST:PORT"};
+  auto port_text = text.substr(colon + 1);
+  double port = 0;
+  if (!parse_number(port_text, port) || port < 1 || port > 65535
+      || port != static_cast<std::uint16_t>(port))
+    return error{errc::bad_argument, "'" + port_text + "' in '" + text
+                                       + "' is not a port (1-65535)"};
+  return std::make_pair(text.substr(0, colon), static_cast<std::uint16_t>(port));
+}
+
+std::optional<error> configure_network(caf::actor_system_config& cfg, const network_options& net) {
+  cfg.load<caf::io::middleman>();
+  if (net.insecure)
+    return std::nullopt;
+  for (auto* f : {"ca.pem", "node.pem", "node.key"})
+    if (!fs::is_regular_file(fs::path(net.certs_dir) / f))
+      return error{errc::io, "no " + (fs::path(net.certs_dir) / f).string()
+                               + " (make them with 'fedsp certs --out " + net.certs_dir
+                               + "', or run with --insecure for plain text)"};
+  cfg.load<caf::openssl::manager>();
+  cfg.openssl_certificate = (fs::path(net.certs_dir) / "node.pem").string();
+  cfg.openssl_key = (fs::path(net.certs_dir) / "node.key").string();
+  cfg.openssl_cafile = (fs::path(net.certs_dir) / "ca.pem").string();
+  return std::nullopt;
+}
+
+result<std::string> read_token(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return error{errc::io, "cannot read the join token file '" + path
+                             + "' ('fedsp certs --out DIR' writes DIR/token)"};
+  std::string line;
+  std::getline(in, line);
+  line = trim(line);
+  if (line.empty())
+    return error{errc::bad_argument, "the join token file '" + path + "' is empty"};
+  return line;
+}
+
+std::optional<error> make_dev_certs(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return error{errc::io, "cannot create '" + dir + "': " + ec.message()};
+  auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  fs::path d(dir);
+  // A CA, and one node key pair it signs (every node of a development
+  // federation shares it; each side checks the other's against the CA).
+  std::vector<std::string> steps{
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + q(d / "ca.key") + " -out "
+      + q(d / "ca.pem") + " -days 365 -subj /CN=fedsp-dev-ca",
+    "openssl req -newkey rsa:2048 -nodes -keyout " + q(d / "node.key") + " -out "
+      + q(d / "node.csr") + " -subj /CN=fedsp-node",
+    "openssl x509 -req -in " + q(d / "node.csr") + " -CA " + q(d / "ca.pem") + " -CAkey "
+      + q(d / "ca.key") + " -CAcreateserial -out " + q(d / "node.pem") + " -days 365",
+  };
+  for (auto& cmd : steps)
+    if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0)
+      return error{errc::io, "failed: " + cmd + " (is the openssl command installed?)"};
+  fs::remove(d / "node.csr", ec);
+  // The join token: 32 random bytes, in hex.
+  std::ifstream rnd("/dev/urandom", std::ios::binary);
+  unsigned char bytes[32];
+  if (!rnd.read(reinterpret_cast<char*>(bytes), sizeof bytes))
+    return error{errc::io, "cannot read /dev/urandom"};
+  std::string token;
+  for (auto b : bytes) {
+    static const char* hex = "0123456789abcdef";
+    token += hex[b >> 4];
+    token += hex[b & 15];
+  }
+  std::ofstream(d / "token") << token << "\n";
+  for (auto* secret : {"ca.key", "node.key", "token"})
+    ::chmod((d / secret).c_str(), 0600);
+  return std::nullopt;
+}
+
+namespace {
+
+class join_config : public caf::actor_system_config {
+public:
+  join_config() { add_message_type<wire_buffer>("fedsp::wire_buffer"); }
+};
+
+std::shared_ptr<spdlog::logger> make_node_logger(const join_options& opts) {
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(
+    std::make_shared<spdlog::sinks::basic_file_sink_mt>(opts.out_dir + "/fedsp.log", true));
+  if (opts.console)
+    sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  auto log = std::make_shared<spdlog::logger>("join", sinks.begin(), sinks.end());
+  log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+} // namespace
+
+int join_federation(const join_options& opts) {
+  std::error_code ec;
+  fs::create_directories(opts.out_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "fedsp join: cannot create '%s': %s\n", opts.out_dir.c_str(),
+                 ec.message().c_str());
+    return 1;
+  }
+  auto log = make_node_logger(opts);
+  join_config cfg;
+  if (auto err = configure_network(cfg, opts.net)) {
+    log->error("{}", err->text);
+    return 1;
+  }
+  caf::actor_system sys{cfg};
+  real_clock clock;
+  event_log events(opts.out_dir + "/events.jsonl");
+  traffic_meter traffic;
+  auto ctx = std::make_shared<run_context>();
+  ctx->events = &events;
+  ctx->clock = &clock;
+  ctx->log = log;
+  ctx->traffic = &traffic;
+  auto where = opts.net.host + ":" + std::to_string(opts.net.port);
+  // Sessions: connect (with backoff), hello, host the clients until they
+  // end; if the server goes away before it ended the run, again.
+  int held_retries = 0;
+  double held_wait = 0.5;
+  for (int session = 0;; ++session) {
+    caf::actor server;
+    double backoff = 0.25;
+    std::string last_error;
+    for (int attempt = 1; attempt <= opts.attempts && !server; ++attempt) {
+      auto r = opts.net.insecure ? sys.middleman().remote_actor(opts.net.host, opts.net.port)
+                                 : caf::openssl::remote_actor(sys, opts.net.host, opts.net.port);
+      if (r) {
+        server = *r;
+        break;
+      }
+      last_error = sys.render(r.error());
+      log->warn("cannot reach the server at {} ({}); attempt {} of {}, next in {:.2f} s", where,
+                last_error, attempt, opts.attempts, backoff);
+      if (attempt < opts.attempts)
+        std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+      backoff = std::min(backoff * 2, 8.0);
+    }
+    if (!server) {
+      log->error("giving up on the server at {}: {}{}", where, last_error,
+                 last_error.find("handshake") != std::string::npos
+                   ? " (a TLS handshake failed: the other side uses plain text, or "
+                     "certificates of another CA)"
+                   : "");
+      return 1;
+    }
+    caf::scoped_actor self{sys};
+    std::string text, path;
+    std::uint64_t seed = 0;
+    std::string refused;
+    self->request(server, caf::infinite, hello_atom::value, opts.net.token, opts.first, opts.last)
+      .receive(
+        [&](std::string& t, std::string& p, std::uint64_t s) {
+          text = std::move(t);
+          path = std::move(p);
+          seed = s;
+        },
+        [&](caf::error& err) { refused = sys.render(err); });
+    if (!refused.empty()) {
+      // Its ids still held by a node the server has not yet seen go (this
+      // node's own earlier self, say): wait and ask again.
+      if (refused.find("held by another node") != std::string::npos
+          && ++held_retries < opts.attempts) {
+        log->warn("the server says: {}; asking again in {:.2f} s", refused, held_wait);
+        std::this_thread::sleep_for(std::chrono::duration<double>(held_wait));
+        held_wait = std::min(held_wait * 2, 8.0);
+        continue;
+      }
+      log->error("the server at {} refused this node: {}", where, refused);
+      return 3;
+    }
+    auto sc = parse_scenario(text, path);
+    if (!sc) {
+      log->error("the server's scenario does not read here: {}", sc.err().text);
+      return 1;
+    }
+    sc.value().seed = seed;
+    auto shards = client_shards(sc.value());
+    if (!shards) {
+      log->error("{}", shards.err().message());
+      return 1;
+    }
+    if (opts.last >= shards.value().size()) {
+      log->error("the run has {} clients; this node was to host {}-{}", shards.value().size(),
+                 opts.first, opts.last);
+      return 3;
+    }
+    auto shared_sc = std::make_shared<const scenario>(sc.value());
+    auto workers_n = std::max<std::uint32_t>(1, sc.value().compute.workers);
+    set_compute_threads(static_cast<int>(
+      sc.value().compute.threads
+        ? sc.value().compute.threads
+        : std::max(1u, std::max(1u, std::thread::hardware_concurrency()) / workers_n)));
+    std::vector<worker_actor> workers;
+    for (std::uint32_t w = 0; w < workers_n; ++w)
+      workers.push_back(sc.value().model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
+                                                       : sys.spawn(worker));
+    std::vector<client_actor> clients;
+    for (auto c = opts.first; c <= opts.last; ++c) {
+      client_config ccfg{c, shards.value()[c], shared_sc, server, workers[c % workers_n], {}};
+      for (std::uint32_t k = 1; k < workers_n; ++k)
+        ccfg.spares.push_back(workers[(c + k) % workers_n]);
+      clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
+      self->monitor(clients.back());
+    }
+    self->monitor(server);
+    log->info("hosting clients {}-{} of '{}' for the server at {}", opts.first, opts.last,
+              sc.value().name, where);
+    // Until every client has ended (the server's Shutdown) or the server is gone.
+    std::size_t alive = clients.size();
+    bool server_gone = false;
+    std::string why;
+    auto on_down = [&](caf::down_msg& dm) {
+      if (dm.source == server.address()) {
+        server_gone = true;
+        why = sys.render(dm.reason);
+      } else {
+        --alive;
+      }
+    };
+    while (alive > 0 && !server_gone)
+      self->receive(on_down);
+    // A server that ended the run closes its side right after the Shutdown:
+    // the clients' ends may come just after its own.
+    bool waiting = true;
+    while (alive > 0 && waiting)
+      self->receive(on_down, caf::after(std::chrono::seconds(2)) >> [&] { waiting = false; });
+    if (alive == 0)
+      server_gone = false;
+    for (auto& c : clients)
+      self->send_exit(c, caf::exit_reason::user_shutdown);
+    for (auto& w : workers)
+      self->send_exit(w, caf::exit_reason::user_shutdown);
+    if (!server_gone) {
+      log->info("the server ended the run");
+      return 0;
+    }
+    log->warn("the server at {} went away ({}); reconnecting", where, why);
+  }
+}
+
+} // namespace fedsp

@@ -1,0 +1,59 @@
+// Across machines (docs/network.md): the server side of a run listens on a
+// TCP port through CAF's middleman, and join processes host client actors
+// that talk to it as they would in one process. TLS (CAF's OpenSSL module)
+// with a development CA made by `fedsp certs`, mutual: each side presents a
+// certificate the other's CA signed; plain text only with --insecure on both
+// sides. A node introduces itself with the run's join token before any of
+// its clients joins; the server binds those client ids to that node.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <caf/actor_system_config.hpp>
+
+#include "runtime/error.hpp"
+
+namespace fedsp {
+
+struct network_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string certs_dir;   // ca.pem, node.pem, node.key (fedsp certs)
+  bool insecure = false;   // plain text: no TLS at all
+  std::string token;       // the join token
+};
+
+/// "HOST:PORT" (PORT 1-65535). Errors name what is wrong.
+result<std::pair<std::string, std::uint16_t>> parse_endpoint(const std::string& text);
+
+/// Loads CAF's middleman and, unless insecure, its OpenSSL module with the
+/// certificates of `net.certs_dir`. Errors: a missing certificate file.
+std::optional<error> configure_network(caf::actor_system_config& cfg, const network_options& net);
+
+/// Reads a join token file (its first line, trimmed). Errors: unreadable or
+/// empty.
+result<std::string> read_token(const std::string& path);
+
+/// `fedsp certs --out DIR`: a development CA, one node certificate and key
+/// signed by it (every node of a test federation uses the same pair), and
+/// a random join token in DIR/token. Uses the openssl command.
+std::optional<error> make_dev_certs(const std::string& dir);
+
+struct join_options {
+  network_options net;
+  std::uint32_t first = 0, last = 0; // the client ids this node hosts
+  std::string out_dir;               // the node's log and events
+  int attempts = 8;                  // connection attempts (exponential backoff)
+  bool console = true;
+};
+
+/// `fedsp join`: connects (retrying with backoff), presents the token,
+/// receives the scenario, hosts the clients until the server ends the run;
+/// reconnects and rejoins its clients if the server goes away mid-run.
+/// Returns the process exit status: 0 when the server ended the run, 1 when
+/// it could not be reached, 3 when it refused this node.
+int join_federation(const join_options& opts);
+
+} // namespace fedsp
