@@ -8,6 +8,9 @@
 //
 //   fedsp_netbench serve PORT (--certs DIR | --insecure)
 //   fedsp_netbench send HOST PORT FLOATS COUNT WINDOW (--certs DIR | --insecure)
+//   fedsp_netbench probe HOST PORT TOKEN FIRST LAST CLIENT (--certs DIR | --insecure)
+//     (a node that claims FIRST-LAST, then sends an Update as CLIENT: the
+//     network test's impersonation check)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -93,6 +96,34 @@ int main(int argc, char** argv) {
     std::printf("serving on %u\n", static_cast<unsigned>(*bound));
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::hours(1)); // killed by the script
+    return 0;
+  }
+  if (args[0] == "probe" && args.size() == 7) {
+    // A node that says hello for FIRST-LAST (TOKEN "-": no hello) and then
+    // sends an Update claiming client CLIENT; prints the server's answer.
+    auto r = net.insecure ? sys.middleman().remote_actor(args[1], std::stoi(args[2]))
+                          : caf::openssl::remote_actor(sys, args[1], std::stoi(args[2]));
+    if (!r) {
+      std::fprintf(stderr, "cannot connect: %s\n", sys.render(r.error()).c_str());
+      return 1;
+    }
+    caf::scoped_actor self{sys};
+    if (args[3] != "-")
+      self->request(*r, std::chrono::seconds(30), hello_atom::value, args[3],
+                    static_cast<std::uint32_t>(std::stoul(args[4])),
+                    static_cast<std::uint32_t>(std::stoul(args[5])))
+        .receive([](std::string&, std::string&, std::uint64_t) { std::printf("hello accepted\n"); },
+                 [&](caf::error& e) { std::printf("hello refused: %s\n", sys.render(e).c_str()); });
+    auto client = static_cast<std::uint32_t>(std::stoul(args[6]));
+    tensor_buffer t{"prefix", {4}, {0.f, 1.f, 2.f, 3.f}};
+    update_msg up{1, client, 0, prompt_set{0, {t}}, 10, {}};
+    self->request(*r, std::chrono::seconds(30), encode(envelope{"client-" + args[6], up}))
+      .receive(
+        [](const wire_buffer& reply) {
+          auto env = decode(reply);
+          std::printf("%s", env ? describe(env.value()).c_str() : env.err().message().c_str());
+        },
+        [&](caf::error& e) { std::printf("error: %s\n", sys.render(e).c_str()); });
     return 0;
   }
   if (args[0] != "send" || args.size() != 6)

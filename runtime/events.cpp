@@ -25,9 +25,26 @@ event_log::event_log(const std::string& path, bool append)
   if (file_ == nullptr)
     throw std::runtime_error("cannot open event log '" + path
                              + "': " + std::strerror(errno));
+  flusher_ = std::thread([this] {
+    std::unique_lock<std::mutex> g(mtx_);
+    while (!closing_) {
+      wake_.wait_for(g, std::chrono::milliseconds(50));
+      if (dirty_) {
+        std::fflush(file_);
+        dirty_ = false;
+      }
+    }
+  });
 }
 
 event_log::~event_log() {
+  {
+    std::lock_guard<std::mutex> g(mtx_);
+    closing_ = true;
+  }
+  wake_.notify_all();
+  if (flusher_.joinable())
+    flusher_.join();
   if (file_ != nullptr)
     std::fclose(file_);
 }
@@ -55,19 +72,14 @@ void event_log::write(const std::string& type, double t, const json& fields) {
   line += "}\n";
   std::lock_guard<std::mutex> guard(mtx_);
   std::fwrite(line.data(), 1, line.size(), file_);
-  // Flushed at most every 50 ms (and when the log closes): a line is never
-  // written in part, and a reader tailing the file lags by at most that.
-  auto now = std::chrono::steady_clock::now();
-  if (now - flushed_ >= std::chrono::milliseconds(50)) {
-    std::fflush(file_);
-    flushed_ = now;
-  }
+  dirty_ = true; // (the flusher writes it out within 50 ms)
   ++count_;
 }
 
 void event_log::flush() {
   std::lock_guard<std::mutex> guard(mtx_);
   std::fflush(file_);
+  dirty_ = false;
 }
 
 std::size_t event_log::count() const {

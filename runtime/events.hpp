@@ -4,13 +4,16 @@
 // the wall-clock fields `wall_ms` (milliseconds since the Unix epoch) and
 // `wall_elapsed_s` (seconds since the log was opened). Everything else is
 // per type (README "Outputs"). Thread-safe: actors on different threads
-// write to one log; each line is written whole; the file is flushed at most
-// every 50 ms and when the log closes.
+// write to one log; each line is written whole; a background thread flushes
+// what was written within 50 ms (so a reader tailing the file lags by at
+// most that, even when the run is idle), and the log flushes when it closes.
 #pragma once
 
 #include <chrono>
 #include <cstdio>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <string>
 
 #include "runtime/json.hpp"
@@ -42,7 +45,10 @@ private:
   std::FILE* file_ = nullptr;
   std::size_t count_ = 0;
   std::chrono::steady_clock::time_point opened_;
-  std::chrono::steady_clock::time_point flushed_{};
+  bool dirty_ = false;               // written since the last flush
+  bool closing_ = false;
+  std::condition_variable wake_;
+  std::thread flusher_;
 };
 
 } // namespace fedsp

@@ -79,6 +79,19 @@ check "a node with another CA's certificate is refused (exit 1)" bash -c "test $
 check "an empty token file is refused before connecting" bash -c "'$fedsp' join --server 127.0.0.1:$port --certs '$tmp/certs' --token-file '$tmp/empty-token' --clients 0-3 2>&1 | grep -q 'is empty'"
 check "a bad --listen is named" bash -c "'$fedsp' serve '$scenario' --listen localhost --certs '$tmp/certs' 2>&1 | grep -q 'is not HOST:PORT'"
 check "serve without certificates says how to make them" bash -c "'$fedsp' serve '$scenario' --listen 127.0.0.1:1 --certs '$tmp/none' 2>&1 | grep -q 'fedsp certs'"
+# A node that holds 4-7 speaks for client 1: refused and logged. (The
+# benchmark binary doubles as such a node.)
+probe=$(dirname "$fedsp")/bench/fedsp_netbench
+if [[ -x $probe ]]; then
+  "$probe" probe 127.0.0.1 $port "$(cat "$tmp/certs/token")" 4 7 1 --certs "$tmp/certs" >"$tmp/probe.out" 2>&1
+  check "an update for another node's client is refused (wrong_client)" \
+    bash -c "grep -q 'hello accepted' '$tmp/probe.out' && grep -q 'reason: wrong_client' '$tmp/probe.out' && grep -q 'not bound to the node' '$tmp/probe.out'"
+  check "... and logged as a reject event" bash -c "grep '\"type\":\"reject\"' '$tmp/run3/events.jsonl' | grep -q 'not bound'"
+  "$probe" probe 127.0.0.1 $port - 0 0 2 --certs "$tmp/certs" >"$tmp/probe2.out" 2>&1
+  check "a node that never presented the token cannot speak for a client" grep -q 'reason: wrong_client' "$tmp/probe2.out"
+else
+  echo "SKIP - impersonation checks: no $probe (FEDSP_BUILD_BENCH off)"
+fi
 kill -9 $serve 2>/dev/null
 
 echo "network: $failures failure(s)"
