@@ -418,6 +418,35 @@ std::uint64_t count_of(const json& j, const char* k) {
   return v != nullptr && v->is_number() ? static_cast<std::uint64_t>(v->as_number()) : 0;
 }
 
+/// The run's counters: summary.json reports them under these names and a
+/// checkpoint keeps them (restore() adjusts the few that a crash changes).
+constexpr std::pair<const char*, std::uint64_t server_state::*> counters[] = {
+  {"tasks_sent", &server_state::tasks_sent},
+  {"updates_accepted", &server_state::updates_accepted},
+  {"updates_rejected", &server_state::updates_rejected},
+  {"updates_late", &server_state::updates_late},
+  {"updates_stale", &server_state::updates_stale},
+  {"updates_aggregated", &server_state::updates_aggregated},
+  {"updates_discarded", &server_state::updates_discarded},
+  {"updates_pending", &server_state::updates_held},
+  {"tasks_failed", &server_state::tasks_failed},
+  {"tasks_lost", &server_state::tasks_lost},
+  {"aggregator_restarts", &server_state::aggregator_restarts},
+  {"dropouts", &server_state::dropouts},
+  {"resumes", &server_state::resumes},
+  {"tasks_interrupted", &server_state::tasks_interrupted},
+};
+
+/// The counters and the refusals by reason, set into `j`.
+void set_counters(const server_state& st, json& j) {
+  for (auto& [name, member] : counters)
+    j.set(name, st.*member);
+  json rejects = json::object{};
+  for (auto& [reason, n] : st.rejects)
+    rejects.set(reason, n);
+  j.set("rejects", rejects);
+}
+
 /// Writes what it takes to go on from here (docs/faults.md): the version
 /// and its prompts, the counters and records of the summary, and the log
 /// segments consumed; then deletes those segments. `publish`: the publish
@@ -427,9 +456,6 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
   auto& dir = st.cfg.run_dir;
   if (dir.empty())
     return;
-  json rejects = json::object{};
-  for (auto& [reason, n] : st.rejects)
-    rejects.set(reason, n);
   checkpoint_data ck;
   ck.state = json::object{
     {"format", 1},
@@ -440,23 +466,6 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
     {"in_flight", st.tasks.size()},
     {"draws", st.draws},
     {"wal_consumed", st.wal_consumed},
-    {"resumes", st.resumes},
-    {"counters", json::object{{"tasks_sent", st.tasks_sent},
-                              {"updates_accepted", st.updates_accepted},
-                              {"updates_rejected", st.updates_rejected},
-                              {"updates_late", st.updates_late},
-                              {"updates_stale", st.updates_stale},
-                              {"updates_aggregated", st.updates_aggregated},
-                              {"updates_discarded", st.updates_discarded},
-                              {"updates_held", st.updates_held},
-                              {"dropouts", st.dropouts},
-                              {"tasks_failed", st.tasks_failed},
-    {"tasks_lost", st.tasks_lost},
-    {"aggregator_restarts", st.aggregator_restarts},
-                              {"tasks_interrupted", st.tasks_interrupted},
-                              {"tasks_lost", st.tasks_lost},
-                              {"aggregator_restarts", st.aggregator_restarts}}},
-    {"rejects", rejects},
     {"rounds", st.rounds},
     {"initial_eval", st.initial_eval},
     {"last_eval", st.last_eval},
@@ -465,6 +474,9 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
     {"distillation", st.distillation},
     {"publish", publish},
   };
+  json counts = json::object{};
+  set_counters(st, counts);
+  ck.state.set("counters", counts);
   ck.prompts.emplace_back("global", st.prompts);
   for (auto& [id, ps] : st.own_prompts)
     ck.prompts.emplace_back(client_name(id), ps);
@@ -488,30 +500,26 @@ void restore(server_ptr self, const checkpoint_data& ck) {
   st.round = static_cast<std::uint32_t>(count_of(s, "round"));
   st.draws = count_of(s, "draws");
   st.wal_consumed = count_of(s, "wal_consumed");
-  st.resumes = count_of(s, "resumes") + 1;
   auto ckpt_tasks = count_of(s, "next_task");
   st.next_task = std::max(ckpt_tasks, st.cfg.first_task);
-  st.tasks_sent = st.next_task;
-  auto replayed = st.cfg.replay.size();
-  st.updates_accepted = count_of(c, "updates_accepted") - count_of(c, "updates_held") + replayed;
-  st.updates_rejected = count_of(c, "updates_rejected");
-  st.updates_late = count_of(c, "updates_late");
-  st.updates_stale = count_of(c, "updates_stale");
-  st.updates_aggregated = count_of(c, "updates_aggregated");
-  st.updates_discarded = count_of(c, "updates_discarded");
-  st.dropouts = count_of(c, "dropouts");
-  st.tasks_failed = count_of(c, "tasks_failed");
-  st.tasks_lost = count_of(c, "tasks_lost");
-  st.aggregator_restarts = count_of(c, "aggregator_restarts");
-  // Out when the process died: in flight at the checkpoint or sent after
-  // it, less those whose updates the log kept.
-  auto out = count_of(s, "in_flight") + (st.next_task - ckpt_tasks);
-  st.tasks_interrupted = count_of(c, "tasks_interrupted") + (out > replayed ? out - replayed : 0);
-  st.unaggregated = static_cast<std::uint32_t>(replayed);
-  st.updates_held = replayed;
-  if (auto* r = s.find("rejects"); r != nullptr && r->is_object())
+  for (auto& [name, member] : counters)
+    st.*member = count_of(c, name);
+  if (auto* r = c.find("rejects"); r != nullptr && r->is_object())
     for (auto& [reason, n] : r->as_object())
       st.rejects[reason] = static_cast<std::uint64_t>(n.as_number());
+  // What the crash changed: one more resume; every task id handed out was
+  // sent; the updates accepted after the checkpoint are those the log
+  // replays (it also holds the ones pending at the checkpoint); tasks out
+  // when the process died (in flight at the checkpoint or sent after it,
+  // less those whose updates the log kept) are lost.
+  auto replayed = st.cfg.replay.size();
+  ++st.resumes;
+  st.tasks_sent = st.next_task;
+  st.updates_accepted = st.updates_accepted - st.updates_held + replayed;
+  auto out = count_of(s, "in_flight") + (st.next_task - ckpt_tasks);
+  st.tasks_interrupted += out > replayed ? out - replayed : 0;
+  st.unaggregated = static_cast<std::uint32_t>(replayed);
+  st.updates_held = replayed;
   st.rounds = *s.find("rounds");
   st.initial_eval = *s.find("initial_eval");
   st.last_eval = *s.find("last_eval");
@@ -1186,27 +1194,7 @@ caf::behavior finished(server_ptr self, const context_ptr& ctx) {
     {"rounds", st.round},
     {"final_version", st.version},
     {"clients", st.clients.size()},
-    {"tasks_sent", st.tasks_sent},
-    {"updates_accepted", st.updates_accepted},
-    {"updates_rejected", st.updates_rejected},
-    {"updates_late", st.updates_late},
-    {"updates_stale", st.updates_stale},
-    {"updates_aggregated", st.updates_aggregated},
-    {"updates_discarded", st.updates_discarded},
-    {"updates_pending", st.updates_held},
     {"tasks_pending", st.tasks.size()},
-    {"tasks_failed", st.tasks_failed},
-    {"tasks_lost", st.tasks_lost},
-    {"aggregator_restarts", st.aggregator_restarts},
-    {"dropouts", st.dropouts},
-    {"resumes", st.resumes},
-    {"tasks_interrupted", st.tasks_interrupted},
-    {"rejects", [&] {
-       json r = json::object{};
-       for (auto& [reason, n] : st.rejects)
-         r.set(reason, n);
-       return r;
-     }()},
     {"parameters", json::object{{"global", session.global_parameters()},
                                 {"auxiliary", session.aux_parameters()},
                                 {"client_model_bytes", session.client_model().size()}}},
@@ -1216,6 +1204,7 @@ caf::behavior finished(server_ptr self, const context_ptr& ctx) {
     {"traffic", traffic},
     {"per_round", st.rounds},
   };
+  set_counters(st, summary);
   st.done.deliver(summary.dump());
   return {
     [=](const wire_buffer&) -> wire_buffer { // the run is over
