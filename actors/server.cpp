@@ -477,6 +477,8 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
   json counts = json::object{};
   set_counters(st, counts);
   ck.state.set("counters", counts);
+  if (!st.server_step_state.empty())
+    ck.blobs.emplace_back("server_step_optimizer", st.server_step_state);
   ck.prompts.emplace_back("global", st.prompts);
   for (auto& [id, ps] : st.own_prompts)
     ck.prompts.emplace_back(client_name(id), ps);
@@ -533,6 +535,9 @@ void restore(server_ptr self, const checkpoint_data& ck) {
       st.own_prompts[static_cast<std::uint32_t>(std::stoul(name.substr(7)))] = ps;
     }
   }
+  for (auto& [name, bytes] : ck.blobs)
+    if (name == "server_step_optimizer")
+      st.server_step_state = bytes;
   st.prompts.version = st.version;
   st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
   st.wall = real_clock(1.0, number(s, {"t"}));
@@ -642,6 +647,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
                                                      {"wall_seconds", s.seconds}});
               rec.set("server_loss_before", s.loss_before);
               rec.set("server_loss_after", s.loss_after);
+              self->state.server_step_state = std::move(s.optimizer_state);
               publish(self, ctx, s.prompts, std::move(rec));
             },
             [=](caf::error& err) { fail(self, ctx, err, "worker"); });
@@ -1348,8 +1354,13 @@ caf::behavior preparing(server_ptr self, const context_ptr& ctx) {
   auto session = st.cfg.session;
   ctx->log->info("preparing the {} method{}", sc_of(self).method.name,
                  st.cfg.plan.ship_auxiliary ? ": building and distilling the auxiliary model" : "");
-  self->request(st.cfg.worker, caf::infinite, run_atom::value,
-                compute_job{[=] { *out = session->prepare(); }})
+  auto opt_state = st.server_step_state; // a resumed run's server step optimizer
+  self->request(st.cfg.worker, caf::infinite, run_atom::value, compute_job{[=] {
+                  *out = session->prepare();
+                  if (out->ok() && !opt_state.empty())
+                    if (auto err = session->restore_server_step(opt_state))
+                      *out = error{err->code, "resuming the server step: " + err->text};
+                }})
     .then(
       [=](double seconds) {
         auto& st = self->state;

@@ -169,6 +169,7 @@ struct server_state {
   std::uint64_t resumes = 0;           // times this run was resumed
   std::uint64_t tasks_interrupted = 0; // tasks lost with a crashed process
   bool resumed = false;                // this process goes on from a checkpoint
+  std::string server_step_state;       // the server step's optimizer, after the last step
   // fedsp serve: which node each client id is bound to (its hello)
   std::map<std::uint32_t, caf::node_id> owner;
 

@@ -294,8 +294,16 @@ result<server_step_report> server_session::server_step(const prompt_set& aggrega
       return r.err();
     return server_step_report{r.value().prompts, r.value().loss_before, r.value().loss_after,
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                                .count()};
+                                .count(),
+                              m.trainer->save_state()};
   });
+}
+
+std::optional<error> server_session::restore_server_step(const std::string& optimizer_state) {
+  auto& m = *impl_;
+  if (!m.trainer)
+    return error{errc::unsupported, "method " + m.sc.method.name + " has no server step"};
+  return m.trainer->load_state(optimizer_state);
 }
 
 result<model_scores> server_session::evaluate(const prompt_set& prompts) {

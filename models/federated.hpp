@@ -61,6 +61,7 @@ struct server_step_report {
   prompt_set prompts;
   double loss_before = 0, loss_after = 0;
   double seconds = 0;
+  std::string optimizer_state; // after the step: what a checkpoint keeps
 };
 
 struct distill_report_summary {
@@ -80,6 +81,11 @@ public:
   /// Builds the auxiliary model and distils it (method.distill_*); a no-op
   /// for methods that do not ship it.
   result<distill_report_summary> prepare();
+
+  /// A resumed run: the server step's optimizer state from a checkpoint
+  /// (server_step_report::optimizer_state), after prepare(). Errors: no
+  /// server step, a state that does not load.
+  std::optional<error> restore_server_step(const std::string& optimizer_state);
 
   /// The safetensors file clients receive ("" when they need none).
   const std::string& client_model() const;

@@ -1,5 +1,7 @@
 #include "models/trainer.hpp"
 
+#include <sstream>
+
 #include <cmath>
 
 #include "runtime/rng.hpp"
@@ -83,6 +85,30 @@ optimizer_stage::optimizer_stage(std::vector<torch::Tensor> params, lr_schedule 
   : params_(std::move(params)), schedule_(schedule) {
   opt_ = std::make_unique<torch::optim::AdamW>(
     params_, torch::optim::AdamWOptions(schedule.base).weight_decay(weight_decay));
+}
+
+std::string optimizer_stage::save() const {
+  torch::serialize::OutputArchive archive;
+  opt_->save(archive);
+  archive.write("fedsp_steps_done", torch::tensor(static_cast<std::int64_t>(done_)));
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+std::optional<error> optimizer_stage::load(const std::string& bytes) {
+  try {
+    torch::serialize::InputArchive archive;
+    std::istringstream in(bytes);
+    archive.load_from(in);
+    opt_->load(archive);
+    torch::Tensor done;
+    archive.read("fedsp_steps_done", done);
+    done_ = done.item<std::int64_t>();
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return error{errc::malformed, std::string("optimizer state does not load: ") + e.what()};
+  }
 }
 
 void optimizer_stage::step() {

@@ -36,6 +36,11 @@ public:
   void step();
   std::int64_t steps_done() const { return done_; }
   double current_lr() const { return schedule_.at(done_); }
+  /// Its state (AdamW's moments and step counts, the schedule's position)
+  /// as bytes, and back (a checkpoint of the server step). Errors name what
+  /// does not fit.
+  std::string save() const;
+  std::optional<error> load(const std::string& bytes);
 
 private:
   std::vector<torch::Tensor> params_;
@@ -127,6 +132,9 @@ public:
                               const std::vector<encoded_example>& data, std::uint64_t seed);
 
   soft_prompt& prompt() { return prompt_; }
+  /// The optimizer's state across rounds (optimizer_stage::save / load).
+  std::string save_state() const { return stage_.save(); }
+  std::optional<error> load_state(const std::string& bytes) { return stage_.load(bytes); }
 
 private:
   gpt global_;

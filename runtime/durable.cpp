@@ -283,6 +283,13 @@ std::string encode_checkpoint(const checkpoint_data& ck) {
     put(out, static_cast<std::uint64_t>(buf.size_bytes()));
     out.append(reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes());
   }
+  put(out, static_cast<std::uint32_t>(ck.blobs.size()));
+  for (auto& [name, bytes] : ck.blobs) {
+    put(out, static_cast<std::uint32_t>(name.size()));
+    out += name;
+    put(out, static_cast<std::uint64_t>(bytes.size()));
+    out += bytes;
+  }
   put(out, crc32(out.data(), out.size()));
   return out;
 }
@@ -321,6 +328,19 @@ result<checkpoint_data> decode_checkpoint(std::string_view bytes, const std::str
     if (req == nullptr)
       return bad("prompt set " + std::to_string(i) + " is not a prompt set");
     ck.prompts.emplace_back(env.value().sender, std::move(req->prompts));
+    in.remove_prefix(len);
+  }
+  if (!get(in, n) || n > 1'000'000)
+    return bad("truncated blob table");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::uint32_t name_len = 0;
+    if (!get(in, name_len) || in.size() < name_len)
+      return bad("truncated blob " + std::to_string(i));
+    std::string name(in.substr(0, name_len));
+    in.remove_prefix(name_len);
+    if (!get(in, len) || in.size() < len)
+      return bad("truncated blob '" + name + "'");
+    ck.blobs.emplace_back(std::move(name), std::string(in.substr(0, len)));
     in.remove_prefix(len);
   }
   if (!in.empty())

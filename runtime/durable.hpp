@@ -16,8 +16,8 @@
 //   mid-append leaves a torn last record: it is dropped (it was never
 //   acknowledged) and reported; damage anywhere else is an error.
 // - checkpoints: a JSON state plus named prompt sets (encoded as federation
-//   messages, so they are validated like any message), with a trailing
-//   CRC-32; a truncated or altered file is refused with a reason.
+//   messages, so they are validated like any message) and named blobs, with
+//   a trailing CRC-32; a truncated or altered file is refused with a reason.
 #pragma once
 
 #include <cstdint>
@@ -91,6 +91,8 @@ void drop_log_segments(const std::string& dir, std::uint64_t through);
 struct checkpoint_data {
   json state = json::object{};
   std::vector<std::pair<std::string, prompt_set>> prompts; // named prompt sets
+  std::vector<std::pair<std::string, std::string>> blobs;  // named opaque bytes
+                                                           // (an optimizer's state)
 };
 
 std::string encode_checkpoint(const checkpoint_data& ck);

@@ -120,6 +120,51 @@ TEST(client_trainer, bad_prompts_and_empty_data_are_errors) {
   EXPECT_EQ(trainer.round(prompt->to_prompts(0), {}, 1).err().code, errc::empty_input);
 }
 
+// A checkpoint of the server step keeps its optimizer: a stage restored from
+// the bytes takes exactly the step the original takes (AdamW's moments and
+// the schedule's position included); garbage bytes are an error.
+TEST(optimizer_stage, saved_state_resumes_the_same_steps) {
+  torch::manual_seed(3);
+  auto w0 = torch::randn({4, 3});
+  auto make = [&](torch::Tensor& w) {
+    w = w0.clone().set_requires_grad(true);
+    return optimizer_stage({w}, lr_schedule{0.1, 2, 10}, 0.01);
+  };
+  auto grad_step = [](optimizer_stage& st, torch::Tensor& w, int k) {
+    (w * w * static_cast<double>(k + 1)).sum().backward();
+    st.step();
+  };
+  torch::Tensor a, b;
+  auto sa = make(a);
+  for (int k = 0; k < 3; ++k)
+    grad_step(sa, a, k);
+  auto bytes = sa.save();
+  auto sb = make(b);
+  {
+    torch::NoGradGuard ng;
+    b.copy_(a);
+  }
+  ASSERT_FALSE(sb.load(bytes));
+  EXPECT_EQ(sb.steps_done(), 3);
+  EXPECT_DOUBLE_EQ(sb.current_lr(), sa.current_lr());
+  grad_step(sa, a, 3);
+  grad_step(sb, b, 3);
+  EXPECT_TRUE(torch::equal(a, b));
+  // A fresh stage would have stepped differently (warm-up, no moments).
+  torch::Tensor c;
+  auto sc = make(c);
+  {
+    torch::NoGradGuard ng;
+    c.copy_(b);
+  }
+  grad_step(sc, c, 4);
+  grad_step(sb, b, 4);
+  EXPECT_FALSE(torch::equal(b, c));
+  auto err = sb.load("not an optimizer");
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->text.find("optimizer state does not load"), std::string::npos);
+}
+
 TEST(server_trainer, tunes_prompts_on_the_frozen_global_model_with_distillation) {
   gpt global(small(), 1);
   auto aux = build_auxiliary(global, aux_params{}).value();

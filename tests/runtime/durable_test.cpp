@@ -144,6 +144,7 @@ checkpoint_data sample() {
   ck.state = json::object{{"version", 7}, {"rounds", json::array{1, 2}}};
   ck.prompts.emplace_back("global", test::make_prompts({2, 3}, 0.5f, 0.25f, 7));
   ck.prompts.emplace_back("client-3", test::make_prompts({2, 3}, -1.f, 0.5f, 7));
+  ck.blobs.emplace_back("optimizer", std::string("\0\1binary\xff", 9));
   return ck;
 }
 
@@ -156,6 +157,8 @@ TEST(Checkpoint, RoundTripsStateAndPromptsExactly) {
   EXPECT_EQ(back.prompts[0].second, ck.prompts[0].second);
   EXPECT_EQ(back.prompts[1].first, "client-3");
   EXPECT_EQ(back.prompts[1].second, ck.prompts[1].second);
+  ASSERT_EQ(back.blobs.size(), 1u);
+  EXPECT_EQ(back.blobs[0], ck.blobs[0]);
 }
 
 TEST(Checkpoint, EveryTruncationIsRefused) {
