@@ -374,8 +374,13 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     for (auto i : rp.fired)
       if (i < sc.faults.faults.size() && sc.faults.faults[i].kind == fault_kind::client_crash)
         crashed.insert(sc.faults.faults[i].clients.begin(), sc.faults.faults[i].clients.end());
-    server_config scfg{shared_sc, plan.value(), session.value(), workers[0], clients_n, &tl,
-                       {},        false,        {},             {},         0};
+    server_config scfg;
+    scfg.sc = shared_sc;
+    scfg.plan = plan.value();
+    scfg.session = session.value();
+    scfg.worker = workers[0];
+    scfg.expected_clients = clients_n;
+    scfg.clock = &tl;
     if (durable)
       scfg.run_dir = opts.out_dir;
     scfg.wal_sync_each = sc.durability.wal_sync == "fsync";
