@@ -5,6 +5,7 @@
 #include <set>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "runtime/dataset.hpp"
 #include "runtime/json.hpp"
@@ -56,7 +57,10 @@ TEST(json, non_finite_numbers_are_written_as_null) {
 
 class task_file : public ::testing::Test {
 protected:
-  std::filesystem::path path = std::filesystem::temp_directory_path() / "fedsp_task.jsonl";
+  // One file per test process: ctest runs the tests of this fixture in
+  // parallel processes, and a shared name let one remove the other's file.
+  std::filesystem::path path = std::filesystem::temp_directory_path()
+                               / ("fedsp_task_" + std::to_string(::getpid()) + ".jsonl");
   void write(const std::string& text) { std::ofstream(path) << text; }
   void TearDown() override { std::filesystem::remove(path); }
 };

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "runtime/profile.hpp"
 
@@ -16,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path temp_dir() {
-  auto d = fs::temp_directory_path() / "fedsp_profile_test";
+  auto d = fs::temp_directory_path() / ("fedsp_profile_test_" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }

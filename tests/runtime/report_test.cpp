@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "runtime/report.hpp"
 
@@ -20,7 +21,7 @@ const char* summary_text =
   R"({"round":2,"version":2,"t":40,"updates":2}]})";
 
 fs::path run_dir(const std::string& events) {
-  auto d = fs::temp_directory_path() / "fedsp_report_test";
+  auto d = fs::temp_directory_path() / ("fedsp_report_test_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   std::ofstream(d / "summary.json") << summary_text;
