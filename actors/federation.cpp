@@ -47,18 +47,6 @@ result<std::vector<std::vector<std::size_t>>> partition(const scenario& sc,
   return partition_iid(train.size(), clients, seed);
 }
 
-std::shared_ptr<spdlog::logger> make_logger(const run_options& opts) {
-  std::vector<spdlog::sink_ptr> sinks;
-  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(
-    opts.out_dir + "/fedsp.log", true));
-  if (opts.console)
-    sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  auto log = std::make_shared<spdlog::logger>("fedsp", sinks.begin(), sinks.end());
-  log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
-  log->flush_on(spdlog::level::info);
-  return log;
-}
-
 class federation_config : public caf::actor_system_config {
 public:
   federation_config() {
@@ -180,6 +168,18 @@ result<shard_list> shard_data(const scenario& sc, const task_split& data) {
 
 } // namespace
 
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& dir,
+                                                bool console) {
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir + "/fedsp.log", true));
+  if (console)
+    sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  auto log = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
+  log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
 result<shard_list> client_shards(const scenario& sc) {
   auto data = load_task_split(sc);
   if (!data)
@@ -249,7 +249,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (!shards)
     return shards.err();
 
-  auto log = make_logger(opts);
+  auto log = make_run_logger("fedsp", opts.out_dir, opts.console);
   // Durability: a fresh run records how it was started and clears what an
   // earlier run left in the folder; a resumed one reads it back.
   auto durable = sc.durability.checkpoints;

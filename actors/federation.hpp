@@ -14,6 +14,10 @@
 #include "runtime/json.hpp"
 #include "runtime/scenario.hpp"
 
+namespace spdlog {
+class logger;
+}
+
 namespace fedsp {
 
 struct run_options {
@@ -38,6 +42,11 @@ result<std::pair<scenario, run_options>> load_run(const std::string& run_dir);
 /// clients' shards). Errors: the data, fewer examples than clients.
 result<std::vector<std::shared_ptr<const std::vector<mc_example>>>>
 client_shards(const scenario& sc);
+
+/// The log of a run or a join node: DIR/fedsp.log, and the terminal
+/// (stderr) when `console`.
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& dir,
+                                                bool console);
 
 /// Runs the scenario; returns the summary written to out_dir/summary.json.
 /// Errors: bad data files, an unwritable run directory, a failed actor.

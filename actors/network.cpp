@@ -8,8 +8,6 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <sys/stat.h>
 
 #include "actors/client.hpp"
@@ -108,18 +106,6 @@ public:
   join_config() { add_message_type<wire_buffer>("fedsp::wire_buffer"); }
 };
 
-std::shared_ptr<spdlog::logger> make_node_logger(const join_options& opts) {
-  std::vector<spdlog::sink_ptr> sinks;
-  sinks.push_back(
-    std::make_shared<spdlog::sinks::basic_file_sink_mt>(opts.out_dir + "/fedsp.log", true));
-  if (opts.console)
-    sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  auto log = std::make_shared<spdlog::logger>("join", sinks.begin(), sinks.end());
-  log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
-  log->flush_on(spdlog::level::info);
-  return log;
-}
-
 } // namespace
 
 int join_federation(const join_options& opts) {
@@ -130,7 +116,7 @@ int join_federation(const join_options& opts) {
                  ec.message().c_str());
     return 1;
   }
-  auto log = make_node_logger(opts);
+  auto log = make_run_logger("join", opts.out_dir, opts.console);
   join_config cfg;
   if (auto err = configure_network(cfg, opts.net)) {
     log->error("{}", err->text);
