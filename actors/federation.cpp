@@ -141,6 +141,14 @@ std::optional<error> write_run_record(const scenario& sc, const run_options& opt
                           {"scenario_text", sc.source},
                           {"seed", std::to_string(sc.seed)},
                           {"dump_dir", opts.dump_dir}};
+  if (opts.serve) // a served run is resumed served, on the same address
+    rec.set("serve", json::object{{"host", opts.serve->host},
+                                  {"port", static_cast<double>(opts.serve->port)},
+                                  {"certs", opts.serve->certs_dir.empty()
+                                              ? std::string()
+                                              : std::filesystem::absolute(opts.serve->certs_dir)
+                                                  .string()},
+                                  {"insecure", opts.serve->insecure}});
   return write_file_atomic(opts.out_dir + "/run.json", rec.dump() + "\n");
 }
 
@@ -218,6 +226,21 @@ result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
   opts.resume = true;
   if (auto* d = r.find("dump_dir"); d != nullptr && d->is_string())
     opts.dump_dir = d->as_string();
+  if (auto* s = r.find("serve"); s != nullptr && s->is_object()) {
+    auto* host = s->find("host");
+    auto* port = s->find("port");
+    auto* certs = s->find("certs");
+    auto* insecure = s->find("insecure");
+    if (host == nullptr || !host->is_string() || port == nullptr || !port->is_number()
+        || certs == nullptr || !certs->is_string() || insecure == nullptr || !insecure->is_bool())
+      return error{errc::malformed, path + ": 'serve' needs host, port, certs and insecure"};
+    network_options net;
+    net.host = host->as_string();
+    net.port = static_cast<std::uint16_t>(port->as_number());
+    net.certs_dir = certs->as_string();
+    net.insecure = insecure->as_bool();
+    opts.serve = net; // the token is read when the run starts (fedsp resume)
+  }
   return std::make_pair(std::move(sc).value(), opts);
 }
 
@@ -228,10 +251,26 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     copy.federation.clock = "real";
     return run_federation(copy, opts);
   }
-  if (opts.serve && sc.faults.needs_links())
-    return error{errc::bad_scenario, "message faults, partitions and dropouts act on links "
-                                     "between clients and server in one process; fedsp serve "
-                                     "does not take them (crash faults it does)"};
+  if (opts.serve) {
+    // Faults that act on clients or on the links to them need the clients
+    // in this process; the server side's crashes work across machines.
+    std::set<std::string> client_side;
+    for (auto& f : sc.faults.faults)
+      if (f.is_message_fault() || f.kind == fault_kind::partition
+          || f.kind == fault_kind::client_dropout || f.kind == fault_kind::client_crash
+          || f.kind == fault_kind::straggler_burst)
+        client_side.insert(to_string(f.kind));
+    if (!client_side.empty()) {
+      std::string kinds;
+      for (auto& k : client_side)
+        kinds += (kinds.empty() ? "" : ", ") + k;
+      return error{errc::bad_scenario,
+                   "fedsp serve does not take the scenario's " + kinds
+                     + " fault(s): they act on clients and the links to them, which live in "
+                       "the join processes (use fedsp run; the server side's aggregator_crash, "
+                       "worker_crash and server_crash work with fedsp serve)"};
+    }
+  }
   std::error_code ec;
   fs::create_directories(opts.out_dir, ec);
   if (ec)

@@ -69,7 +69,7 @@ A bad scenario (unknown key, wrong type, out-of-range value, missing file)
 exits with status 2 and a message naming the file, line and key.
 )";
 
-const char* usage_resume = R"(usage: fedsp resume <run-dir> [--quiet]
+const char* usage_resume = R"(usage: fedsp resume <run-dir> [--listen HOST:PORT] [--certs DIR] [--quiet]
 
 Finishes a run that was interrupted (killed, even with SIGKILL, at any
 point): takes the scenario the run was started with (its text is kept in
@@ -78,6 +78,10 @@ checkpoint.bin) and replays the updates accepted after it from the
 write-ahead log (run-dir/wal/), so that no acknowledged update is lost and
 none is aggregated twice. events.jsonl is appended to. On a finished run
 (summary.json present) it says so and exits 0. See docs/faults.md.
+
+A run started with 'fedsp serve' is served again, on the address and with
+the certificates it had (--listen, --certs: others); its join nodes
+reconnect by themselves and get their clients back (docs/network.md).
 )";
 
 const char* usage_check = R"(usage: fedsp check <run-dir>
@@ -273,22 +277,42 @@ int cmd_run(const std::vector<std::string>& args) {
   return run_and_report(sc.value(), opts);
 }
 
+/// The join token a served run asks of its nodes: DIR/token; with
+/// --insecure and no token file, "insecure" (what plain-text nodes present).
+std::optional<std::string> set_serve_token(fedsp::network_options& net) {
+  auto token = fedsp::read_token(net.certs_dir.empty() ? std::string("token")
+                                                       : net.certs_dir + "/token");
+  if (token)
+    net.token = token.value();
+  else if (net.insecure)
+    net.token = "insecure";
+  else
+    return token.err().text;
+  return std::nullopt;
+}
+
 int cmd_resume(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::cout << usage_resume;
     return 0;
   }
-  std::string dir;
+  std::string dir, listen, certs;
   bool quiet = false;
-  for (auto& a : args) {
-    if (a == "--quiet")
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    if (a == "--quiet") {
       quiet = true;
-    else if (!a.empty() && a[0] == '-')
+    } else if (a == "--listen" || a == "--certs") {
+      if (i + 1 >= args.size())
+        return fail("resume: " + a + " needs a value");
+      (a == "--listen" ? listen : certs) = args[++i];
+    } else if (!a.empty() && a[0] == '-') {
       return fail("resume: unknown option '" + a + "' (see 'fedsp resume --help')");
-    else if (dir.empty())
+    } else if (dir.empty()) {
       dir = a;
-    else
+    } else {
       return fail("resume: more than one run directory given");
+    }
   }
   if (dir.empty())
     return fail("resume: no run directory given (see 'fedsp resume --help')");
@@ -302,6 +326,22 @@ int cmd_resume(const std::vector<std::string>& args) {
     return fail("resume: " + run.err().text, run.err().code == fedsp::errc::bad_scenario ? 2 : 1);
   auto& [sc, opts] = run.value();
   opts.console = !quiet;
+  if ((!listen.empty() || !certs.empty()) && !opts.serve)
+    return fail("resume: --listen and --certs are for a run started with 'fedsp serve'; " + dir
+                + " ran its clients in one process");
+  if (opts.serve) { // served again, where it was unless told otherwise
+    if (!listen.empty()) {
+      auto ep = fedsp::parse_endpoint(listen);
+      if (!ep)
+        return fail("resume: --listen: " + ep.err().text);
+      opts.serve->host = ep.value().first;
+      opts.serve->port = ep.value().second;
+    }
+    if (!certs.empty())
+      opts.serve->certs_dir = certs;
+    if (auto err = set_serve_token(*opts.serve))
+      return fail("resume: " + *err);
+  }
   return run_and_report(sc, opts);
 }
 
@@ -390,14 +430,8 @@ int cmd_serve(const std::vector<std::string>& args) {
   net.port = ep.value().second;
   net.certs_dir = certs;
   net.insecure = insecure;
-  auto token = fedsp::read_token(certs.empty() ? std::string("token") : certs + "/token");
-  if (!token) {
-    if (!insecure)
-      return fail("serve: " + token.err().text);
-    net.token = "insecure"; // plain text: nodes present this
-  } else {
-    net.token = token.value();
-  }
+  if (auto err = set_serve_token(net))
+    return fail("serve: " + *err);
   auto sc = fedsp::load_scenario(path);
   if (!sc)
     return fail(sc.err().text);
@@ -482,7 +516,7 @@ int cmd_join(const std::vector<std::string>& args) {
 int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts) {
   auto summary = fedsp::run_federation(scn, opts);
   if (!summary)
-    return fail(summary.err().message(), 1);
+    return fail(summary.err().message(), summary.err().code == fedsp::errc::bad_scenario ? 2 : 1);
   auto& s = summary.value();
   auto metric = [&](const char* when, const char* key) {
     auto* w = s.find(when);

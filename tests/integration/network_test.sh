@@ -42,6 +42,16 @@ check "both join processes exit 0 when the run ends" test $a -eq 0 -a $b -eq 0
 check "the served run keeps the invariants" "$fedsp" check "$tmp/run"
 check "the served run reaches the standalone run's accuracy band" \
   awk -v x="$(acc "$tmp/run")" -v y="$(acc "$tmp/solo")" 'BEGIN { d = x - y; exit !(x != "" && d < 0.05 && d > -0.05) }'
+# The same updates were folded in the same order of versions: the global
+# test loss after every version matches the standalone run's (to 0.1%; the
+# sum of a round's updates may be taken in another order).
+same_losses() {
+  awk -F, 'NR == FNR { if (FNR > 1) l[$1] = $6; next }
+           FNR > 1 { n++; d = $6 - l[$1]; if (d < 0) d = -d; if (!($1 in l) || d > 0.001 * l[$1]) bad++ }
+           END { exit !(n > 0 && bad == 0) }' "$1/metrics.csv" "$2/metrics.csv"
+}
+check "the served run's test loss follows the standalone run's at every version" same_losses "$tmp/solo" "$tmp/run"
+check "... and falls (the run learns)" awk -F, 'NR == 2 { a = $6 } END { exit !($6 < a - 0.5) }' "$tmp/run/metrics.csv"
 check "each node's clients joined from their node" bash -c "grep -c '\"type\":\"node_joined\"' '$tmp/run/events.jsonl' | grep -q '^2$'"
 
 # 2. SIGKILL of one join mid-run; a restarted one rejoins.
@@ -64,7 +74,54 @@ check "the killed node's clients were seen going down" bash -c "grep -q '\"type\
 check "a restarted node gets its clients back" bash -c "test \$(grep -c '\"type\":\"node_joined\"' '$tmp/run2/events.jsonl') -ge 3 && test $c -eq 0"
 check "the interrupted served run keeps the invariants" "$fedsp" check "$tmp/run2"
 
-# 3. Refusals.
+# 3. SIGKILL of the server mid-run; 'fedsp resume' serves it again on the
+#    same address; both join processes reconnect by themselves, get their
+#    clients back and exit 0 when the run ends.
+port=$((port + 1))
+"$fedsp" serve "$slow" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run4" --quiet >"$tmp/serve4.out" 2>&1 &
+serve=$!; pids+=($serve)
+join 0-3 "$tmp/r1" & j1=$!; pids+=($j1)
+join 4-7 "$tmp/r2" & j2=$!; pids+=($j2)
+for i in $(seq 1 100); do grep -q '"type":"publish","t":[0-9.]*,"version":3' "$tmp/run4/events.jsonl" 2>/dev/null && break; sleep 0.2; done
+kill -9 $serve; wait $serve 2>/dev/null
+check "the server was killed mid-run" test ! -e "$tmp/run4/summary.json"
+sleep 1
+"$fedsp" resume "$tmp/run4" --quiet >"$tmp/resume4.out" 2>&1 & serve=$!; pids+=($serve)
+wait $serve; s=$?
+wait $j1; a=$?
+wait $j2; b=$?
+check "the resumed server finishes the run (exit 0, summary)" test $s -eq 0 -a -s "$tmp/run4/summary.json"
+check "both join processes reconnected and exit 0" test $a -eq 0 -a $b -eq 0
+check "... each after seeing the server go away" bash -c "grep -q 'went away' '$tmp/r1/fedsp.log' && grep -q 'went away' '$tmp/r2/fedsp.log'"
+check "both nodes joined the restarted server" bash -c "test \$(grep -c '\"type\":\"node_joined\"' '$tmp/run4/events.jsonl') -eq 4"
+check "the resumed served run reaches its last version and keeps the invariants" \
+  bash -c "'$fedsp' check '$tmp/run4' | grep -q 'last 10).*1 resume'"
+cp -r "$tmp/solo" "$tmp/solo-cut" && rm "$tmp/solo-cut/summary.json"
+"$fedsp" resume "$tmp/solo-cut" --listen 127.0.0.1:1 >"$tmp/cut.out" 2>&1
+check "resume --listen on a run that was not served is refused" \
+  bash -c "test $? -ne 0 && grep -q \"started with 'fedsp serve'\" '$tmp/cut.out'"
+
+# 4. The server side's crash faults in a served run: the server restarts
+#    in-process from disk, the aggregator from its log; the nodes stay.
+port=$((port + 1))
+crashy=$tmp/crashy.yaml
+{ sed 's/rounds: 4/rounds: 6/' "$scenario"
+  printf 'faults:\n  - kind: server_crash\n    at_version: 2\n    restart_after_s: 1\n  - kind: aggregator_crash\n    at_version: 4\n'; } >"$crashy"
+"$fedsp" serve "$crashy" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run5" --quiet >"$tmp/serve5.out" 2>&1 &
+serve=$!; pids+=($serve)
+join 0-3 "$tmp/c1" & j1=$!; pids+=($j1)
+join 4-7 "$tmp/c2" & j2=$!; pids+=($j2)
+wait $serve; s=$?
+wait $j1; a=$?
+wait $j2; b=$?
+check "a served run survives server_crash and aggregator_crash faults (all exit 0)" test $s -eq 0 -a $a -eq 0 -a $b -eq 0
+check "... reaching its last version with both faults and one restart" \
+  bash -c "'$fedsp' check '$tmp/run5' | grep -q 'last 6).* 2 fault(s) injected, 1 resume'"
+{ cat "$scenario"; printf 'faults:\n  - kind: client_crash\n    at_version: 1\n    clients: [1]\n'; } >"$tmp/client-crash.yaml"
+"$fedsp" serve "$tmp/client-crash.yaml" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run6" >"$tmp/cc.out" 2>&1
+check "serve refuses a client-side fault, naming it (exit 2)" bash -c "test $? -eq 2 && grep -q 'does not take the scenario.s client_crash' '$tmp/cc.out'"
+
+# 5. Refusals.
 port=$((port + 1))
 "$fedsp" serve "$scenario" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run3" --quiet >/dev/null 2>&1 &
 serve=$!; pids+=($serve)
