@@ -159,6 +159,10 @@ head -c $((ck - 9)) "$tmp/run/checkpoint.bin" >"$tmp/cut/checkpoint.bin"
 check "resume refuses a truncated checkpoint with the reason" expect_fail 1 "checkpoint.bin': checksum mismatch" "$fedsp" resume "$tmp/cut"
 printf 'garbage' >"$tmp/cut/checkpoint.bin"
 check "resume refuses a checkpoint that is not one" expect_fail 1 "not a fedsp checkpoint" "$fedsp" resume "$tmp/cut"
+rec=$(cat "$tmp/run/run.json")
+echo "${rec%\}*}"',"serve":{"host":"127.0.0.1","port":"x"}}' >"$tmp/cut/run.json"
+check "resume refuses a run.json whose serve record is broken, naming it" expect_fail 1 "'serve' needs host, port, certs and insecure" "$fedsp" resume "$tmp/cut"
+check "resume --listen needs a value" expect_fail 2 "--listen needs a value" "$fedsp" resume "$tmp/cut" --listen
 printf '{"format": 1}' >"$tmp/cut/run.json"
 check "resume refuses a broken run.json" expect_fail 1 "not a run record" "$fedsp" resume "$tmp/cut"
 printf 'faults:\n  - kind: partition\n    at_s: 3\n' >"$tmp/bad-fault.yaml"
