@@ -27,10 +27,45 @@
 
 namespace fedsp {
 
-/// CAF serialisation of the wire type: the words as they are.
+/// The largest wire_buffer a peer may announce (1 GiB): a length beyond it
+/// is refused before anything is allocated for it.
+inline constexpr std::size_t max_wire_words = (std::size_t{1} << 30) / 8;
+
+/// CAF serialisation of the wire type. Across machines (CAF's serializer
+/// and deserializer) the words go as one block of bytes: a Cap'n Proto
+/// message is little-endian in memory on every host, so its bytes are its
+/// wire form, and CAF's element-by-element path for a vector of integers
+/// capped large updates at about 95 MB/s (bench/README.md, *Between
+/// processes*). Other inspectors (to_string) see the words.
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_buffer& x) {
-  return f(caf::meta::type_name("fedsp::wire_buffer"), x.words);
+  if constexpr (std::is_base_of<caf::serializer, Inspector>::value) {
+    auto n = x.words.size();
+    if (n > max_wire_words) // (CAF would also cut its length to 32 bits)
+      return caf::make_error(caf::sec::invalid_argument,
+                             "a fedsp::wire_buffer of " + std::to_string(n)
+                               + " words is not sent; at most "
+                               + std::to_string(max_wire_words) + " are taken");
+    return caf::error::eval([&] { return f.begin_sequence(n); },
+                            [&] { return n > 0 ? f.apply_raw(n * 8, x.words.data()) : caf::none; },
+                            [&] { return f.end_sequence(); });
+  } else if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
+    std::size_t n = 0;
+    return caf::error::eval(
+      [&] { return f.begin_sequence(n); },
+      [&]() -> caf::error {
+        if (n > max_wire_words)
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "a fedsp::wire_buffer of " + std::to_string(n)
+                                   + " words is announced; at most "
+                                   + std::to_string(max_wire_words) + " are taken");
+        x.words.resize(n);
+        return n > 0 ? f.apply_raw(n * 8, x.words.data()) : caf::none;
+      },
+      [&] { return f.end_sequence(); });
+  } else {
+    return f(caf::meta::type_name("fedsp::wire_buffer"), x.words);
+  }
 }
 
 // -- atoms ---------------------------------------------------------------------
