@@ -27,13 +27,24 @@ join() { # join <range> <out> [extra...], run in the background: the job's pid i
   exec "$fedsp" join --server 127.0.0.1:$port --certs "$tmp/certs" --token-file "$tmp/certs/token" \
     --clients "$range" --out "$out" --quiet "$@"
 }
+# start_run <scenario> <run-dir> <node-dir>: fedsp serve on the next port,
+# and two join processes for clients 0-3 and 4-7 (logs in <node-dir>-1 and
+# -2); sets serve, j1 and j2 to their pids.
+start_run() {
+  port=$((port + 1))
+  "$fedsp" serve "$1" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$2" --quiet >"$2.out" 2>&1 &
+  serve=$!; pids+=($serve)
+  join 0-3 "$3-1" & j1=$!; pids+=($j1)
+  join 4-7 "$3-2" & j2=$!; pids+=($j2)
+}
+# wait_for_version <run-dir> <v>: until version v is published (20 s at most).
+wait_for_version() {
+  for i in $(seq 1 100); do grep -q "\"type\":\"publish\",\"t\":[0-9.]*,\"version\":$2" "$1/events.jsonl" 2>/dev/null && return; sleep 0.2; done
+}
 
 # 1. serve + two joins, against the standalone run of the same seed.
 "$fedsp" run "$scenario" --out "$tmp/solo" --quiet >/dev/null
-"$fedsp" serve "$scenario" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run" --quiet >"$tmp/serve.out" 2>&1 &
-serve=$!; pids+=($serve)
-join 0-3 "$tmp/j1" & j1=$!; pids+=($j1)
-join 4-7 "$tmp/j2" & j2=$!; pids+=($j2)
+start_run "$scenario" "$tmp/run" "$tmp/j"
 wait $serve; s=$?
 wait $j1; a=$?
 wait $j2; b=$?
@@ -55,14 +66,10 @@ check "... and falls (the run learns)" awk -F, 'NR == 2 { a = $6 } END { exit !(
 check "each node's clients joined from their node" bash -c "grep -c '\"type\":\"node_joined\"' '$tmp/run/events.jsonl' | grep -q '^2$'"
 
 # 2. SIGKILL of one join mid-run; a restarted one rejoins.
-port=$((port + 1))
 slow=$tmp/slow.yaml
 sed 's/rounds: 4/rounds: 10/' "$scenario" >"$slow"
-"$fedsp" serve "$slow" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run2" --quiet >"$tmp/serve2.out" 2>&1 &
-serve=$!; pids+=($serve)
-join 0-3 "$tmp/k1" & j1=$!; pids+=($j1)
-join 4-7 "$tmp/k2" & j2=$!; pids+=($j2)
-for i in $(seq 1 100); do grep -q '"type":"publish","t":[0-9.]*,"version":2' "$tmp/run2/events.jsonl" 2>/dev/null && break; sleep 0.2; done
+start_run "$slow" "$tmp/run2" "$tmp/k"
+wait_for_version "$tmp/run2" 2
 kill -9 $j2; wait $j2 2>/dev/null
 sleep 2
 join 4-7 "$tmp/k3" & j3=$!; pids+=($j3)
@@ -77,12 +84,8 @@ check "the interrupted served run keeps the invariants" "$fedsp" check "$tmp/run
 # 3. SIGKILL of the server mid-run; 'fedsp resume' serves it again on the
 #    same address; both join processes reconnect by themselves, get their
 #    clients back and exit 0 when the run ends.
-port=$((port + 1))
-"$fedsp" serve "$slow" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run4" --quiet >"$tmp/serve4.out" 2>&1 &
-serve=$!; pids+=($serve)
-join 0-3 "$tmp/r1" & j1=$!; pids+=($j1)
-join 4-7 "$tmp/r2" & j2=$!; pids+=($j2)
-for i in $(seq 1 100); do grep -q '"type":"publish","t":[0-9.]*,"version":3' "$tmp/run4/events.jsonl" 2>/dev/null && break; sleep 0.2; done
+start_run "$slow" "$tmp/run4" "$tmp/r"
+wait_for_version "$tmp/run4" 3
 kill -9 $serve; wait $serve 2>/dev/null
 check "the server was killed mid-run" test ! -e "$tmp/run4/summary.json"
 sleep 1
@@ -92,7 +95,7 @@ wait $j1; a=$?
 wait $j2; b=$?
 check "the resumed server finishes the run (exit 0, summary)" test $s -eq 0 -a -s "$tmp/run4/summary.json"
 check "both join processes reconnected and exit 0" test $a -eq 0 -a $b -eq 0
-check "... each after seeing the server go away" bash -c "grep -q 'went away' '$tmp/r1/fedsp.log' && grep -q 'went away' '$tmp/r2/fedsp.log'"
+check "... each after seeing the server go away" bash -c "grep -q 'went away' '$tmp/r-1/fedsp.log' && grep -q 'went away' '$tmp/r-2/fedsp.log'"
 check "both nodes joined the restarted server" bash -c "test \$(grep -c '\"type\":\"node_joined\"' '$tmp/run4/events.jsonl') -eq 4"
 check "the resumed served run reaches its last version and keeps the invariants" \
   bash -c "'$fedsp' check '$tmp/run4' | grep -q 'last 10).*1 resume'"
@@ -103,14 +106,10 @@ check "resume --listen on a run that was not served is refused" \
 
 # 4. The server side's crash faults in a served run: the server restarts
 #    in-process from disk, the aggregator from its log; the nodes stay.
-port=$((port + 1))
 crashy=$tmp/crashy.yaml
 { sed 's/rounds: 4/rounds: 6/' "$scenario"
   printf 'faults:\n  - kind: server_crash\n    at_version: 2\n    restart_after_s: 1\n  - kind: aggregator_crash\n    at_version: 4\n'; } >"$crashy"
-"$fedsp" serve "$crashy" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$tmp/run5" --quiet >"$tmp/serve5.out" 2>&1 &
-serve=$!; pids+=($serve)
-join 0-3 "$tmp/c1" & j1=$!; pids+=($j1)
-join 4-7 "$tmp/c2" & j2=$!; pids+=($j2)
+start_run "$crashy" "$tmp/run5" "$tmp/c"
 wait $serve; s=$?
 wait $j1; a=$?
 wait $j2; b=$?
