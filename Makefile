@@ -8,7 +8,7 @@
 
 PACKAGES := cmake g++ make libcaf-dev libtorch-dev libcapnp-dev capnproto \
             libspdlog-dev librapidcheck-dev libgtest-dev libyaml-cpp-dev \
-            libopenblas0-pthread libbenchmark-dev openssl iproute2
+            libopenblas0-pthread libbenchmark-dev openssl libssl-dev iproute2
 BUILD ?= build
 JOBS ?= 2
 

@@ -8,12 +8,61 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
+#include <dlfcn.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/stat.h>
 
 #include "actors/client.hpp"
 #include "actors/federation.hpp"
 #include "actors/worker.hpp"
 #include "runtime/call_syntax.hpp"
+
+// CAF 0.17's OpenSSL session (libcaf_openssl) asks SSL_get_error why a
+// call failed without first emptying the thread's OpenSSL error queue, and
+// does not empty it after a connection fails. All TLS connections of a
+// process are served by CAF's one I/O thread, so the error a dead peer
+// leaves there (OpenSSL 3: "unexpected eof while reading") made the next
+// harmless "try again later" on another connection read as a fatal error:
+// killing one join process closed the server's connection to another one
+// (docs/network.md). OpenSSL requires an empty queue before each I/O call;
+// these wrappers, which the dynamic linker binds in place of libssl's for
+// libcaf_openssl (a definition in the executable comes first), empty it
+// and call libssl's own.
+namespace {
+template <class F>
+F next_symbol(const char* name) {
+  auto* f = dlsym(RTLD_NEXT, name);
+  if (f == nullptr) {
+    std::fprintf(stderr, "fedsp: cannot find libssl's %s: %s\n", name, dlerror());
+    std::abort();
+  }
+  return reinterpret_cast<F>(f);
+}
+} // namespace
+
+extern "C" {
+int SSL_read(SSL* ssl, void* buf, int num) {
+  static auto next = next_symbol<int (*)(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
+  return next(ssl, buf, num);
+}
+int SSL_write(SSL* ssl, const void* buf, int num) {
+  static auto next = next_symbol<int (*)(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return next(ssl, buf, num);
+}
+int SSL_accept(SSL* ssl) {
+  static auto next = next_symbol<int (*)(SSL*)>("SSL_accept");
+  ERR_clear_error();
+  return next(ssl);
+}
+int SSL_connect(SSL* ssl) {
+  static auto next = next_symbol<int (*)(SSL*)>("SSL_connect");
+  ERR_clear_error();
+  return next(ssl);
+}
+}
 
 namespace fedsp {
 
