@@ -189,7 +189,14 @@ int join_federation(const join_options& opts) {
     caf::actor server;
     double backoff = 0.25;
     std::string last_error;
-    for (int attempt = 1; attempt <= opts.attempts && !server; ++attempt) {
+    // The first connection gets `attempts` tries; a reconnection after the
+    // server went away gets `reconnect_s` seconds (the server may be
+    // restarting, or its machine rebooting).
+    auto since = std::chrono::steady_clock::now();
+    auto elapsed = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+    };
+    for (int attempt = 1; !server; ++attempt) {
       auto r = opts.net.insecure ? sys.middleman().remote_actor(opts.net.host, opts.net.port)
                                  : caf::openssl::remote_actor(sys, opts.net.host, opts.net.port);
       if (r) {
@@ -197,10 +204,16 @@ int join_federation(const join_options& opts) {
         break;
       }
       last_error = sys.render(r.error());
-      log->warn("cannot reach the server at {} ({}); attempt {} of {}, next in {:.2f} s", where,
-                last_error, attempt, opts.attempts, backoff);
-      if (attempt < opts.attempts)
-        std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+      bool more = session == 0 ? attempt < opts.attempts : elapsed() + backoff <= opts.reconnect_s;
+      if (!more)
+        break;
+      if (session == 0)
+        log->warn("cannot reach the server at {} ({}); attempt {} of {}, next in {:.2f} s", where,
+                  last_error, attempt, opts.attempts, backoff);
+      else
+        log->warn("cannot reach the server at {} ({}); trying again in {:.2f} s ({:.0f} of {:.0f} "
+                  "s spent)", where, last_error, backoff, elapsed(), opts.reconnect_s);
+      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
       backoff = std::min(backoff * 2, 8.0);
     }
     if (!server) {

@@ -45,7 +45,9 @@ struct join_options {
   network_options net;
   std::uint32_t first = 0, last = 0; // the client ids this node hosts
   std::string out_dir;               // the node's log and events
-  int attempts = 8;                  // connection attempts (exponential backoff)
+  int attempts = 8;                  // first connection: attempts (exponential backoff)
+  double reconnect_s = 300;          // after the server went away mid-run: how
+                                     // long to keep trying (a restart, a reboot)
   bool console = true;
 };
 

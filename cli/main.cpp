@@ -22,6 +22,7 @@
 #include "models/tokenizer.hpp"
 
 #include <unistd.h>
+#include "runtime/call_syntax.hpp"
 #include "runtime/codec.hpp"
 #include "runtime/run_check.hpp"
 #include "runtime/faults.hpp"
@@ -113,13 +114,14 @@ a node must present DIR/token. --insecure: plain text, no certificates
 (every node must say so too). See docs/network.md.
 )";
 
-const char* usage_join = R"(usage: fedsp join --server HOST:PORT --certs DIR --token-file FILE --clients RANGE [--out DIR] [--attempts N] [--insecure] [--quiet]
+const char* usage_join = R"(usage: fedsp join --server HOST:PORT --certs DIR --token-file FILE --clients RANGE [--out DIR] [--attempts N] [--reconnect-s S] [--insecure] [--quiet]
 
 Hosts the clients RANGE (e.g. 0-3, or 5) of the run served at HOST:PORT:
 connects (retrying with exponential backoff, N attempts, default 8),
 presents the join token, receives the scenario, builds its clients' data
 shards and runs them until the server ends the run (exit 0). If the server
-goes away mid-run, it reconnects and rejoins. Exit 1: the server could not
+goes away mid-run, it reconnects and rejoins, trying for S seconds (default
+300: time for 'fedsp resume' on the server's side). Exit 1: the server could not
 be reached (a plain-text node and a TLS server cannot talk); exit 3: the
 server refused this node (wrong token, ids held by another node). Logs and
 client events go to --out (default runs/join-RANGE).
@@ -453,7 +455,7 @@ int cmd_join(const std::vector<std::string>& args) {
     auto& a = args[i];
     auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
     if (a == "--server" || a == "--certs" || a == "--token-file" || a == "--clients"
-        || a == "--out" || a == "--attempts") {
+        || a == "--out" || a == "--attempts" || a == "--reconnect-s") {
       auto* v = value();
       if (v == nullptr)
         return fail("join: " + a + " needs a value");
@@ -467,6 +469,12 @@ int cmd_join(const std::vector<std::string>& args) {
         range = *v;
       else if (a == "--out")
         opts.out_dir = *v;
+      else if (a == "--reconnect-s") {
+        double secs = 0;
+        if (!fedsp::parse_number(*v, secs) || !(secs >= 0) || secs > 1e6)
+          return fail("join: --reconnect-s needs a number of seconds (0 to 1000000)");
+        opts.reconnect_s = secs;
+      }
       else if (v->empty() || v->find_first_not_of("0123456789") != std::string::npos
                || std::stoul(*v) == 0 || v->size() > 3)
         return fail("join: --attempts needs a positive integer");

@@ -27,15 +27,16 @@ join() { # join <range> <out> [extra...], run in the background: the job's pid i
   exec "$fedsp" join --server 127.0.0.1:$port --certs "$tmp/certs" --token-file "$tmp/certs/token" \
     --clients "$range" --out "$out" --quiet "$@"
 }
-# start_run <scenario> <run-dir> <node-dir>: fedsp serve on the next port,
-# and two join processes for clients 0-3 and 4-7 (logs in <node-dir>-1 and
-# -2); sets serve, j1 and j2 to their pids.
+# start_run <scenario> <run-dir> <node-dir> [option...]: fedsp serve on the
+# next port, and two join processes for clients 0-3 (with the options) and
+# 4-7 (logs in <node-dir>-1 and -2); sets serve, j1 and j2 to their pids.
 start_run() {
   port=$((port + 1))
   "$fedsp" serve "$1" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$2" --quiet >"$2.out" 2>&1 &
   serve=$!; pids+=($serve)
-  join 0-3 "$3-1" & j1=$!; pids+=($j1)
-  join 4-7 "$3-2" & j2=$!; pids+=($j2)
+  local nodes=$3; shift 3
+  join 0-3 "$nodes-1" "$@" & j1=$!; pids+=($j1)
+  join 4-7 "$nodes-2" & j2=$!; pids+=($j2)
 }
 # wait_for_version <run-dir> <v>: until version v is published (20 s at most).
 wait_for_version() {
@@ -107,6 +108,19 @@ check "... each after seeing the server go away" bash -c "grep -q 'went away' '$
 check "both nodes joined the restarted server" bash -c "test \$(grep -c '\"type\":\"node_joined\"' '$tmp/run4/events.jsonl') -eq 4"
 check "the resumed served run reaches its last version and keeps the invariants" \
   bash -c "'$fedsp' check '$tmp/run4' | grep -q 'last 10).*1 resume'"
+# A node told to wait 1 s for a server that went away gives up (exit 1,
+# saying so); the other node, with the default 300 s, keeps trying.
+start_run "$scenario" "$tmp/run7" "$tmp/g" --reconnect-s 1
+wait_for_version "$tmp/run7" 1
+kill -9 $serve; wait $serve 2>/dev/null
+t0=$SECONDS
+wait $j1; a=$?
+check "a node past its --reconnect-s gives up (exit 1) within seconds" \
+  bash -c "test $a -eq 1 -a $((SECONDS - t0)) -le 10 && grep -q 'giving up' '$tmp/g-1/fedsp.log'"
+check "... while a node with the default keeps trying" kill -0 $j2
+kill -9 $j2; wait $j2 2>/dev/null
+check "join refuses a bad --reconnect-s" \
+  bash -c "'$fedsp' join --server 127.0.0.1:1 --insecure --clients 0-3 --reconnect-s soon 2>&1 | grep -q 'reconnect-s needs a number'"
 cp -r "$tmp/solo" "$tmp/solo-cut" && rm "$tmp/solo-cut/summary.json"
 "$fedsp" resume "$tmp/solo-cut" --listen 127.0.0.1:1 >"$tmp/cut.out" 2>&1
 check "resume --listen on a run that was not served is refused" \
