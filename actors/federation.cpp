@@ -252,13 +252,11 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     return run_federation(copy, opts);
   }
   if (opts.serve) {
-    // Faults that act on clients or on the links to them need the clients
-    // in this process; the server side's crashes work across machines.
+    // The clients live in the join processes: only the server side's
+    // crashes can be injected here.
     std::set<std::string> client_side;
     for (auto& f : sc.faults.faults)
-      if (f.is_message_fault() || f.kind == fault_kind::partition
-          || f.kind == fault_kind::client_dropout || f.kind == fault_kind::client_crash
-          || f.kind == fault_kind::straggler_burst)
+      if (f.is_client_side())
         client_side.insert(to_string(f.kind));
     if (!client_side.empty()) {
       std::string kinds;

@@ -25,6 +25,11 @@ const char* to_string(fault_kind k) {
   return "?";
 }
 
+bool fault_spec::is_client_side() const {
+  return kind != fault_kind::aggregator_crash && kind != fault_kind::worker_crash
+         && kind != fault_kind::server_crash;
+}
+
 bool fault_spec::is_message_fault() const {
   switch (kind) {
     case fault_kind::message_drop:

@@ -59,6 +59,9 @@ struct fault_spec {
   std::uint32_t worker = 1;          // worker_crash
 
   bool is_message_fault() const;
+  /// Acts on clients or on the links to them (everything but the server
+  /// side's crashes): needs the clients in the server's process.
+  bool is_client_side() const;
   /// Applies to client `id`?
   bool covers(std::uint32_t id) const { return clients.empty() || clients.count(id) > 0; }
   /// Time `t` lies in the window?

@@ -180,6 +180,12 @@ faults:
   EXPECT_EQ(p.faults[3].worker, 2u);
   EXPECT_EQ(p.faults[4].restart_after_s, 2);
   EXPECT_TRUE(p.needs_links());
+  // What fedsp serve can inject (the clients are in other processes).
+  EXPECT_TRUE(p.faults[0].is_client_side());
+  EXPECT_TRUE(p.faults[1].is_client_side());
+  EXPECT_FALSE(p.faults[2].is_client_side());
+  EXPECT_FALSE(p.faults[3].is_client_side());
+  EXPECT_FALSE(p.faults[4].is_client_side());
 }
 
 TEST(scenario, a_broken_fault_plan_names_the_entry_and_what_is_wrong) {
