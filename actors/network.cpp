@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -110,42 +111,103 @@ result<std::string> read_token(const std::string& path) {
   return line;
 }
 
-std::optional<error> make_dev_certs(const std::string& dir) {
+namespace {
+
+/// Runs an openssl command quietly; an error names it.
+std::optional<error> openssl(const std::string& cmd) {
+  if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0)
+    return error{errc::io, "failed: " + cmd + " (is the openssl command installed?)"};
+  return std::nullopt;
+}
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+
+/// A key pair for `name` (the certificate's CN), signed by the CA in `ca`,
+/// written to out/node.pem and out/node.key.
+std::optional<error> make_node_pair(const fs::path& ca, const fs::path& out,
+                                    const std::string& name) {
+  if (auto err = openssl("openssl req -newkey rsa:2048 -nodes -keyout " + quoted(out / "node.key")
+                         + " -out " + quoted(out / "node.csr") + " -subj /CN=" + name))
+    return err;
+  auto err = openssl("openssl x509 -req -in " + quoted(out / "node.csr") + " -CA "
+                     + quoted(ca / "ca.pem") + " -CAkey " + quoted(ca / "ca.key")
+                     + " -CAcreateserial -out " + quoted(out / "node.pem") + " -days 365");
+  std::error_code ec;
+  fs::remove(out / "node.csr", ec);
+  ::chmod((out / "node.key").c_str(), 0600);
+  return err;
+}
+
+bool is_node_name(const std::string& n) {
+  return !n.empty() && n.size() <= 64 && n[0] != '.' && n[0] != '-'
+         && n.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+              == std::string::npos;
+}
+
+} // namespace
+
+result<dev_certs> make_dev_certs(const std::string& dir, const std::vector<std::string>& nodes) {
+  std::set<std::string> seen;
+  for (auto& n : nodes) {
+    if (!is_node_name(n))
+      return error{errc::bad_argument, "'" + n + "' is not a node name (letters, digits, '.', "
+                                         "'_' and '-', at most 64, not starting with '.' or '-')"};
+    if (!seen.insert(n).second)
+      return error{errc::bad_argument, "node '" + n + "' is named twice"};
+  }
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
     return error{errc::io, "cannot create '" + dir + "': " + ec.message()};
-  auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
   fs::path d(dir);
-  // A CA, and one node key pair it signs (every node of a development
-  // federation shares it; each side checks the other's against the CA).
-  std::vector<std::string> steps{
-    "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + q(d / "ca.key") + " -out "
-      + q(d / "ca.pem") + " -days 365 -subj /CN=fedsp-dev-ca",
-    "openssl req -newkey rsa:2048 -nodes -keyout " + q(d / "node.key") + " -out "
-      + q(d / "node.csr") + " -subj /CN=fedsp-node",
-    "openssl x509 -req -in " + q(d / "node.csr") + " -CA " + q(d / "ca.pem") + " -CAkey "
-      + q(d / "ca.key") + " -CAcreateserial -out " + q(d / "node.pem") + " -days 365",
-  };
-  for (auto& cmd : steps)
-    if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0)
-      return error{errc::io, "failed: " + cmd + " (is the openssl command installed?)"};
-  fs::remove(d / "node.csr", ec);
-  // The join token: 32 random bytes, in hex.
-  std::ifstream rnd("/dev/urandom", std::ios::binary);
-  unsigned char bytes[32];
-  if (!rnd.read(reinterpret_cast<char*>(bytes), sizeof bytes))
-    return error{errc::io, "cannot read /dev/urandom"};
-  std::string token;
-  for (auto b : bytes) {
-    static const char* hex = "0123456789abcdef";
-    token += hex[b >> 4];
-    token += hex[b & 15];
+  dev_certs made;
+  // The CA and the token: made once, then kept, so that nodes can be added
+  // later without handing every machine new files.
+  made.ca_reused = fs::is_regular_file(d / "ca.pem") && fs::is_regular_file(d / "ca.key")
+                   && fs::is_regular_file(d / "token");
+  if (!made.ca_reused) {
+    if (auto err = openssl("openssl req -x509 -newkey rsa:2048 -nodes -keyout "
+                           + quoted(d / "ca.key") + " -out " + quoted(d / "ca.pem")
+                           + " -days 365 -subj /CN=fedsp-dev-ca"))
+      return *err;
+    // The join token: 32 random bytes, in hex.
+    std::ifstream rnd("/dev/urandom", std::ios::binary);
+    unsigned char bytes[32];
+    if (!rnd.read(reinterpret_cast<char*>(bytes), sizeof bytes))
+      return error{errc::io, "cannot read /dev/urandom"};
+    std::string token;
+    for (auto b : bytes) {
+      static const char* hex = "0123456789abcdef";
+      token += hex[b >> 4];
+      token += hex[b & 15];
+    }
+    std::ofstream(d / "token") << token << "\n";
+    for (auto* secret : {"ca.key", "token"})
+      ::chmod((d / secret).c_str(), 0600);
   }
-  std::ofstream(d / "token") << token << "\n";
-  for (auto* secret : {"ca.key", "node.key", "token"})
-    ::chmod((d / secret).c_str(), 0600);
-  return std::nullopt;
+  // The shared node pair (every node of a small development federation may
+  // use it; each side checks the other's against the CA).
+  if (!fs::is_regular_file(d / "node.pem") || !fs::is_regular_file(d / "node.key"))
+    if (auto err = make_node_pair(d, d, "fedsp-node"))
+      return *err;
+  // One folder per named node: its own pair, the CA's certificate and the
+  // token; not the CA's key. A machine gets only its folder.
+  for (auto& n : nodes) {
+    auto nd = d / n;
+    fs::create_directories(nd, ec);
+    if (ec)
+      return error{errc::io, "cannot create '" + nd.string() + "': " + ec.message()};
+    if (auto err = make_node_pair(d, nd, n))
+      return *err;
+    for (auto* f : {"ca.pem", "token"}) {
+      fs::copy_file(d / f, nd / f, fs::copy_options::overwrite_existing, ec);
+      if (ec)
+        return error{errc::io, "cannot copy " + (d / f).string() + ": " + ec.message()};
+    }
+    ::chmod((nd / "token").c_str(), 0600);
+    made.node_dirs.push_back(nd.string());
+  }
+  return made;
 }
 
 namespace {

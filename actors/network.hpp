@@ -36,10 +36,20 @@ std::optional<error> configure_network(caf::actor_system_config& cfg, const netw
 /// empty.
 result<std::string> read_token(const std::string& path);
 
-/// `fedsp certs --out DIR`: a development CA, one node certificate and key
-/// signed by it (every node of a test federation uses the same pair), and
-/// a random join token in DIR/token. Uses the openssl command.
-std::optional<error> make_dev_certs(const std::string& dir);
+struct dev_certs {
+  bool ca_reused = false;             // DIR already had a CA and a token
+  std::vector<std::string> node_dirs; // DIR/NAME per named node
+};
+
+/// `fedsp certs`: in DIR a development CA (ca.pem, ca.key), a join token
+/// (token) and a node key pair it signed that every node may share
+/// (node.pem, node.key): made if missing, kept if there (nodes can be added
+/// later). For each of `nodes`, DIR/NAME with that node's own pair (CN =
+/// NAME), ca.pem and the token, without the CA's key: what that machine
+/// needs. Uses the openssl command. Errors: a bad or repeated node name, an
+/// openssl failure, an unwritable DIR.
+result<dev_certs> make_dev_certs(const std::string& dir,
+                                 const std::vector<std::string>& nodes = {});
 
 struct join_options {
   network_options net;

@@ -95,13 +95,16 @@ Prints what it counted; exits 0 when every invariant holds, 1 otherwise
 (each violation on its own line), 2 when the folder has no events.jsonl.
 )";
 
-const char* usage_certs = R"(usage: fedsp certs --out DIR
+const char* usage_certs = R"(usage: fedsp certs --out DIR [--nodes NAME[,NAME...]]
 
 Makes what a development federation across machines needs (docs/network.md):
-a CA (DIR/ca.pem, DIR/ca.key), one node certificate and key it signed
-(DIR/node.pem, DIR/node.key: every node uses them; each side of a
-connection checks the other's against the CA), and a random join token
-(DIR/token). Copy DIR to every machine. Needs the openssl command.
+a CA (DIR/ca.pem, DIR/ca.key), a random join token (DIR/token) and one node
+certificate and key the CA signed (DIR/node.pem, DIR/node.key) that every
+node may share; each side of a connection checks the other's against the
+CA. With --nodes, also DIR/NAME/ for each node: its own certificate (CN
+NAME) and key, ca.pem and the token, but not the CA's key: copy each
+folder to its machine and pass it as --certs. A CA and token already in DIR
+are kept, so nodes can be added later. Needs the openssl command.
 )";
 
 const char* usage_serve = R"(usage: fedsp serve <scenario.yaml> --listen HOST:PORT --certs DIR [--out DIR] [--insecure] [--quiet]
@@ -380,11 +383,37 @@ int cmd_certs(const std::vector<std::string>& args) {
     std::cout << usage_certs;
     return 0;
   }
-  if (args.size() != 2 || args[0] != "--out")
+  std::string out;
+  std::vector<std::string> nodes;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    if (a != "--out" && a != "--nodes")
+      return fail("certs: unknown argument '" + a + "' (see 'fedsp certs --help')");
+    if (i + 1 >= args.size())
+      return fail("certs: " + a + " needs a value");
+    auto& v = args[++i];
+    if (a == "--out") {
+      out = v;
+    } else {
+      std::stringstream names(v);
+      for (std::string n; std::getline(names, n, ',');)
+        nodes.push_back(n);
+      if (v.empty() || v.back() == ',')
+        nodes.push_back("");
+    }
+  }
+  if (out.empty())
     return fail("certs: --out DIR is required (see 'fedsp certs --help')");
-  if (auto err = fedsp::make_dev_certs(args[1]))
-    return fail("certs: " + err->text, 1);
-  std::printf("wrote %s/ca.pem, ca.key, node.pem, node.key and token\n", args[1].c_str());
+  auto made = fedsp::make_dev_certs(out, nodes);
+  if (!made)
+    return fail("certs: " + made.err().text, made.err().code == fedsp::errc::bad_argument ? 2 : 1);
+  if (made.value().ca_reused)
+    std::printf("kept the CA and token in %s (remove them for new ones)\n", out.c_str());
+  else
+    std::printf("wrote %s/ca.pem, ca.key, node.pem, node.key and token\n", out.c_str());
+  for (auto& d : made.value().node_dirs)
+    std::printf("wrote %s/ (node.pem, node.key, ca.pem, token): copy it to that node\n",
+                d.c_str());
   return 0;
 }
 

@@ -21,10 +21,19 @@ check() {
 port=$((20000 + RANDOM % 20000))
 "$fedsp" certs --out "$tmp/certs" >/dev/null || { echo "FAIL - fedsp certs"; exit 1; }
 "$fedsp" certs --out "$tmp/other" >/dev/null
+# Per-node certificates in the same CA: the first run uses them.
+"$fedsp" certs --out "$tmp/certs" --nodes server,a,b >"$tmp/nodes.out" || echo "FAIL - fedsp certs --nodes"
+check "certs --nodes keeps the CA and token, and makes a folder per node" \
+  bash -c "grep -q 'kept the CA and token' '$tmp/nodes.out' && test -s '$tmp/certs/a/node.pem' -a -s '$tmp/certs/b/node.key' && cmp -s '$tmp/certs/token' '$tmp/certs/server/token'"
+check "... signed by that CA, named for the node, without the CA's key" \
+  bash -c "openssl verify -CAfile '$tmp/certs/ca.pem' '$tmp/certs/a/node.pem' >/dev/null && openssl x509 -in '$tmp/certs/b/node.pem' -noout -subject | grep -q 'CN *= *b' && test ! -e '$tmp/certs/a/ca.key'"
+check "certs refuses a node name that is a path" bash -c "'$fedsp' certs --out '$tmp/certs' --nodes ../x 2>&1 | grep -q 'is not a node name'"
+declare -A certs_for=() # which certificate folder a node uses (default: the shared pair)
 acc() { grep -o '"final":{"global":{"test_acc":[0-9.]*' "$1/summary.json" | grep -o '[0-9.]*$'; }
 join() { # join <range> <out> [extra...], run in the background: the job's pid is fedsp's
   local range=$1 out=$2; shift 2
-  exec "$fedsp" join --server 127.0.0.1:$port --certs "$tmp/certs" --token-file "$tmp/certs/token" \
+  local certs=${certs_for[$range]:-$tmp/certs}
+  exec "$fedsp" join --server 127.0.0.1:$port --certs "$certs" --token-file "$certs/token" \
     --clients "$range" --out "$out" --quiet "$@"
 }
 # start_run <scenario> <run-dir> <node-dir> [option...]: fedsp serve on the
@@ -32,7 +41,7 @@ join() { # join <range> <out> [extra...], run in the background: the job's pid i
 # 4-7 (logs in <node-dir>-1 and -2); sets serve, j1 and j2 to their pids.
 start_run() {
   port=$((port + 1))
-  "$fedsp" serve "$1" --listen 127.0.0.1:$port --certs "$tmp/certs" --out "$2" --quiet >"$2.out" 2>&1 &
+  "$fedsp" serve "$1" --listen 127.0.0.1:$port --certs "${certs_for[server]:-$tmp/certs}" --out "$2" --quiet >"$2.out" 2>&1 &
   serve=$!; pids+=($serve)
   local nodes=$3; shift 3
   join 0-3 "$nodes-1" "$@" & j1=$!; pids+=($j1)
@@ -43,9 +52,12 @@ wait_for_version() {
   for i in $(seq 1 100); do grep -q "\"type\":\"publish\",\"t\":[0-9.]*,\"version\":$2" "$1/events.jsonl" 2>/dev/null && return; sleep 0.2; done
 }
 
-# 1. serve + two joins, against the standalone run of the same seed.
+# 1. serve + two joins, each with its own certificate, against the
+#    standalone run of the same seed.
 "$fedsp" run "$scenario" --out "$tmp/solo" --quiet >/dev/null
+certs_for=([server]=$tmp/certs/server [0-3]=$tmp/certs/a [4-7]=$tmp/certs/b)
 start_run "$scenario" "$tmp/run" "$tmp/j"
+certs_for=()
 wait $serve; s=$?
 wait $j1; a=$?
 wait $j2; b=$?
