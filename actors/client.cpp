@@ -34,6 +34,14 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
   auto me = client_name(cfg.id);
   // A task that cannot be trained is answered with a Reject to the server,
   // which then stops waiting for it; the reason is logged and is an event.
+  // Heartbeats and Rejects go with the client as their sender (not
+  // anonymously): across machines the server accepts a client's messages
+  // only from the node it is bound to, which it reads off the sender. The
+  // server's answer (an empty buffer, an Ack) says nothing the client needs.
+  auto tell_server = [=](wire_buffer buf) {
+    self->request(cfg.server, caf::infinite, std::move(buf))
+      .then([](const wire_buffer&) {}, [](caf::error&) {});
+  };
   auto refuse = [=](const error& err, std::uint64_t task) {
     if (!ctx->virtual_time) // on the virtual clock the server logs it in order
       ctx->event("reject", json::object{{"by", me},
@@ -43,7 +51,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     ctx->log->warn("{} refused task {}: {}", me, task, err.message());
     if (task != 0) {
       self->state.held.erase(task);
-      caf::anon_send(cfg.server, ctx->seal(envelope{me, reject_msg{err.code, err.text, task}}));
+      tell_server(ctx->seal(envelope{me, reject_msg{err.code, err.text, task}}));
     }
   };
 
@@ -187,10 +195,9 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
           refuse(*st.broken, t.task_id);
       }
       if (!st.held.empty())
-        caf::anon_send(cfg.server,
-                       ctx->seal(envelope{me, heartbeat_msg{ctx->now(), std::vector<std::uint64_t>(
-                                                                          st.held.begin(),
-                                                                          st.held.end())}}));
+        tell_server(ctx->seal(envelope{
+          me, heartbeat_msg{ctx->now(), std::vector<std::uint64_t>(st.held.begin(),
+                                                                   st.held.end())}}));
     },
     [=](const wire_buffer& buf) {
       auto env = decode(buf);

@@ -571,7 +571,7 @@ int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts) {
               scn.name.c_str(), count("final_version"),
               async ? count("updates_aggregated") : count("rounds"),
               async ? "aggregated updates" : "rounds", count("t_end"),
-              scn.federation.clock.c_str(), count("updates_accepted"),
+              opts.serve ? "real" : scn.federation.clock.c_str(), count("updates_accepted"),
               count("updates_rejected"), count("updates_late"), count("dropouts"));
   if (metric("initial", "test_acc") < 0 || std::isnan(metric("initial", "test_acc")))
     std::printf("test acc      not scored (model.kind %s has no test)\n",

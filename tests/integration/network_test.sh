@@ -62,6 +62,7 @@ wait $serve; s=$?
 wait $j1; a=$?
 wait $j2; b=$?
 check "serve exits 0 with a summary" test $s -eq 0 -a -s "$tmp/run/summary.json"
+check "... and says the run went on the real clock" grep -q 'on the real clock' "$tmp/run.out"
 check "both join processes exit 0 when the run ends" test $a -eq 0 -a $b -eq 0
 check "the served run keeps the invariants" "$fedsp" check "$tmp/run"
 check "the served run reaches the standalone run's accuracy band" \
@@ -77,6 +78,19 @@ same_losses() {
 check "the served run's test loss follows the standalone run's at every version" same_losses "$tmp/solo" "$tmp/run"
 check "... and falls (the run learns)" awk -F, 'NR == 2 { a = $6 } END { exit !($6 < a - 0.5) }' "$tmp/run/metrics.csv"
 check "each node's clients joined from their node" bash -c "grep -c '\"type\":\"node_joined\"' '$tmp/run/events.jsonl' | grep -q '^2$'"
+
+# 1b. Tasks that outlast the silence bound: only the clients' Heartbeats
+#     (every silence_s / 4) keep them alive, and across machines the server
+#     takes them only from the node each client is bound to.
+{ sed 's/prompt_steps: 10/prompt_steps: 160/; s/rounds: 4/rounds: 2/; s/clock: real/clock: real\n  silence_s: 2/' "$scenario"; } >"$tmp/long-tasks.yaml"
+start_run "$tmp/long-tasks.yaml" "$tmp/run8" "$tmp/h"
+wait $serve; s=$?
+wait $j1; a=$?
+wait $j2; b=$?
+check "tasks longer than the silence bound finish across processes (heartbeats accepted)" \
+  bash -c "test $s -eq 0 -a $a -eq 0 -a $b -eq 0 && grep -q '\"updates_accepted\":16' '$tmp/run8/summary.json'"
+check "... with no task lost and nothing refused" \
+  bash -c "! grep -qE '\"type\":\"(task_failed|reject)\"' '$tmp/run8/events.jsonl'"
 
 # 2. SIGKILL of one join mid-run; a restarted one rejoins.
 slow=$tmp/slow.yaml
