@@ -361,12 +361,22 @@ void log_progress(server_ptr self, const context_ptr& ctx) {
   auto where = is_async(self) ? fmt::format("version {}/{}", st.version, f.max_versions())
                               : fmt::format("round {}/{} | version {}", st.round, f.rounds,
                                             st.version);
-  ctx->log->info("{} | t {:.1f} s | updates {} | client loss {:.3f} -> {:.3f} | test acc {:.3f} "
-                 "acc_norm {:.3f} | aux acc {:.3f} | accepted {} late {} stale {} dropouts {}",
-                 where, now(self), num("updates"), num("mean_loss_before"),
-                 num("mean_loss_after"), num("test_acc"), num("test_acc_norm"),
-                 num("aux_test_acc"), st.updates_accepted, st.updates_late, st.updates_stale,
-                 st.dropouts);
+  // A version the evaluator did not score (eval.every) says so, not "nan".
+  auto scored = std::isnan(num("test_acc"))
+                  ? std::string("not scored")
+                  : fmt::format("test acc {:.3f} acc_norm {:.3f}", num("test_acc"),
+                                num("test_acc_norm"))
+                      + (std::isnan(num("aux_test_acc"))
+                           ? std::string()
+                           : fmt::format(" | aux acc {:.3f}", num("aux_test_acc")));
+  auto losses = std::isnan(num("mean_loss_before"))
+                  ? std::string("no client loss")
+                  : fmt::format("client loss {:.3f} -> {:.3f}", num("mean_loss_before"),
+                                num("mean_loss_after"));
+  ctx->log->info("{} | t {:.1f} s | updates {} | {} | {} | accepted {} late {} stale {} "
+                 "dropouts {}",
+                 where, now(self), num("updates"), losses, scored, st.updates_accepted,
+                 st.updates_late, st.updates_stale, st.dropouts);
 }
 
 /// What happens after a version is published (or a round failed) and scored.

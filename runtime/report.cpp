@@ -61,14 +61,48 @@ std::vector<std::array<double, 4>> accuracy_rows(const json& summary) {
   return rows;
 }
 
-/// A line plot with axes, ticks and labels.
+/// Axis ticks at round numbers (1, 2 or 5 times a power of ten) covering
+/// [lo, hi]; the axis then runs from the first tick to the last.
+std::vector<double> nice_ticks(double lo, double hi, int target = 5) {
+  if (!(hi > lo))
+    hi = lo + 1;
+  double raw = (hi - lo) / target;
+  double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> ticks;
+  double first = std::floor(lo / step + 1e-9) * step;
+  for (double v = first; v < hi + step * 0.999; v += step)
+    ticks.push_back(std::abs(v) < step * 1e-9 ? 0.0 : v);
+  return ticks;
+}
+
+/// A tick label: no more digits than the tick step needs.
+std::string tick_label(double v, double step) {
+  int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", std::min(decimals, 6), v);
+  return buf;
+}
+
+enum class y_axis { fraction, free };
+
+/// A line plot with axes, ticks at round numbers and a legend. `fraction`
+/// keeps the y axis inside [0, 1] (accuracies).
 std::string line_plot(const std::string& title, const std::string& xlabel,
-                      const std::vector<std::pair<std::string, std::vector<point>>>& series) {
+                      const std::vector<std::pair<std::string, std::vector<point>>>& series,
+                      y_axis kind = y_axis::fraction, const std::string& ylabel = "") {
   const double W = 520, H = 260, L = 56, R = 16, T = 28, B = 40;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   bool any = false;
   for (auto& [name, pts] : series)
     for (auto& p : pts) {
+      if (std::isnan(p.y) || std::isnan(p.x))
+        continue;
       if (!any) {
         x0 = x1 = p.x;
         y0 = y1 = p.y;
@@ -77,12 +111,15 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
       x0 = std::min(x0, p.x), x1 = std::max(x1, p.x);
       y0 = std::min(y0, p.y), y1 = std::max(y1, p.y);
     }
-  if (x1 - x0 < 1e-12)
-    x1 = x0 + 1;
-  y0 = std::max(0.0, std::floor(y0 * 10) / 10);
-  y1 = std::min(1.0, std::ceil(y1 * 10) / 10);
-  if (y1 - y0 < 0.1)
-    y1 = y0 + 0.1;
+  if (kind == y_axis::fraction) {
+    y0 = std::max(0.0, std::floor(y0 * 10) / 10);
+    y1 = std::min(1.0, std::ceil(y1 * 10) / 10);
+    if (y1 - y0 < 0.1)
+      y1 = std::min(1.0, y0 + 0.1), y0 = y1 - 0.1;
+  }
+  auto xt = nice_ticks(x0, x1), yt = nice_ticks(y0, y1, 4);
+  x0 = xt.front(), x1 = xt.back(), y0 = yt.front(), y1 = yt.back();
+  double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   auto sx = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
   auto sy = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
   std::ostringstream o;
@@ -91,33 +128,53 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
   o << "<text x='" << L << "' y='16' font-size='13'>" << escape(title) << "</text>";
   o << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
     << "' fill='none' stroke='#999'/>";
-  for (int i = 0; i <= 4; ++i) {
-    double y = y0 + (y1 - y0) * i / 4, x = x0 + (x1 - x0) * i / 4;
-    o << "<text x='" << L - 6 << "' y='" << sy(y) + 4 << "' text-anchor='end'>" << fmt(y, 3)
-      << "</text><line x1='" << L << "' x2='" << W - R << "' y1='" << sy(y) << "' y2='" << sy(y)
-      << "' stroke='#eee'/>";
-    o << "<text x='" << sx(x) << "' y='" << H - B + 14 << "' text-anchor='middle'>" << fmt(x, 4)
-      << "</text>";
-  }
+  for (double y : yt)
+    o << "<text x='" << L - 6 << "' y='" << sy(y) + 4 << "' text-anchor='end'>"
+      << tick_label(y, ystep) << "</text><line x1='" << L << "' x2='" << W - R << "' y1='"
+      << sy(y) << "' y2='" << sy(y) << "' stroke='#eee'/>";
+  for (double x : xt)
+    o << "<text x='" << sx(x) << "' y='" << H - B + 14 << "' text-anchor='middle'>"
+      << tick_label(x, xstep) << "</text>";
   o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 6 << "' text-anchor='middle'>"
     << escape(xlabel) << "</text>";
+  if (!ylabel.empty())
+    o << "<text x='12' y='" << (T + H - B) / 2 << "' text-anchor='middle' transform='rotate(-90 12 "
+      << (T + H - B) / 2 << ")'>" << escape(ylabel) << "</text>";
   const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"};
   std::size_t k = 0;
   for (auto& [name, pts] : series) {
     auto color = colors[k % 4];
     std::string path;
     for (auto& p : pts)
-      path += (path.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
+      if (!std::isnan(p.y))
+        path += (path.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
     o << "<path d='" << path << "' fill='none' stroke='" << color << "' stroke-width='1.5'/>";
     for (auto& p : pts)
-      o << "<circle cx='" << sx(p.x) << "' cy='" << sy(p.y) << "' r='2.5' fill='" << color
-        << "'><title>" << fmt(p.x) << ": " << fmt(p.y) << "</title></circle>";
+      if (!std::isnan(p.y))
+        o << "<circle cx='" << sx(p.x) << "' cy='" << sy(p.y) << "' r='2.5' fill='" << color
+          << "'><title>" << fmt(p.x) << ": " << fmt(p.y) << "</title></circle>";
     o << "<text x='" << W - R - 4 << "' y='" << T + 14 + 14 * k << "' text-anchor='end' fill='"
       << color << "'>" << escape(name) << "</text>";
     ++k;
   }
   o << "</svg>";
   return o.str();
+}
+
+/// Seconds as a person reads them: "42.5 s", "12 min 3 s", "2 h 5 min".
+std::string duration_text(double s) {
+  if (std::isnan(s))
+    return "";
+  char buf[64];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%d min %d s", static_cast<int>(s / 60),
+                  static_cast<int>(std::lround(s)) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%d h %d min", static_cast<int>(s / 3600),
+                  static_cast<int>(std::lround(s / 60)) % 60);
+  return buf;
 }
 
 struct bar {
@@ -212,8 +269,8 @@ std::string timeline_plot(const std::vector<json>& events, std::size_t max_clien
       << "'/><text x='" << lx + 13 << "' y='" << ly << "'>" << name << "</text>";
     lx += 85;
   }
-  o << "<text x='" << W - R << "' y='" << ly << "' text-anchor='end'>0 - " << fmt(span)
-    << " s; blue lines: versions published</text></svg>";
+  o << "<text x='" << W - R << "' y='" << ly << "' text-anchor='end'>0 to " << duration_text(span)
+    << "; blue lines: versions published</text></svg>";
   return o.str();
 }
 
@@ -273,19 +330,53 @@ std::string report_html(const json& summary, const std::vector<json>& events,
   fact("seed", fmt(num(summary, "seed"), 20));
   fact("clients", fmt(num(summary, "clients"), 10));
   fact("versions published", fmt(num(summary, "final_version"), 10));
-  fact("run time (s, on the run clock)", fmt(num(summary, "t_end"), 6));
+  fact("run time (on the run clock)", duration_text(num(summary, "t_end")));
   if (!rows.empty())
-    fact("test accuracy first / last", fmt(rows.front()[2]) + " / " + fmt(rows.back()[2]));
-  for (auto* k : {"tasks_sent", "updates_accepted", "updates_rejected", "updates_late",
-                  "updates_stale", "updates_aggregated", "updates_pending", "tasks_pending",
-                  "dropouts", "tasks_failed"})
-    fact(k, fmt(num(summary, k), 10));
+    fact("test accuracy first / last", fmt(rows.front()[2], 3) + " / " + fmt(rows.back()[2], 3));
+  static const std::pair<const char*, const char*> counters[] = {
+    {"tasks_sent", "tasks sent"},
+    {"updates_accepted", "updates accepted"},
+    {"updates_rejected", "updates rejected"},
+    {"updates_late", "updates too late (dropped)"},
+    {"updates_stale", "stale updates (folded)"},
+    {"updates_aggregated", "updates aggregated"},
+    {"updates_pending", "updates pending at the end"},
+    {"tasks_pending", "tasks pending at the end"},
+    {"dropouts", "client dropouts"},
+    {"tasks_failed", "tasks failed"}};
+  for (auto& [key, label] : counters)
+    fact(label, fmt(num(summary, key), 10));
   o << "</table>";
   o << "<h2>Accuracy</h2>"
     << line_plot("test accuracy against time", "time on the run clock (s)",
-                 {{"acc", by_time}, {"acc_norm", by_time_norm}})
+                 {{"accuracy", by_time}, {"length-normalised accuracy", by_time_norm}})
     << line_plot("test accuracy against version", "version",
-                 {{"acc", by_version}, {"acc_norm", by_version_norm}});
+                 {{"accuracy", by_version}, {"length-normalised accuracy", by_version_norm}});
+  // Losses per version: the clients' before and after their local training
+  // (mean over the version's updates, on each client's probe examples) and
+  // the server step's before and after (FedSP).
+  std::vector<point> before, after, server_before, server_after;
+  if (auto* per = summary.find("per_round"); per != nullptr && per->is_array())
+    for (auto& r : per->as_array()) {
+      double v = num(r, "version");
+      before.push_back({v, num(r, "mean_loss_before")});
+      after.push_back({v, num(r, "mean_loss_after")});
+      server_before.push_back({v, num(r, "server_loss_before")});
+      server_after.push_back({v, num(r, "server_loss_after")});
+    }
+  std::vector<std::pair<std::string, std::vector<point>>> losses;
+  auto add = [&](const char* label, std::vector<point>& pts) {
+    if (std::any_of(pts.begin(), pts.end(), [](auto& p) { return !std::isnan(p.y); }))
+      losses.emplace_back(label, pts);
+  };
+  add("clients, before local training", before);
+  add("clients, after local training", after);
+  add("server step, before", server_before);
+  add("server step, after", server_after);
+  if (!losses.empty())
+    o << "<h2>Training loss</h2>"
+      << line_plot("loss on the answer against version", "version", losses, y_axis::free,
+                   "nats per answer token");
   o << "<h2>Clients</h2><p>Each bar is a task, from its start to its result (or the moment "
        "its client left). ";
   if (shown < total)
