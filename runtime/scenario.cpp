@@ -109,9 +109,49 @@ std::string fmt_num(double v) {
   return os.str();
 }
 
+/// Applies "section.key=value" settings (fedsp run --set) to the parsed
+/// file: the value is read as YAML and replaces or adds the key. `lines`
+/// gets, per dotted key set, -2 - the setting's index (scenario_reader::fail).
+std::optional<error> set_keys(YAML::Node& root, const std::vector<std::string>& settings,
+                              std::map<std::string, int>& lines) {
+  for (std::size_t i = 0; i < settings.size(); ++i) {
+    auto& s = settings[i];
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return error{errc::bad_scenario, "--set '" + s + "': expected KEY=VALUE, e.g. data.dir=DIR"};
+    auto key = s.substr(0, eq);
+    YAML::Node value;
+    try {
+      value = YAML::Load(s.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      return error{errc::bad_scenario, "--set '" + s + "': the value is not YAML: " + e.msg};
+    }
+    auto dot = key.find('.');
+    auto section = key.substr(0, dot);
+    auto sub = dot == std::string::npos ? std::string() : key.substr(dot + 1);
+    if (section.empty() || (dot != std::string::npos && (sub.empty() || sub.find('.') != std::string::npos)))
+      return error{errc::bad_scenario, "--set '" + s + "': KEY is 'key' or 'section.key'"};
+    lines[key] = -2 - static_cast<int>(i);
+    if (sub.empty()) {
+      root[section] = value;
+      continue;
+    }
+    YAML::Node node = root[section];
+    if (node.IsDefined() && !node.IsNull() && !node.IsMap())
+      return error{errc::bad_scenario, "--set '" + s + "': '" + section + "' is not a map of keys"};
+    if (!node.IsDefined() || node.IsNull()) {
+      root[section] = YAML::Node(YAML::NodeType::Map);
+      node = root[section];
+    }
+    node[sub] = value;
+  }
+  return std::nullopt;
+}
+
 class scenario_reader {
 public:
-  scenario_reader(std::string path) : path_(std::move(path)) {}
+  scenario_reader(std::string path, std::vector<std::string> settings = {})
+    : path_(std::move(path)), settings_(std::move(settings)) {}
 
   result<scenario> read(const std::string& text) {
     YAML::Node root;
@@ -128,6 +168,8 @@ public:
       return fail(-1, "the scenario is empty");
     if (!root.IsMap())
       return fail(root.Mark().line, "the scenario must be a map of keys");
+    if (auto err = set_keys(root, settings_, set_lines_))
+      return error{err->code, path_ + ": " + err->text};
     scenario sc;
     sc.path = path_;
     sc.name = fs::path(path_).stem().string();
@@ -231,7 +273,7 @@ public:
                            {"seed", uint_field(sc.seed, 0, ~std::uint64_t{0})}};
     for (auto it = root.begin(); it != root.end(); ++it) {
       auto key = it->first.Scalar();
-      int line = it->first.Mark().line;
+      int line = line_at(key, it->first);
       if (key == "faults") {
         if (auto err = read_faults(it->second, line, sc))
           return *err;
@@ -243,7 +285,7 @@ public:
         for (auto jt = it->second.begin(); jt != it->second.end(); ++jt) {
           auto sub = jt->first.Scalar();
           if (auto err = apply(sec->second, key + "." + sub, sub,
-                               jt->first.Mark().line, jt->second))
+                               line_at(key + "." + sub, jt->first), jt->second))
             return *err;
         }
         continue;
@@ -349,8 +391,19 @@ private:
     return std::nullopt;
   }
 
+  /// Where a key is: its line in the file, or (below -1) the --set that
+  /// gave it, so that errors point at what the user wrote.
+  int line_at(const std::string& dotted, const YAML::Node& key) const {
+    auto it = set_lines_.find(dotted);
+    return it != set_lines_.end() ? it->second : key.Mark().line;
+  }
+
   error fail(int line, const std::string& what) const {
-    auto where = line >= 0 ? path_ + ":" + std::to_string(line + 1) : path_;
+    std::string where = path_;
+    if (line >= 0)
+      where += ":" + std::to_string(line + 1);
+    else if (line <= -2)
+      where += ", --set '" + settings_[static_cast<std::size_t>(-2 - line)] + "'";
     return error{errc::bad_scenario, where + ": " + what};
   }
 
@@ -500,6 +553,8 @@ private:
   }
 
   std::string path_;
+  std::vector<std::string> settings_;
+  std::map<std::string, int> set_lines_; // dotted key -> -2 - index in settings_
   std::map<std::string, int> lines_;
 };
 
@@ -513,14 +568,52 @@ result<scenario> parse_scenario(const std::string& text,
   return sc;
 }
 
-result<scenario> load_scenario(const std::string& path) {
+result<std::string> apply_settings(const std::string& text,
+                                   const std::vector<std::string>& settings) {
+  if (settings.empty())
+    return text;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return error{errc::bad_scenario, "YAML syntax error: " + e.msg};
+  }
+  if (root.IsNull())
+    root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap())
+    return error{errc::bad_scenario, "the scenario must be a map of keys"};
+  std::map<std::string, int> lines;
+  if (auto err = set_keys(root, settings, lines))
+    return *err;
+  YAML::Emitter out;
+  out << root;
+  if (!out.good())
+    return error{errc::bad_scenario, "--set: cannot write the scenario back: " + out.GetLastError()};
+  std::string joined;
+  for (auto& st : settings)
+    joined += (joined.empty() ? "" : " ") + st;
+  std::replace(joined.begin(), joined.end(), '\n', ' ');
+  std::replace(joined.begin(), joined.end(), '\r', ' ');
+  return "# with --set " + joined + "\n" + std::string(out.c_str()) + "\n";
+}
+
+result<scenario> load_scenario(const std::string& path, const std::vector<std::string>& settings) {
   std::ifstream in(path);
   if (!in)
     return error{errc::bad_scenario,
                  path + ": cannot open the scenario file (missing or unreadable)"};
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_scenario(ss.str(), path);
+  auto sc = scenario_reader(path, settings).read(ss.str());
+  if (!sc || settings.empty())
+    return sc;
+  // What the run records (run.json) and a resume re-reads: the file with
+  // the settings written in.
+  auto text = apply_settings(ss.str(), settings);
+  if (!text)
+    return error{text.err().code, path + ": " + text.err().text};
+  sc.value().source = text.value();
+  return sc;
 }
 
 } // namespace fedsp
