@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include "runtime/call_syntax.hpp"
 #include "runtime/codec.hpp"
+#include "runtime/report.hpp"
 #include "runtime/run_check.hpp"
 #include "runtime/faults.hpp"
 #include "runtime/scenario.hpp"
@@ -39,12 +40,14 @@ commands:
   run <scenario.yaml>   run a federation in this process
   resume <run-dir>      finish an interrupted run from its checkpoint and log
   check <run-dir>       check a run against the invariants faults must not break
+  compare LABEL=DIR...  plot test accuracy against round for several methods (SVG)
   certs --out DIR       make a development CA, node certificate and join token
   serve <scenario>      run the server side and wait for join nodes (TLS)
   join --server H:P     host a range of clients of a served run
   inspect <file>        decode, validate and print one federation message
   tokenize              print the token ids of standard input
   prepare spamassassin  turn the SpamAssassin corpus into task and corpus JSONL
+  prepare jsonl         split your own multiple-choice JSONL into task files
   pretrain              train a global model on an LM corpus
   eval                  score a model (and prompts) on a multiple-choice task
   calibrate <scenario>  measure this machine's rate on one client task
@@ -99,6 +102,18 @@ update is folded into at most one version; every accepted update is folded
 or reported pending (or discarded with a failed round); the run finished.
 Prints what it counted; exits 0 when every invariant holds, 1 otherwise
 (each violation on its own line), 2 when the folder has no events.jsonl.
+)";
+
+const char* usage_compare = R"(usage: fedsp compare --out FIG.svg [--title TEXT] LABEL=DIR[,DIR...]...
+
+Draws one figure of test accuracy against version (round) for several
+methods, each given as a label and its run folders (one per seed), e.g.
+  fedsp compare --out fig.svg FedSP=runs/fedsp-1,runs/fedsp-2 Zero-shot=runs/zs-1
+Per method: the mean over its runs, a band from the lowest to the highest
+run, and a dashed level for a method scored only before training (zero-shot).
+Prints each method's final accuracy (mean +- sample sd, min, max). A folder
+without a readable summary.json, or with no scored version, is named and
+nothing is written.
 )";
 
 const char* usage_certs = R"(usage: fedsp certs --out DIR [--nodes NAME[,NAME...]]
@@ -416,6 +431,48 @@ int cmd_check(const std::vector<std::string>& args) {
   if (c.ok())
     std::printf("every invariant holds\n");
   return c.ok() ? 0 : 1;
+}
+
+int cmd_compare(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::cout << usage_compare;
+    return 0;
+  }
+  std::string out, title = "test accuracy against round";
+  std::vector<fedsp::compared_method> methods;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    if (a == "--out" || a == "--title") {
+      if (i + 1 >= args.size())
+        return fail("compare: " + a + " needs a value");
+      (a == "--out" ? out : title) = args[++i];
+    } else if (!a.empty() && a[0] == '-') {
+      return fail("compare: unknown option '" + a + "' (see 'fedsp compare --help')");
+    } else {
+      auto eq = a.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
+        return fail("compare: '" + a + "' is not LABEL=DIR[,DIR...]");
+      fedsp::compared_method m{a.substr(0, eq), {}};
+      std::stringstream dirs(a.substr(eq + 1));
+      for (std::string d; std::getline(dirs, d, ',');)
+        if (!d.empty())
+          m.dirs.push_back(d);
+      methods.push_back(std::move(m));
+    }
+  }
+  if (out.empty())
+    return fail("compare: --out FIG.svg is required");
+  std::string table;
+  auto svg = fedsp::comparison_svg(methods, title, &table);
+  if (!svg)
+    return fail("compare: " + svg.err().text);
+  std::ofstream f(out);
+  f << svg.value();
+  f.close();
+  if (!f)
+    return fail("compare: cannot write " + out);
+  std::cout << table << "wrote " << out << "\n";
+  return 0;
 }
 
 int cmd_certs(const std::vector<std::string>& args) {
@@ -943,6 +1000,8 @@ int main(int argc, char** argv) {
       std::cout << usage_resume;
     else if (rest[0] == "check")
       std::cout << usage_check;
+    else if (rest[0] == "compare")
+      std::cout << usage_compare;
     else if (rest[0] == "certs")
       std::cout << usage_certs;
     else if (rest[0] == "serve")
@@ -969,6 +1028,8 @@ int main(int argc, char** argv) {
     return cmd_resume(rest);
   if (cmd == "check")
     return cmd_check(rest);
+  if (cmd == "compare")
+    return cmd_compare(rest);
   if (cmd == "certs")
     return cmd_certs(rest);
   if (cmd == "serve")

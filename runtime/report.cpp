@@ -61,9 +61,10 @@ std::vector<std::array<double, 4>> accuracy_rows(const json& summary) {
   return rows;
 }
 
-/// Axis ticks at round numbers (1, 2 or 5 times a power of ten) covering
-/// [lo, hi]; the axis then runs from the first tick to the last.
-std::vector<double> nice_ticks(double lo, double hi, int target = 5) {
+/// Axis ticks at round numbers (1, 2 or 5 times a power of ten, at least
+/// min_step apart) covering [lo, hi]; the axis then runs from the first
+/// tick to the last.
+std::vector<double> nice_ticks(double lo, double hi, int target = 5, double min_step = 0) {
   if (!(hi > lo))
     hi = lo + 1;
   double raw = (hi - lo) / target;
@@ -74,6 +75,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target = 5) {
       step = m * mag;
       break;
     }
+  step = std::max(step, min_step);
   std::vector<double> ticks;
   double first = std::floor(lo / step + 1e-9) * step;
   for (double v = first; v < hi + step * 0.999; v += step)
@@ -91,33 +93,55 @@ std::string tick_label(double v, double step) {
 
 enum class y_axis { fraction, free };
 
+/// One line of a plot: its points, optionally a band (lo..hi at the same
+/// x, e.g. the spread over seeds) and dashes (a level, not a curve).
+struct plot_series {
+  plot_series(std::string n, std::vector<point> p) : name(std::move(n)), pts(std::move(p)) {}
+  std::string name;
+  std::vector<point> pts;
+  std::vector<point> lo, hi;
+  bool dashed = false;
+};
+
+/// Canvas size; the legend sits in the right margin when it is wide.
+struct plot_frame {
+  double width = 520, height = 260, right = 16;
+  bool integer_x = false; // x ticks at whole numbers (versions, rounds)
+};
+
+const char* const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                               "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+
 /// A line plot with axes, ticks at round numbers and a legend. `fraction`
 /// keeps the y axis inside [0, 1] (accuracies).
 std::string line_plot(const std::string& title, const std::string& xlabel,
-                      const std::vector<std::pair<std::string, std::vector<point>>>& series,
-                      y_axis kind = y_axis::fraction, const std::string& ylabel = "") {
-  const double W = 520, H = 260, L = 56, R = 16, T = 28, B = 40;
+                      const std::vector<plot_series>& series, y_axis kind = y_axis::fraction,
+                      const std::string& ylabel = "", const plot_frame& frame = {}) {
+  const double W = frame.width, H = frame.height, L = 56, R = frame.right, T = 28, B = 40;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   bool any = false;
-  for (auto& [name, pts] : series)
-    for (auto& p : pts) {
-      if (std::isnan(p.y) || std::isnan(p.x))
-        continue;
-      if (!any) {
-        x0 = x1 = p.x;
-        y0 = y1 = p.y;
-        any = true;
-      }
-      x0 = std::min(x0, p.x), x1 = std::max(x1, p.x);
-      y0 = std::min(y0, p.y), y1 = std::max(y1, p.y);
+  auto extend = [&](const point& p) {
+    if (std::isnan(p.y) || std::isnan(p.x))
+      return;
+    if (!any) {
+      x0 = x1 = p.x;
+      y0 = y1 = p.y;
+      any = true;
     }
+    x0 = std::min(x0, p.x), x1 = std::max(x1, p.x);
+    y0 = std::min(y0, p.y), y1 = std::max(y1, p.y);
+  };
+  for (auto& s : series)
+    for (auto* pts : {&s.pts, &s.lo, &s.hi})
+      for (auto& p : *pts)
+        extend(p);
   if (kind == y_axis::fraction) {
     y0 = std::max(0.0, std::floor(y0 * 10) / 10);
     y1 = std::min(1.0, std::ceil(y1 * 10) / 10);
     if (y1 - y0 < 0.1)
       y1 = std::min(1.0, y0 + 0.1), y0 = y1 - 0.1;
   }
-  auto xt = nice_ticks(x0, x1), yt = nice_ticks(y0, y1, 4);
+  auto xt = nice_ticks(x0, x1, 5, frame.integer_x ? 1.0 : 0.0), yt = nice_ticks(y0, y1, 4);
   x0 = xt.front(), x1 = xt.back(), y0 = yt.front(), y1 = yt.back();
   double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   auto sx = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
@@ -125,6 +149,7 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
     << "' font-family='sans-serif' font-size='11'>";
+  o << "<rect width='" << W << "' height='" << H << "' fill='white'/>";
   o << "<text x='" << L << "' y='16' font-size='13'>" << escape(title) << "</text>";
   o << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
     << "' fill='none' stroke='#999'/>";
@@ -140,21 +165,40 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
   if (!ylabel.empty())
     o << "<text x='12' y='" << (T + H - B) / 2 << "' text-anchor='middle' transform='rotate(-90 12 "
       << (T + H - B) / 2 << ")'>" << escape(ylabel) << "</text>";
-  const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"};
+  bool legend_outside = R > 100;
   std::size_t k = 0;
-  for (auto& [name, pts] : series) {
-    auto color = colors[k % 4];
+  for (auto& s : series) {
+    auto color = palette[k % (sizeof palette / sizeof palette[0])];
+    // The band: along lo, back along hi.
+    std::string band;
+    for (auto& p : s.lo)
+      if (!std::isnan(p.y))
+        band += (band.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
+    for (auto it = s.hi.rbegin(); it != s.hi.rend(); ++it)
+      if (!std::isnan(it->y))
+        band += " L" + fmt(sx(it->x), 6) + " " + fmt(sy(it->y), 6);
+    if (!band.empty())
+      o << "<path d='" << band << " Z' fill='" << color << "' fill-opacity='0.15' stroke='none'/>";
     std::string path;
-    for (auto& p : pts)
+    for (auto& p : s.pts)
       if (!std::isnan(p.y))
         path += (path.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
-    o << "<path d='" << path << "' fill='none' stroke='" << color << "' stroke-width='1.5'/>";
-    for (auto& p : pts)
-      if (!std::isnan(p.y))
-        o << "<circle cx='" << sx(p.x) << "' cy='" << sy(p.y) << "' r='2.5' fill='" << color
-          << "'><title>" << fmt(p.x) << ": " << fmt(p.y) << "</title></circle>";
-    o << "<text x='" << W - R - 4 << "' y='" << T + 14 + 14 * k << "' text-anchor='end' fill='"
-      << color << "'>" << escape(name) << "</text>";
+    o << "<path d='" << path << "' fill='none' stroke='" << color << "' stroke-width='1.5'"
+      << (s.dashed ? " stroke-dasharray='5 3'" : "") << "/>";
+    if (!s.dashed)
+      for (auto& p : s.pts)
+        if (!std::isnan(p.y))
+          o << "<circle cx='" << sx(p.x) << "' cy='" << sy(p.y) << "' r='2.5' fill='" << color
+            << "'><title>" << escape(s.name) << " " << fmt(p.x) << ": " << fmt(p.y)
+            << "</title></circle>";
+    if (legend_outside)
+      o << "<line x1='" << W - R + 10 << "' x2='" << W - R + 28 << "' y1='" << T + 10 + 16 * k
+        << "' y2='" << T + 10 + 16 * k << "' stroke='" << color << "' stroke-width='2'"
+        << (s.dashed ? " stroke-dasharray='5 3'" : "") << "/><text x='" << W - R + 33
+        << "' y='" << T + 14 + 16 * k << "'>" << escape(s.name) << "</text>";
+    else
+      o << "<text x='" << W - R - 4 << "' y='" << T + 14 + 14 * k << "' text-anchor='end' fill='"
+        << color << "'>" << escape(s.name) << "</text>";
     ++k;
   }
   o << "</svg>";
@@ -347,11 +391,14 @@ std::string report_html(const json& summary, const std::vector<json>& events,
   for (auto& [key, label] : counters)
     fact(label, fmt(num(summary, key), 10));
   o << "</table>";
+  plot_frame by_version_frame;
+  by_version_frame.integer_x = true;
   o << "<h2>Accuracy</h2>"
     << line_plot("test accuracy against time", "time on the run clock (s)",
                  {{"accuracy", by_time}, {"length-normalised accuracy", by_time_norm}})
     << line_plot("test accuracy against version", "version",
-                 {{"accuracy", by_version}, {"length-normalised accuracy", by_version_norm}});
+                 {{"accuracy", by_version}, {"length-normalised accuracy", by_version_norm}},
+                 y_axis::fraction, "", by_version_frame);
   // Losses per version: the clients' before and after their local training
   // (mean over the version's updates, on each client's probe examples) and
   // the server step's before and after (FedSP).
@@ -364,7 +411,7 @@ std::string report_html(const json& summary, const std::vector<json>& events,
       server_before.push_back({v, num(r, "server_loss_before")});
       server_after.push_back({v, num(r, "server_loss_after")});
     }
-  std::vector<std::pair<std::string, std::vector<point>>> losses;
+  std::vector<plot_series> losses;
   auto add = [&](const char* label, std::vector<point>& pts) {
     if (std::any_of(pts.begin(), pts.end(), [](auto& p) { return !std::isnan(p.y); }))
       losses.emplace_back(label, pts);
@@ -376,7 +423,7 @@ std::string report_html(const json& summary, const std::vector<json>& events,
   if (!losses.empty())
     o << "<h2>Training loss</h2>"
       << line_plot("loss on the answer against version", "version", losses, y_axis::free,
-                   "nats per answer token");
+                   "nats per answer token", by_version_frame);
   o << "<h2>Clients</h2><p>Each bar is a task, from its start to its result (or the moment "
        "its client left). ";
   if (shown < total)
@@ -385,7 +432,9 @@ std::string report_html(const json& summary, const std::vector<json>& events,
   return o.str();
 }
 
-std::optional<error> write_run_report(const std::string& dir) {
+namespace {
+
+result<json> read_summary(const std::string& dir) {
   std::ifstream sin(dir + "/summary.json");
   if (!sin)
     return error{errc::io, "cannot read " + dir + "/summary.json"};
@@ -394,6 +443,95 @@ std::optional<error> write_run_report(const std::string& dir) {
   auto summary = json::parse(ss.str());
   if (!summary)
     return error{errc::malformed, dir + "/summary.json: " + summary.err().text};
+  if (!summary.value().is_object())
+    return error{errc::malformed, dir + "/summary.json: not a JSON object"};
+  return summary;
+}
+
+double mean_of(const std::vector<double>& xs) {
+  double t = 0;
+  for (double x : xs)
+    t += x;
+  return t / static_cast<double>(xs.size());
+}
+
+double sd_of(const std::vector<double>& xs) {
+  if (xs.size() < 2)
+    return 0;
+  double m = mean_of(xs), t = 0;
+  for (double x : xs)
+    t += (x - m) * (x - m);
+  return std::sqrt(t / static_cast<double>(xs.size() - 1));
+}
+
+} // namespace
+
+result<std::string> comparison_svg(const std::vector<compared_method>& methods,
+                                   const std::string& title, std::string* table) {
+  if (methods.empty())
+    return error{errc::bad_argument, "nothing to compare: give at least one LABEL=DIR"};
+  std::vector<plot_series> series;
+  std::ostringstream tab;
+  double last_version = 0;
+  std::vector<std::size_t> levels; // series with only version 0: drawn across
+  for (auto& m : methods) {
+    if (m.dirs.empty())
+      return error{errc::bad_argument, "'" + m.label + "' names no run folder"};
+    std::map<double, std::vector<double>> by_version;
+    std::vector<double> finals;
+    for (auto& dir : m.dirs) {
+      auto summary = read_summary(dir);
+      if (!summary)
+        return summary.err();
+      auto rows = accuracy_rows(summary.value());
+      if (rows.empty())
+        return error{errc::malformed, dir + "/summary.json: no scored version (no test_acc)"};
+      for (auto& r : rows)
+        by_version[r[0]].push_back(r[2]);
+      finals.push_back(rows.back()[2]);
+    }
+    plot_series s(m.label, {});
+    for (auto& [v, accs] : by_version) {
+      s.pts.push_back({v, mean_of(accs)});
+      s.lo.push_back({v, *std::min_element(accs.begin(), accs.end())});
+      s.hi.push_back({v, *std::max_element(accs.begin(), accs.end())});
+      last_version = std::max(last_version, v);
+    }
+    if (m.dirs.size() < 2)
+      s.lo.clear(), s.hi.clear();
+    if (by_version.size() == 1)
+      levels.push_back(series.size());
+    series.push_back(std::move(s));
+    char line[256];
+    std::snprintf(line, sizeof line, "%-40s runs %zu  final test acc %.3f +- %.3f  (min %.3f, max %.3f)\n",
+                  m.label.c_str(), finals.size(), mean_of(finals), sd_of(finals),
+                  *std::min_element(finals.begin(), finals.end()),
+                  *std::max_element(finals.begin(), finals.end()));
+    tab << line;
+  }
+  // A method without rounds (zero-shot) is a level: a dashed line across.
+  for (auto i : levels) {
+    auto& s = series[i];
+    s.dashed = true;
+    auto at = s.pts.front();
+    s.pts = {{0, at.y}, {last_version, at.y}};
+    if (!s.lo.empty())
+      s.lo = {{0, s.lo.front().y}, {last_version, s.lo.front().y}},
+      s.hi = {{0, s.hi.front().y}, {last_version, s.hi.front().y}};
+  }
+  if (table)
+    *table = tab.str();
+  plot_frame frame;
+  frame.width = 760, frame.height = 340, frame.right = 230, frame.integer_x = true;
+  return line_plot(title, "version (round)", series, y_axis::fraction,
+                   "test accuracy (mean; band: lowest to highest run)", frame)
+         + "\n";
+}
+
+std::optional<error> write_run_report(const std::string& dir) {
+  auto summary = read_summary(dir);
+  if (!summary)
+    return summary.err();
   std::vector<json> events;
   std::ifstream ein(dir + "/events.jsonl");
   if (!ein)

@@ -24,6 +24,21 @@ std::string metrics_csv(const json& summary);
 std::string report_html(const json& summary, const std::vector<json>& events,
                         std::size_t max_clients = 60);
 
+/// One line of a comparison: a label and its runs' folders (one per seed).
+struct compared_method {
+  std::string label;
+  std::vector<std::string> dirs;
+};
+
+/// An SVG (fedsp compare) of test accuracy against version for several
+/// methods: per method the mean over its runs, a band from the lowest to
+/// the highest run, and for a method scored only at version 0 (zero-shot) a
+/// dashed level across. `table`, when given, gets one line per method: runs,
+/// final accuracy mean +- sd (sample), min and max. Errors name the folder
+/// whose summary.json cannot be read or holds no scored version.
+result<std::string> comparison_svg(const std::vector<compared_method>& methods,
+                                   const std::string& title, std::string* table = nullptr);
+
 /// Reads DIR/summary.json and DIR/events.jsonl, writes DIR/metrics.csv and
 /// DIR/report.html. Errors name the file that could not be read or written.
 std::optional<error> write_run_report(const std::string& dir);

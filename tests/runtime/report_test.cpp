@@ -82,6 +82,63 @@ TEST(report, shows_losses_durations_and_round_ticks_a_reader_can_use) {
   fs::remove_all(d);
 }
 
+fs::path summary_dir(const std::string& name, const std::string& summary) {
+  auto d = fs::temp_directory_path()
+           / ("fedsp_compare_test_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  std::ofstream(d / "summary.json") << summary;
+  return d;
+}
+
+std::string scored(double v0, double v1, double v2) {
+  return R"({"initial":{"global":{"test_acc":)" + std::to_string(v0)
+         + R"(}},"per_round":[{"version":1,"test_acc":)" + std::to_string(v1)
+         + R"(},{"version":2,"test_acc":)" + std::to_string(v2) + "}]}";
+}
+
+TEST(compare, mean_band_and_final_figures_over_seeds) {
+  auto a1 = summary_dir("a1", scored(0.5, 0.6, 0.8)), a2 = summary_dir("a2", scored(0.5, 0.7, 0.9));
+  auto z = summary_dir("z", R"({"initial":{"global":{"test_acc":0.65}},"per_round":[]})");
+  std::string table;
+  auto svg = comparison_svg({{"FedSP", {a1.string(), a2.string()}}, {"Zero-shot", {z.string()}}},
+                            "acc", &table);
+  ASSERT_TRUE(svg) << svg.err().text;
+  // Final accuracies 0.8 and 0.9: mean 0.85, sample sd 0.0707.
+  EXPECT_NE(table.find("FedSP"), std::string::npos);
+  EXPECT_NE(table.find("runs 2  final test acc 0.850 +- 0.071  (min 0.800, max 0.900)"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("runs 1  final test acc 0.650 +- 0.000"), std::string::npos) << table;
+  auto& out = svg.value();
+  // The mean at version 2 is 0.85 (hover text); the band is a filled path.
+  EXPECT_NE(out.find("<title>FedSP 2: 0.85</title>"), std::string::npos) << out;
+  EXPECT_NE(out.find("fill-opacity='0.15'"), std::string::npos);
+  // Zero-shot is a dashed level, and both are in the legend.
+  EXPECT_NE(out.find("stroke-dasharray"), std::string::npos);
+  EXPECT_NE(out.find(">Zero-shot</text>"), std::string::npos);
+  EXPECT_NE(out.find(">FedSP</text>"), std::string::npos);
+  for (auto& d : {a1, a2, z})
+    fs::remove_all(d);
+}
+
+TEST(compare, unreadable_or_unscored_runs_are_named) {
+  auto bad = summary_dir("bad", "{not json");
+  auto none = summary_dir("none", R"({"per_round":[{"version":1}]})");
+  auto r = comparison_svg({{"A", {bad.string()}}}, "t");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.err().text.find(bad.string() + "/summary.json"), std::string::npos);
+  r = comparison_svg({{"A", {none.string()}}}, "t");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.err().text.find("no scored version"), std::string::npos) << r.err().text;
+  r = comparison_svg({{"A", {"/nonexistent/run"}}}, "t");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.err().text.find("cannot read /nonexistent/run/summary.json"), std::string::npos);
+  EXPECT_FALSE(comparison_svg({}, "t"));
+  EXPECT_FALSE(comparison_svg({{"A", {}}}, "t"));
+  fs::remove_all(bad);
+  fs::remove_all(none);
+}
+
 TEST(report, unreadable_runs_are_named) {
   auto d = run_dir("{\"type\":\"task\"}\nnot json\n");
   auto err = write_run_report(d.string());
