@@ -605,8 +605,12 @@ result<scenario> load_scenario(const std::string& path, const std::vector<std::s
   std::stringstream ss;
   ss << in.rdbuf();
   auto sc = scenario_reader(path, settings).read(ss.str());
-  if (!sc || settings.empty())
+  if (!sc)
     return sc;
+  if (settings.empty()) {
+    sc.value().source = ss.str();
+    return sc;
+  }
   // What the run records (run.json) and a resume re-reads: the file with
   // the settings written in.
   auto text = apply_settings(ss.str(), settings);

@@ -128,6 +128,35 @@ TEST(scenario, yaml_syntax_error_and_empty_file_are_reported) {
   EXPECT_NE(error_of("- 1\n- 2\n").find("map"), std::string::npos);
 }
 
+TEST(scenario, loaded_scenarios_keep_their_text_and_settings_for_resume_and_join) {
+  auto dir = std::filesystem::temp_directory_path() / "fedsp_scenario_source_test";
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "s.yaml").string();
+  std::string text = "seed: 4\nclients:\n  count: 3\nfederation:\n  rounds: 2\n";
+  std::ofstream(path) << text;
+  // Resume and join nodes re-read `source`: it is the file as written.
+  auto plain = load_scenario(path);
+  ASSERT_TRUE(plain.ok()) << plain.err().text;
+  EXPECT_EQ(plain.value().source, text);
+  // With --set, `source` holds the changed scenario, and reads back the same.
+  auto set = load_scenario(path, {"federation.rounds=7", "clients.count=5"});
+  ASSERT_TRUE(set.ok()) << set.err().text;
+  EXPECT_EQ(set.value().federation.rounds, 7u);
+  EXPECT_EQ(set.value().clients.count, 5u);
+  EXPECT_EQ(set.value().source.rfind("# with --set federation.rounds=7 clients.count=5\n", 0), 0u);
+  auto again = parse_scenario(set.value().source, path);
+  ASSERT_TRUE(again.ok()) << again.err().text;
+  EXPECT_EQ(again.value().federation.rounds, 7u);
+  EXPECT_EQ(again.value().clients.count, 5u);
+  EXPECT_EQ(again.value().seed, 4u);
+  // An error in a setting names the setting, not a line of the file.
+  auto bad = load_scenario(path, {"federation.rounds=many"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.err().text.find("s.yaml, --set 'federation.rounds=many': key 'federation.rounds'"),
+            std::string::npos) << bad.err().text;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(scenario, shipped_scenarios_parse) {
   for (auto& entry : std::filesystem::directory_iterator(FEDSP_SOURCE_DIR "/scenarios")) {
     if (entry.path().extension() != ".yaml")
