@@ -18,6 +18,7 @@
 
 #include "actors/fault_layer.hpp"
 #include "actors/server.hpp"
+#include "runtime/call_syntax.hpp"
 #include "runtime/durable.hpp"
 #include "runtime/report.hpp"
 #include "runtime/rng.hpp"
@@ -216,8 +217,12 @@ result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
   if (!sc)
     return error{errc::bad_scenario, path + ": the run's scenario no longer reads: "
                                        + sc.err().text};
-  if (auto* seed = r.find("seed"); seed != nullptr && seed->is_string())
-    sc.value().seed = std::stoull(seed->as_string());
+  if (auto* seed = r.find("seed"); seed != nullptr && seed->is_string()) {
+    std::uint64_t n = 0;
+    if (!parse_unsigned(seed->as_string(), 0, ~std::uint64_t{0}, n))
+      return error{errc::malformed, path + ": 'seed' is not an integer in [0, 2^64 - 1]"};
+    sc.value().seed = n;
+  }
   if (!sc.value().durability.checkpoints)
     return error{errc::bad_scenario, "the run was started with durability.checkpoints: false; "
                                      "there is nothing to resume from"};

@@ -19,6 +19,23 @@ bool parse_number(const std::string& text, double& out) {
   return !s.empty() && end == s.c_str() + s.size() && std::isfinite(out);
 }
 
+bool parse_unsigned(const std::string& text, std::uint64_t lo, std::uint64_t hi,
+                    std::uint64_t& out) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  std::uint64_t v = 0;
+  for (char c : text) {
+    auto d = static_cast<std::uint64_t>(c - '0');
+    if (v > (~std::uint64_t{0} - d) / 10)
+      return false; // past 2^64 - 1
+    v = v * 10 + d;
+  }
+  if (v < lo || v > hi)
+    return false;
+  out = v;
+  return true;
+}
+
 bool split_call(const std::string& text, std::string& name, std::vector<std::string>& args) {
   auto s = trim(text);
   auto open = s.find('(');

@@ -1,6 +1,9 @@
 #include "runtime/run_check.hpp"
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -16,12 +19,32 @@ double num(const json& j, const char* key, double fallback = -1) {
   return v != nullptr && v->is_number() ? v->as_number() : fallback;
 }
 
+/// A task id or version: a whole number in [0, 2^53] (what JSON numbers
+/// carry exactly), else nullopt.
+std::optional<std::uint64_t> count_of(const json& v) {
+  if (!v.is_number())
+    return std::nullopt;
+  double d = v.as_number();
+  if (!(d >= 0) || d > 9007199254740992.0 || d != std::floor(d))
+    return std::nullopt;
+  return static_cast<std::uint64_t>(d);
+}
+
 } // namespace
 
 result<run_check> check_run(const std::string& dir) {
-  std::ifstream in(dir + "/events.jsonl");
-  if (!in)
+  std::error_code ec;
+  auto events_path = std::filesystem::path(dir) / "events.jsonl";
+  auto st = std::filesystem::status(events_path, ec);
+  if (st.type() == std::filesystem::file_type::not_found)
     return error{errc::io, "no events.jsonl in '" + dir + "'"};
+  if (ec)
+    return error{errc::io, "cannot read " + events_path.string() + ": " + ec.message()};
+  if (st.type() != std::filesystem::file_type::regular)
+    return error{errc::io, events_path.string() + " is not a regular file"};
+  std::ifstream in(events_path);
+  if (!in)
+    return error{errc::io, "cannot read " + events_path.string() + " (permissions?)"};
   run_check rc;
   std::set<std::uint64_t> accepted;
   std::map<std::uint64_t, std::uint64_t> folded_in; // task -> version
@@ -41,8 +64,17 @@ result<run_check> check_run(const std::string& dir) {
       continue;
     auto& t = type->as_string();
     auto& e = ev.value();
+    auto where = "events.jsonl:" + std::to_string(line_no) + ": ";
+    auto field = [&](const char* key) -> std::optional<std::uint64_t> {
+      auto* v = e.find(key);
+      auto n = v != nullptr ? count_of(*v) : std::nullopt;
+      if (!n)
+        rc.violations.push_back(where + "'" + t + "' event without a whole '" + key + "'");
+      return n;
+    };
     if (t == "update" || t == "update_replayed") {
-      accepted.insert(static_cast<std::uint64_t>(num(e, "task")));
+      if (auto task = field("task"))
+        accepted.insert(*task);
     } else if (t == "updates_discarded") {
       discarded += static_cast<std::uint64_t>(num(e, "count", 0));
     } else if (t == "fault") {
@@ -50,7 +82,10 @@ result<run_check> check_run(const std::string& dir) {
     } else if (t == "resumed") {
       ++rc.resumes;
     } else if (t == "publish") {
-      auto v = static_cast<std::uint64_t>(num(e, "version", 0));
+      auto version = field("version");
+      if (!version)
+        continue;
+      auto v = *version;
       if (!first && v != rc.last_version + 1)
         rc.violations.push_back("events.jsonl:" + std::to_string(line_no) + ": version "
                                 + std::to_string(v) + " published after "
@@ -60,7 +95,13 @@ result<run_check> check_run(const std::string& dir) {
       ++rc.versions;
       if (auto* ups = e.find("updates"); ups != nullptr && ups->is_array())
         for (auto& u : ups->as_array()) {
-          auto id = static_cast<std::uint64_t>(u.as_number());
+          auto task = count_of(u);
+          if (!task) {
+            rc.violations.push_back(where + "version " + std::to_string(v)
+                                    + " lists an update that is not a task id");
+            continue;
+          }
+          auto id = *task;
           auto [it, fresh] = folded_in.emplace(id, v);
           if (!fresh)
             rc.violations.push_back("update of task " + std::to_string(id)
@@ -89,7 +130,9 @@ result<run_check> check_run(const std::string& dir) {
       auto& s = summary.value();
       rc.allowed_unfolded = static_cast<std::uint64_t>(num(s, "updates_pending", 0)) + discarded;
       auto final_version = static_cast<std::uint64_t>(num(s, "final_version", 0));
-      if (rc.versions > 0 && final_version != rc.last_version)
+      if (line_no == 0)
+        rc.violations.push_back("events.jsonl is empty, but summary.json says the run finished");
+      if ((rc.versions > 0 || final_version > 0) && final_version != rc.last_version)
         rc.violations.push_back("summary.json says version " + std::to_string(final_version)
                                 + ", the last publish event " + std::to_string(rc.last_version));
     }

@@ -37,7 +37,9 @@ check "missing data file names the key and the file" expect_fail 2 "key 'data.di
 check "missing scenario file is named" expect_fail 2 "missing.yaml: cannot open" "$fedsp" run "$tmp/missing.yaml"
 check "unknown option" expect_fail 2 "unknown option '--fast'" "$fedsp" run "$src/tests/integration/tiny.yaml" --fast
 
-check "run --seed needs an integer" expect_fail 2 "--seed needs a non-negative integer" "$fedsp" run "$src/tests/integration/tiny.yaml" --seed -3
+check "run --seed needs an integer" expect_fail 2 "--seed needs an integer in \[0, 18446744073709551615\]" "$fedsp" run "$src/tests/integration/tiny.yaml" --seed -3
+check "run --seed past 2^64 - 1 is refused, not a crash (issue 15, D1)" expect_fail 2 "--seed needs an integer" "$fedsp" run "$src/tests/integration/tiny.yaml" --seed 18446744073709551616
+check "join --attempts past any integer is refused, not a crash (D2)" expect_fail 2 "--attempts needs an integer in \[1, 999\]" "$fedsp" join --server 127.0.0.1:1 --insecure --clients 0 --attempts 99999999999999999999999
 printf 'method:\n  name: fedavg-magic\n' >"$tmp/bad-method.yaml"
 check "unknown method names the choices" expect_fail 2 "key 'method.name' must be one of fedsp, fedprompt" "$fedsp" run "$tmp/bad-method.yaml"
 printf 'federation:\n  rounds: 0\n' >"$tmp/zero-rounds.yaml"
@@ -167,6 +169,20 @@ printf '{"format": 1}' >"$tmp/cut/run.json"
 check "resume refuses a broken run.json" expect_fail 1 "not a run record" "$fedsp" resume "$tmp/cut"
 printf 'faults:\n  - kind: partition\n    at_s: 3\n' >"$tmp/bad-fault.yaml"
 check "a fault without its window names the entry" expect_fail 2 "faults\[0\] (partition) needs duration_s" "$fedsp" run "$tmp/bad-fault.yaml"
+
+# fedsp check on crafted event files (issue 15, D3 and D5): violations, not crashes.
+mkdir -p "$tmp/crafted" "$tmp/emptyrun"
+printf '{"type":"publish","t":0,"version":1,"updates":["x"]}\n{"type":"update","t":0,"task":-4}\n{"type":"publish","t":1,"version":"2"}\n' >"$tmp/crafted/events.jsonl"
+# check_says <dir> <text>: fedsp check exits 1 and prints the text.
+check_says() { "$fedsp" check "$1" >"$tmp/check.out" 2>&1; [[ $? -eq 1 ]] && grep -qF -- "$2" "$tmp/check.out"; }
+check "check names a publish listing a non-id (D3)" check_says "$tmp/crafted" "events.jsonl:1: version 1 lists an update that is not a task id"
+check "check names an update without a whole task" check_says "$tmp/crafted" "events.jsonl:2: 'update' event without a whole 'task'"
+check "check names a publish without a whole version" check_says "$tmp/crafted" "events.jsonl:3: 'publish' event without a whole 'version'"
+: >"$tmp/emptyrun/events.jsonl"
+printf '{"final_version": 3, "updates_pending": 0}\n' >"$tmp/emptyrun/summary.json"
+check "check of an empty events.jsonl with a finished summary fails (D5)" check_says "$tmp/emptyrun" "events.jsonl is empty, but summary.json says the run finished"
+mkdir -p "$tmp/fifo-run" && mkfifo "$tmp/fifo-run/events.jsonl"
+check "check refuses a FIFO as events.jsonl instead of blocking" expect_fail 2 "is not a regular file" timeout 10 "$fedsp" check "$tmp/fifo-run"
 
 echo "cli: $failures failure(s)"
 [[ $failures -eq 0 ]]
