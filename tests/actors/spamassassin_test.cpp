@@ -44,9 +44,12 @@ TEST(spamassassin, fedsp_beats_zero_shot_and_fedprompt_single) {
   auto single_final = final_acc(single.value(), "final");
   std::printf("zero-shot %.3f, FedSP %.3f, FedPrompt-Single %.3f\n", zero_shot, fedsp_final,
               single_final);
-  // 200 test e-mails: a margin of 0.03 is 6 e-mails.
-  EXPECT_GT(fedsp_final, zero_shot + 0.03);
-  EXPECT_GT(fedsp_final, single_final + 0.03);
+  // Issue 13: FedSP at least 0.05 above zero-shot (10 of the 200 test
+  // e-mails) and above FedPrompt-Single. Measured 2026-12-01 with the
+  // shipped model of 2.48 bits per byte: zero-shot 0.355, FedSP 0.705,
+  // FedPrompt-Single 0.350.
+  EXPECT_GT(fedsp_final, zero_shot + 0.05);
+  EXPECT_GT(fedsp_final, single_final + 0.05);
 }
 
 } // namespace
