@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The FedSP comparison on SpamAssassin: every scenario of scenarios/paper/
-# (one method each) with seeds 1, 2, 3, then a markdown table of the global
-# model's test accuracy (mean +- std), parameters, bytes per client per round
-# and client compute per round, written into bench/README.md between the
-# PAPER-TABLE markers and printed.
+# (one method each; 4 clients, 20 rounds) with seeds 1, 2, 3 (Local-only:
+# seed 1 only, it scores every client's prompts), then
+#  - a markdown table of the global model's final test accuracy (mean +- sd),
+#    parameters, traffic and client compute, written into bench/README.md
+#    between the PAPER-TABLE markers and printed;
+#  - bench/paper.svg, test accuracy against round for every method (mean and
+#    a band from the lowest to the highest seed), drawn by `fedsp compare`.
+# Runs already in runs/paper/ are kept (delete the folder to start over).
 #
 #   bash bench/paper.sh [BUILD_DIR]       (after make prepared)
 set -euo pipefail
@@ -11,15 +15,35 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/runs/paper"
 mkdir -p "$out"
-for m in zeroshot fedsp fedprompt fedprompt_single local centralized fedsp_server_only; do
-  for seed in 1 2 3; do
+methods=(zeroshot fedsp fedprompt fedprompt_single centralized fedsp_server_only local)
+seeds_of() { [[ $1 == local ]] && echo 1 || echo 1 2 3; }
+start=$(date +%s)
+for m in "${methods[@]}"; do
+  for seed in $(seeds_of "$m"); do
     dir="$out/$m-$seed"
     if [[ ! -f "$dir/summary.json" ]]; then
-      echo "running $m seed $seed" >&2
+      t0=$(date +%s)
       "$build/fedsp" run "$root/scenarios/paper/$m.yaml" --seed "$seed" --out "$dir" --quiet >/dev/null
+      echo "$m seed $seed: $(( $(date +%s) - t0 )) s" | tee -a "$out/times.txt" >&2
     fi
   done
 done
+echo "all runs: $(( $(date +%s) - start )) s this time (times.txt has every run's)" >&2
+label() {
+  case $1 in
+    zeroshot) echo "Zero-shot" ;; fedsp) echo "FedSP" ;; fedprompt) echo "FedPrompt" ;;
+    fedprompt_single) echo "FedPrompt-Single" ;; centralized) echo "Centralised" ;;
+    fedsp_server_only) echo "FedSP, server step only" ;; local) echo "Local-only (client mean)" ;;
+  esac
+}
+args=()
+for m in "${methods[@]}"; do
+  dirs=""
+  for seed in $(seeds_of "$m"); do dirs+="${dirs:+,}$out/$m-$seed"; done
+  args+=("$(label "$m")=$dirs")
+done
+"$build/fedsp" compare --out "$root/bench/paper.svg" \
+  --title "SpamAssassin, 4 clients: global model's test accuracy (400 e-mails)" "${args[@]}"
 python3 - "$out" "$root/bench/README.md" <<'PY'
 import json, os, statistics, sys
 out, readme = sys.argv[1], sys.argv[2]
@@ -41,7 +65,7 @@ def ms(xs, fmt="{:.3f}"):
 for m in ["zeroshot", "fedsp", "fedprompt", "fedprompt_single", "local", "centralized",
           "fedsp_server_only"]:
     runs = []
-    for seed in (1, 2, 3):
+    for seed in ((1,) if m == "local" else (1, 2, 3)):
         with open(os.path.join(out, f"{m}-{seed}", "summary.json")) as f:
             runs.append(json.load(f))
     acc = [r["final"]["global"]["test_acc"] for r in runs]
