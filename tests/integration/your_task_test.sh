@@ -8,19 +8,7 @@ fedsp=$1
 src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0 passes=0
-check() { # check <description> <command...>
-  local what=$1; shift
-  if "$@"; then echo "ok   - $what"; passes=$((passes + 1)); else echo "FAIL - $what"; failures=$((failures + 1)); fi
-}
-# expect_fail <status> <pattern> <command...>: exits with status, stderr matches
-expect_fail() {
-  local want=$1 pattern=$2; shift 2
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local got=$?
-  [[ $got -eq $want ]] || { echo "  exit $got, wanted $want: $*"; cat "$tmp/err"; return 1; }
-  grep -q -- "$pattern" "$tmp/err" || { echo "  stderr lacks '$pattern':"; cat "$tmp/err"; return 1; }
-}
+source "$src/tests/integration/checks.sh"
 
 # A three-choice task of 300 examples in 6 groups: which colour a line names.
 colours=(red green blue)
