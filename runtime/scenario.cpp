@@ -171,6 +171,7 @@ public:
     if (auto err = set_keys(root, settings_, set_lines_))
       return error{err->code, path_ + ": " + err->text};
     scenario sc;
+    sc.source = settings_.empty() ? text : with_settings(root);
     sc.path = path_;
     sc.name = fs::path(path_).stem().string();
     auto& m = sc.model;
@@ -391,6 +392,19 @@ private:
     return std::nullopt;
   }
 
+  /// What the run records (run.json) and resume or a join node re-reads:
+  /// the file with the settings written in, under a comment naming them.
+  std::string with_settings(const YAML::Node& root) const {
+    YAML::Emitter out;
+    out << root;
+    std::string joined;
+    for (auto& st : settings_)
+      joined += (joined.empty() ? "" : " ") + st;
+    std::replace(joined.begin(), joined.end(), '\n', ' ');
+    std::replace(joined.begin(), joined.end(), '\r', ' ');
+    return "# with --set " + joined + "\n" + std::string(out.c_str()) + "\n";
+  }
+
   /// Where a key is: its line in the file, or (below -1) the --set that
   /// gave it, so that errors point at what the user wrote.
   int line_at(const std::string& dotted, const YAML::Node& key) const {
@@ -562,39 +576,7 @@ private:
 
 result<scenario> parse_scenario(const std::string& text,
                                 const std::string& path) {
-  auto sc = scenario_reader(path).read(text);
-  if (sc)
-    sc.value().source = text;
-  return sc;
-}
-
-result<std::string> apply_settings(const std::string& text,
-                                   const std::vector<std::string>& settings) {
-  if (settings.empty())
-    return text;
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return error{errc::bad_scenario, "YAML syntax error: " + e.msg};
-  }
-  if (root.IsNull())
-    root = YAML::Node(YAML::NodeType::Map);
-  if (!root.IsMap())
-    return error{errc::bad_scenario, "the scenario must be a map of keys"};
-  std::map<std::string, int> lines;
-  if (auto err = set_keys(root, settings, lines))
-    return *err;
-  YAML::Emitter out;
-  out << root;
-  if (!out.good())
-    return error{errc::bad_scenario, "--set: cannot write the scenario back: " + out.GetLastError()};
-  std::string joined;
-  for (auto& st : settings)
-    joined += (joined.empty() ? "" : " ") + st;
-  std::replace(joined.begin(), joined.end(), '\n', ' ');
-  std::replace(joined.begin(), joined.end(), '\r', ' ');
-  return "# with --set " + joined + "\n" + std::string(out.c_str()) + "\n";
+  return scenario_reader(path).read(text);
 }
 
 result<scenario> load_scenario(const std::string& path, const std::vector<std::string>& settings) {
@@ -604,20 +586,7 @@ result<scenario> load_scenario(const std::string& path, const std::vector<std::s
                  path + ": cannot open the scenario file (missing or unreadable)"};
   std::stringstream ss;
   ss << in.rdbuf();
-  auto sc = scenario_reader(path, settings).read(ss.str());
-  if (!sc)
-    return sc;
-  if (settings.empty()) {
-    sc.value().source = ss.str();
-    return sc;
-  }
-  // What the run records (run.json) and a resume re-reads: the file with
-  // the settings written in.
-  auto text = apply_settings(ss.str(), settings);
-  if (!text)
-    return error{text.err().code, path + ": " + text.err().text};
-  sc.value().source = text.value();
-  return sc;
+  return scenario_reader(path, settings).read(ss.str());
 }
 
 } // namespace fedsp

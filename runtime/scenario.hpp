@@ -148,8 +148,10 @@ struct scenario {
   fault_plan faults;         // the `faults` list (docs/faults.md)
 };
 
-/// Reads and validates a scenario file, with `settings` applied first
-/// (apply_settings, below).
+/// Reads and validates a scenario file, with `settings` ("section.key=value"
+/// or "key=value", as `fedsp run --set` gives them; the value read as YAML)
+/// applied first. Errors from a setting name it; `source` then holds the
+/// changed scenario under a "# with --set ..." line.
 result<scenario> load_scenario(const std::string& path,
                                const std::vector<std::string>& settings = {});
 
@@ -157,12 +159,5 @@ result<scenario> load_scenario(const std::string& path,
 /// paths (data.dir) at its folder.
 result<scenario> parse_scenario(const std::string& text,
                                 const std::string& path);
-
-/// `text` with settings "section.key=value" (or "key=value" at the top)
-/// applied, as `fedsp run --set` gives them: the value is read as YAML, a
-/// key not in the text is added, and the result is the YAML that the run
-/// records as its scenario. Errors (bad_scenario) name the setting.
-result<std::string> apply_settings(const std::string& text,
-                                   const std::vector<std::string>& settings);
 
 } // namespace fedsp
