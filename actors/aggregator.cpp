@@ -106,6 +106,13 @@ result<wal_entry> parse_wal_record(std::string_view in) {
   return wal_entry{std::move(u)};
 }
 
+std::size_t logged_updates(const std::vector<std::string>& records) {
+  std::size_t n = 0;
+  for (auto& rec : records)
+    n += !rec.empty() && rec[0] == update_tag;
+  return n;
+}
+
 aggregator_actor::behavior_type
 aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_ptr ctx,
            prompt_set layout, aggregator_options opts) {
@@ -151,6 +158,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         continue;
       }
     }
+    st0.replayed.insert(h.task_id);
     ctx->event("update_replayed", json::object{{"task", h.task_id},
                                                {"client", h.client_id},
                                                {"round", h.round},
@@ -194,7 +202,16 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
   };
   return {
     [=](open_atom, const task_expectation& ex) {
-      self->state.open[ex.task_id] = aggregator_state::open_task{ex, false};
+      // A task id is opened once: one that is open or whose update an
+      // earlier process accepted (the log replayed it) would let one task be
+      // folded twice. Its update is refused as unknown_task.
+      auto& st = self->state;
+      if (st.open.count(ex.task_id) || st.replayed.count(ex.task_id)) {
+        ctx->log->warn("aggregator: task {} opened again; refusing it (its update was "
+                        "already accepted)", ex.task_id);
+        return;
+      }
+      st.open[ex.task_id] = aggregator_state::open_task{ex, false};
     },
     [=](version_atom, std::uint64_t version, std::uint32_t bound, const staleness_fn& s) {
       self->state.version = version;

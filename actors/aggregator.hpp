@@ -69,6 +69,8 @@ struct wal_update {
 using wal_entry = std::variant<wal_base, wal_update>;
 /// Errors name what is wrong (`malformed`).
 result<wal_entry> parse_wal_record(std::string_view bytes);
+/// How many of `records` are updates (the rest carry the bases they refer to).
+std::size_t logged_updates(const std::vector<std::string>& records);
 
 struct aggregator_state {
   struct open_task {
@@ -90,6 +92,8 @@ struct aggregator_state {
   };
   std::map<std::uint64_t, open_task> open;     // task id -> expectation
   std::set<std::uint64_t> closed;              // tasks of closed rounds
+  std::set<std::uint64_t> replayed;            // tasks whose updates the log replayed:
+                                               // never opened again
   std::vector<held_update> held;               // accepted, not yet folded
   fold_accumulator sum;                        // their weighted deltas
   std::uint64_t version = 0;                   // the current published version

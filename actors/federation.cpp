@@ -69,6 +69,7 @@ struct resume_point {
   std::uint64_t first_task = 0;
   std::set<double> published;
   std::set<std::size_t> fired; // crash faults already fired (events.jsonl)
+  std::size_t torn = 0;        // torn log tails dropped
 };
 
 result<resume_point> read_resume_point(const std::string& dir) {
@@ -95,6 +96,7 @@ result<resume_point> read_resume_point(const std::string& dir) {
   auto log = read_log(dir + "/wal", after);
   if (!log)
     return log.err();
+  rp.torn = log.value().notes.size();
   for (auto& note : log.value().notes)
     rp.notes.push_back(note);
   for (auto& rec : log.value().records) {
@@ -334,8 +336,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (opts.resume) {
     ctx->event("resumed", json::object{{"version", rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0},
                                        {"checkpoint", rp.ck.has_value()},
-                                       {"replayed_updates", rp.replay.size()},
-                                       {"torn_records", rp.notes.size()},
+                                       {"replayed_updates", logged_updates(rp.replay)},
+                                       {"torn_records", rp.torn},
                                        {"first_task", rp.first_task}});
     // A crash between the checkpoint and its publish event loses the event:
     // it is written now, marked recovered.
@@ -426,6 +428,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     if (durable)
       scfg.run_dir = opts.out_dir;
     scfg.wal_sync_each = sc.durability.wal_sync == "fsync";
+    scfg.resuming = opts.resume;
     scfg.resume = std::move(rp.ck);
     scfg.replay = std::move(rp.replay);
     scfg.first_task = rp.first_task;

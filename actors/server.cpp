@@ -502,6 +502,26 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
   drop_log_segments(dir + "/wal", st.wal_consumed);
 }
 
+/// What a crash changed, for a resumed run (with or without a checkpoint):
+/// one more resume; every task id handed out before the crash is used (the
+/// next one is above them all, so a replayed update's id is never handed
+/// out again); the updates accepted after the checkpoint are those the log
+/// replays (it also holds the ones pending at the checkpoint); tasks out
+/// when the process died (in flight at the checkpoint or sent after it,
+/// less those whose updates the log kept) are lost. `ckpt_tasks` and
+/// `in_flight`: the checkpoint's, 0 without one.
+void account_for_crash(server_state& st, std::uint64_t ckpt_tasks, std::uint64_t in_flight) {
+  auto replayed = logged_updates(st.cfg.replay);
+  ++st.resumes;
+  st.next_task = std::max(ckpt_tasks, st.cfg.first_task);
+  st.tasks_sent = st.next_task;
+  st.updates_accepted = st.updates_accepted - st.updates_held + replayed;
+  auto out = in_flight + (st.next_task - ckpt_tasks);
+  st.tasks_interrupted += out > replayed ? out - replayed : 0;
+  st.unaggregated = static_cast<std::uint32_t>(replayed);
+  st.updates_held = replayed;
+}
+
 /// Takes the state of checkpoint `ck` (see save_checkpoint) and the log
 /// records replayed after it.
 void restore(server_ptr self, const checkpoint_data& ck) {
@@ -512,26 +532,12 @@ void restore(server_ptr self, const checkpoint_data& ck) {
   st.round = static_cast<std::uint32_t>(count_of(s, "round"));
   st.draws = count_of(s, "draws");
   st.wal_consumed = count_of(s, "wal_consumed");
-  auto ckpt_tasks = count_of(s, "next_task");
-  st.next_task = std::max(ckpt_tasks, st.cfg.first_task);
   for (auto& [name, member] : counters)
     st.*member = count_of(c, name);
   if (auto* r = c.find("rejects"); r != nullptr && r->is_object())
     for (auto& [reason, n] : r->as_object())
       st.rejects[reason] = static_cast<std::uint64_t>(n.as_number());
-  // What the crash changed: one more resume; every task id handed out was
-  // sent; the updates accepted after the checkpoint are those the log
-  // replays (it also holds the ones pending at the checkpoint); tasks out
-  // when the process died (in flight at the checkpoint or sent after it,
-  // less those whose updates the log kept) are lost.
-  auto replayed = st.cfg.replay.size();
-  ++st.resumes;
-  st.tasks_sent = st.next_task;
-  st.updates_accepted = st.updates_accepted - st.updates_held + replayed;
-  auto out = count_of(s, "in_flight") + (st.next_task - ckpt_tasks);
-  st.tasks_interrupted += out > replayed ? out - replayed : 0;
-  st.unaggregated = static_cast<std::uint32_t>(replayed);
-  st.updates_held = replayed;
+  account_for_crash(st, count_of(s, "next_task"), count_of(s, "in_flight"));
   st.rounds = *s.find("rounds");
   st.initial_eval = *s.find("initial_eval");
   st.last_eval = *s.find("last_eval");
@@ -1155,7 +1161,7 @@ void restart_aggregator(server_ptr self, const context_ptr& ctx, const caf::acto
   } else {
     note = "no write-ahead log (durability.checkpoints: false): its held updates are lost";
   }
-  auto replayed = opts.replay.size();
+  auto replayed = logged_updates(opts.replay);
   ++st.aggregator_restarts;
   st.aggregator = self->spawn<caf::linked>(aggregator, ctx, st.cfg.session->layout(),
                                            std::move(opts));
@@ -1428,6 +1434,8 @@ caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, s
     st.profiles.push_back(client_profile{speeds[i], latency[i], mbps[i] * 1e6 / 8});
   if (st.cfg.resume)
     restore(self, *st.cfg.resume);
+  else if (st.cfg.resuming) // killed before its first checkpoint: version 0 again
+    account_for_crash(st, 0, 0);
   auto aopts = aggregator_opts(self);
   aopts.replay = std::move(st.cfg.replay);
   st.cfg.replay.clear();

@@ -62,6 +62,7 @@ struct server_config {
   // go, and what an interrupted run left there.
   std::string run_dir;                   // "": neither
   bool wal_sync_each = false;            // fdatasync each log record
+  bool resuming = false;                 // fedsp resume (with or without a checkpoint)
   std::optional<checkpoint_data> resume; // the last checkpoint: go on from it
   std::vector<std::string> replay;       // log records written after it
   std::uint64_t first_task = 0;          // task ids already handed out
