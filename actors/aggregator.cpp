@@ -106,6 +106,14 @@ result<wal_entry> parse_wal_record(std::string_view in) {
   return wal_entry{std::move(u)};
 }
 
+/// The task ids of the updates held, in order (for events).
+json held_ids(const aggregator_state& st) {
+  json::array ids;
+  for (auto& h : st.held)
+    ids.push_back(h.task_id);
+  return ids;
+}
+
 std::size_t logged_updates(const std::vector<std::string>& records) {
   std::size_t n = 0;
   for (auto& rec : records)
@@ -279,12 +287,23 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                                 bytes_of(base_id), bytes_of(keep),
                                 {reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes()}});
         }
-        if (err) {
+        if (err) { // not logged, so not accepted; and the run stops
+          task.answered = false;
+          ctx->stop_on("write-ahead log: " + err->text
+                       + "; the run stops (free the space, then 'fedsp resume')");
+          return reject(*err, task_id, env.value().sender, task_id);
+        }
+      }
+      if (expect.base) {
+        if (auto err = st.sum.add(task_id, h.num_samples, h.staleness, expect.base,
+                                  std::move(up->prompts), st.staleness)) {
           task.answered = false;
           return reject(*err, task_id, env.value().sender, task_id);
         }
       }
-      // (after the log: an `update` event means it is durable)
+      // After the log, before the Ack, handed to the kernel at once: an
+      // acknowledged update always has its `update` event (check sees a
+      // logged update that a damaged log lost).
       ctx->event("update",
                  json::object{{"task", task_id},
                               {"client", client},
@@ -293,14 +312,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                               {"staleness", h.staleness},
                               {"num_samples", h.num_samples},
                               {"loss_before", metric_or(h.metrics, "loss_before", NAN)},
-                              {"loss_after", metric_or(h.metrics, "loss_after", NAN)}});
-      if (expect.base) {
-        if (auto err = st.sum.add(task_id, h.num_samples, h.staleness, expect.base,
-                                  std::move(up->prompts), st.staleness)) {
-          task.answered = false;
-          return reject(*err, task_id, env.value().sender, task_id);
-        }
-      }
+                              {"loss_after", metric_or(h.metrics, "loss_after", NAN)}},
+                 true);
       st.held.push_back(std::move(h));
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {
@@ -392,6 +405,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         out.discarded = n_held;
         if (n_held > 0)
           ctx->event("updates_discarded", json::object{{"round", req.round}, {"count", n_held},
+                                                       {"tasks", held_ids(st)},
                                                        {"reason", out.note}});
         st.held.clear();
         st.sum.clear();

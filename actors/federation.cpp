@@ -1,5 +1,6 @@
 #include "actors/federation.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <sys/resource.h>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -70,11 +72,30 @@ struct resume_point {
   std::set<double> published;
   std::set<std::size_t> fired; // crash faults already fired (events.jsonl)
   std::size_t torn = 0;        // torn log tails dropped
+  std::vector<std::uint64_t> lost; // acknowledged updates the log no longer
+                                   // holds (--salvage goes on without them)
 };
 
-result<resume_point> read_resume_point(const std::string& dir) {
+std::string task_list(const std::vector<std::uint64_t>& ids) {
+  std::string out;
+  for (std::size_t i = 0; i < ids.size() && i < 10; ++i)
+    out += (i ? ", " : "") + std::to_string(ids[i]);
+  if (ids.size() > 10)
+    out += ", ... (" + std::to_string(ids.size()) + " in all)";
+  return out;
+}
+
+/// Reads what an interrupted run left and holds it to the durability
+/// contract (docs/faults.md): every update the run acknowledged (its
+/// `update` event, written before the Ack) is folded into a published
+/// version, discarded with its round, or still in the log. What is not,
+/// the log lost (damaged, truncated, deleted): refused, or with `salvage`
+/// recorded as lost. A log that holds one task twice, or a checkpoint
+/// older than the versions events.jsonl announced, is refused.
+result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
   resume_point rp;
   auto path = dir + "/checkpoint.bin";
+  auto events_path = dir + "/events.jsonl";
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
     auto bytes = read_file_bytes(path);
@@ -89,26 +110,56 @@ result<resume_point> read_resume_point(const std::string& dir) {
         return error{errc::malformed, "checkpoint '" + path + "' lacks '" + key + "'"};
     rp.ck = std::move(ck).value();
     rp.first_task = static_cast<std::uint64_t>(number_or(rp.ck->state, "next_task", 0));
+  } else if (ec) {
+    return error{errc::io, "cannot read " + path + ": " + ec.message()};
   } else {
     rp.notes.push_back("no checkpoint yet: starting from version 0");
   }
   auto after = rp.ck ? static_cast<std::uint64_t>(number_or(rp.ck->state, "wal_consumed", 0)) : 0;
-  auto log = read_log(dir + "/wal", after);
+  auto log = read_log(dir + "/wal", after, salvage);
   if (!log)
     return log.err();
-  rp.torn = log.value().notes.size();
+  rp.torn = log.value().notes.size() - log.value().damaged;
   for (auto& note : log.value().notes)
     rp.notes.push_back(note);
+  std::set<std::uint64_t> logged;
+  std::vector<std::string> records;
   for (auto& rec : log.value().records) {
     auto w = parse_wal_record(rec);
     if (!w)
       return error{errc::malformed, dir + "/wal: " + w.err().message()};
-    if (auto* u = std::get_if<wal_update>(&w.value()))
-      rp.first_task = std::max(rp.first_task, u->update.task_id);
+    if (auto* u = std::get_if<wal_update>(&w.value())) {
+      auto id = u->update.task_id;
+      rp.first_task = std::max(rp.first_task, id);
+      if (!logged.insert(id).second) {
+        if (!salvage)
+          return error{errc::malformed,
+                       dir + "/wal: task " + std::to_string(id)
+                         + " is logged twice (a segment copied?); resuming would fold it twice. "
+                           "'fedsp resume --salvage' keeps the first"};
+        rp.notes.push_back("task " + std::to_string(id) + " logged twice: the second dropped");
+        continue;
+      }
+    }
+    records.push_back(std::move(rec));
   }
-  rp.replay = std::move(log.value().records);
-  // Task ids handed out after the checkpoint are in the event log.
-  std::ifstream in(dir + "/events.jsonl");
+  rp.replay = std::move(records);
+  // events.jsonl: the task ids handed out, the versions announced, the
+  // updates acknowledged and where each went.
+  if (!std::filesystem::exists(events_path, ec)) {
+    if (ec)
+      return error{errc::io, "cannot read " + events_path + ": " + ec.message()};
+    if (rp.ck || !rp.replay.empty())
+      return error{errc::malformed, events_path + " is missing: the run's record of what it "
+                                                  "acknowledged and published is gone; it "
+                                                  "cannot be resumed safely"};
+  }
+  auto text = read_file_bytes(events_path);
+  if (!text && std::filesystem::exists(events_path, ec))
+    return text.err();
+  std::set<std::uint64_t> accepted, accounted;
+  double last_published = -1;
+  std::istringstream in(text ? text.value() : std::string());
   std::string line;
   while (std::getline(in, line)) {
     auto ev = json::parse(line);
@@ -117,19 +168,58 @@ result<resume_point> read_resume_point(const std::string& dir) {
     auto* type = ev.value().find("type");
     if (type == nullptr || !type->is_string())
       continue;
-    if (type->as_string() == "task")
-      rp.first_task = std::max(rp.first_task,
-                               static_cast<std::uint64_t>(number_or(ev.value(), "task", 0)));
-    else if (type->as_string() == "publish")
-      rp.published.insert(number_or(ev.value(), "version", -1));
-    else if (type->as_string() == "fault") {
-      auto* kind = ev.value().find("kind");
+    auto& t = type->as_string();
+    auto& e = ev.value();
+    auto ids = [&](const char* key, std::set<std::uint64_t>& into) {
+      if (auto* a = e.find(key); a != nullptr && a->is_array())
+        for (auto& v : a->as_array())
+          if (v.is_number() && v.as_number() >= 0)
+            into.insert(static_cast<std::uint64_t>(v.as_number()));
+    };
+    if (t == "task") {
+      rp.first_task = std::max(rp.first_task, static_cast<std::uint64_t>(number_or(e, "task", 0)));
+    } else if (t == "update" || t == "update_replayed") {
+      if (auto task = number_or(e, "task", -1); task >= 0)
+        accepted.insert(static_cast<std::uint64_t>(task));
+    } else if (t == "publish") {
+      auto v = number_or(e, "version", -1);
+      rp.published.insert(v);
+      last_published = std::max(last_published, v);
+      ids("updates", accounted);
+    } else if (t == "updates_discarded" || t == "updates_lost") {
+      ids("tasks", accounted);
+    } else if (t == "fault") {
+      auto* kind = e.find("kind");
       auto k = kind != nullptr && kind->is_string() ? kind->as_string() : "";
       if (k == "client_crash" || k == "aggregator_crash" || k == "worker_crash"
           || k == "server_crash") // (they fire once)
-        rp.fired.insert(static_cast<std::size_t>(number_or(ev.value(), "index", 0)));
+        rp.fired.insert(static_cast<std::size_t>(number_or(e, "index", 0)));
     }
   }
+  auto ck_version = rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0;
+  if (last_published > ck_version)
+    return error{errc::malformed,
+                 events_path + " announced version " + std::to_string(static_cast<long long>(last_published))
+                   + " but " + (rp.ck ? "checkpoint.bin holds version "
+                                          + std::to_string(static_cast<long long>(ck_version))
+                                      : std::string("there is no checkpoint.bin"))
+                   + ": resuming would fold its updates again; the checkpoint was deleted or "
+                     "replaced"};
+  if (rp.ck)
+    if (auto* pub = rp.ck->state.find("publish"); pub != nullptr && pub->is_object())
+      if (auto* a = pub->find("updates"); a != nullptr && a->is_array())
+        for (auto& v : a->as_array())
+          if (v.is_number())
+            accounted.insert(static_cast<std::uint64_t>(v.as_number()));
+  for (auto id : accepted)
+    if (!accounted.count(id) && !logged.count(id))
+      rp.lost.push_back(id);
+  if (!rp.lost.empty() && !salvage)
+    return error{errc::malformed,
+                 std::to_string(rp.lost.size()) + " acknowledged update(s) are not in "
+                   + dir + "/wal (task " + task_list(rp.lost)
+                   + "): the log was damaged, cut short or deleted. 'fedsp resume --salvage' "
+                     "goes on without them and records them as lost"};
   return rp;
 }
 
@@ -182,11 +272,20 @@ result<shard_list> shard_data(const scenario& sc, const task_split& data) {
 std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& dir,
                                                 bool console) {
   std::vector<spdlog::sink_ptr> sinks;
-  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir + "/fedsp.log", true));
+  // (The terminal first: a file sink that fails, a full disk, ends spdlog's
+  // loop over the sinks for that line.)
   if (console)
     sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir + "/fedsp.log", true));
   auto log = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
   log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  // One line about a failing log file, not one per log line.
+  auto told = std::make_shared<std::atomic<bool>>(false);
+  log->set_error_handler([told, path = dir + "/fedsp.log"](const std::string& msg) {
+    if (!told->exchange(true))
+      std::fprintf(stderr, "fedsp: cannot write %s: %s (further errors of this file are not "
+                           "shown)\n", path.c_str(), msg.c_str());
+  });
   log->flush_on(spdlog::level::info);
   return log;
 }
@@ -299,7 +398,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   auto durable = sc.durability.checkpoints;
   resume_point rp;
   if (opts.resume) {
-    auto got = read_resume_point(opts.out_dir);
+    auto got = read_resume_point(opts.out_dir, opts.salvage);
     if (!got)
       return got.err();
     rp = std::move(got).value();
@@ -339,6 +438,18 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                                        {"replayed_updates", logged_updates(rp.replay)},
                                        {"torn_records", rp.torn},
                                        {"first_task", rp.first_task}});
+    if (!rp.lost.empty()) { // fedsp resume --salvage: said loudly, recorded for check
+      json::array ids;
+      for (auto id : rp.lost)
+        ids.push_back(id);
+      ctx->event("updates_lost", json::object{{"count", rp.lost.size()},
+                                              {"tasks", std::move(ids)},
+                                              {"reason", "not in the damaged write-ahead log "
+                                                         "(fedsp resume --salvage)"}},
+                 true);
+      log->error("resume --salvage: {} acknowledged update(s) lost (task {})", rp.lost.size(),
+                 task_list(rp.lost));
+    }
     // A crash between the checkpoint and its publish event loses the event:
     // it is written now, marked recovered.
     if (rp.ck)
@@ -367,6 +478,15 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   // and how the run ends.
   auto plan_ptr = std::make_shared<const fault_plan>(sc.faults);
   auto outcome = std::make_shared<run_outcome>();
+  // A durable write that fails (a full disk) stops the run: what is on disk
+  // stays consistent and resumable (docs/faults.md "The durability contract").
+  ctx->write_failed = [outcome, dir = opts.out_dir](const std::string& what) {
+    outcome->set({run_outcome::kind::failed, "",
+                  what + "; run directory " + dir + " can be resumed ('fedsp resume " + dir
+                    + "') once the cause is fixed",
+                  0, 0});
+  };
+  events->on_error([ctx](const std::string& what) { ctx->stop_on(what); });
   run_outcome::value_t ended;
   struct driver_slot {
     std::mutex mtx;
@@ -400,6 +520,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   auto started = std::chrono::steady_clock::now();
   std::string summary_text;
   caf::error failure;
+  std::string failure_text; // why the run stopped (a failed write)
   {
     federation_config cfg;
     if (opts.serve)
@@ -496,6 +617,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     if (ended.k == run_outcome::kind::failed) {
       failure = caf::make_error(caf::sec::runtime_error, ended.error);
       log->error("run failed: {}", ended.error);
+      failure_text = ended.error;
     }
     summary_text = ended.summary;
     self->send_exit(driver, how);
@@ -521,6 +643,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
       std::this_thread::sleep_for(std::chrono::duration<double>(ended.restart_after_s));
     return run_federation(sc, again);
   }
+  if (!failure_text.empty())
+    return error{errc::io, failure_text};
   if (failure || summary_text.empty())
     return error{errc::unknown, "the run did not complete (see " + opts.out_dir
                                   + "/fedsp.log)"};

@@ -26,6 +26,8 @@ struct run_options {
   bool console = true;       // also log to the terminal
   bool resume = false;       // go on from out_dir's checkpoint and log
                              // (fedsp resume); events.jsonl is appended to
+  bool salvage = false;      // resume: go on past a damaged log, recording
+                             // the acknowledged updates it lost (updates_lost)
   double downtime_s = 0;     // resuming after a server_crash fault: the time
                              // the server was down (added to the clock)
   std::optional<network_options> serve; // fedsp serve: listen here for join

@@ -461,11 +461,13 @@ void set_counters(const server_state& st, json& j) {
 /// and its prompts, the counters and records of the summary, and the log
 /// segments consumed; then deletes those segments. `publish`: the publish
 /// event this version gets (null: none), restored if a crash loses it.
-void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publish) {
+/// False when it could not be written: the run is stopping (ctx->stop_on),
+/// and nothing may be announced that the disk does not hold.
+bool save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publish) {
   auto& st = self->state;
   auto& dir = st.cfg.run_dir;
   if (dir.empty())
-    return;
+    return true;
   checkpoint_data ck;
   ck.state = json::object{
     {"format", 1},
@@ -495,11 +497,13 @@ void save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publis
   if (ctx->events != nullptr)
     ctx->events->flush();
   if (auto err = write_file_atomic(dir + "/checkpoint.bin", encode_checkpoint(ck))) {
-    ctx->log->error("checkpoint of version {} not written: {}", st.version, err->message());
     ctx->event("checkpoint_failed", json::object{{"version", st.version}, {"text", err->text}});
-    return;
+    ctx->stop_on("checkpoint of version " + std::to_string(st.version) + " not written: "
+                 + err->text + "; the run stops (free the space, then 'fedsp resume')");
+    return false;
   }
   drop_log_segments(dir + "/wal", st.wal_consumed);
+  return true;
 }
 
 /// What a crash changed, for a resumed run (with or without a checkpoint):
@@ -574,7 +578,8 @@ void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json r
   // On disk before it is announced: `updates` are the accepted updates this
   // version folds in, each in exactly one publish event.
   json ev = json::object{{"version", st.version}, {"round", st.round}, {"updates", st.last_folded}};
-  save_checkpoint(self, ctx, ev);
+  if (!save_checkpoint(self, ctx, ev))
+    return; // not announced: a resume folds these updates into this version
   ctx->event("publish", ev);
   evaluate(self, ctx, eval_due(self, last_step(self)), [=] { after_version(self, ctx); });
 }
@@ -617,7 +622,8 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
                          st.version);
           rec.set("version", st.version);
           st.rounds.as_array().push_back(std::move(rec));
-          save_checkpoint(self, ctx, json());
+          if (!save_checkpoint(self, ctx, json()))
+            return;
           evaluate(self, ctx, last_step(self), [=] { after_version(self, ctx); });
           return;
         }

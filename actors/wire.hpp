@@ -155,13 +155,27 @@ struct run_context {
 
   double now() const { return clock->now(); }
 
-  /// Appends one event to events.jsonl.
-  void event(const std::string& type, const json& fields) const {
-    auto t = now();
+  // A durable write failed (the log, a checkpoint, events.jsonl: a full
+  // disk): the run stops cleanly with this message (run_federation sets it;
+  // docs/faults.md "The durability contract"). Never writes an event.
+  std::function<void(const std::string& what)> write_failed;
+
+  /// Appends one event to events.jsonl; with `now`, it is in the kernel's
+  /// hands before this returns (see event_log::write).
+  void event(const std::string& type, const json& fields, bool now = false) const {
+    auto t = this->now();
     if (events != nullptr)
-      events->write(type, t, fields);
+      events->write(type, t, fields, now);
     if (observe)
       observe(type, t, fields);
+  }
+
+  /// Reports a failed durable write (see write_failed).
+  void stop_on(const std::string& what) const {
+    if (log)
+      log->error("{}", what);
+    if (write_failed)
+      write_failed(what);
   }
 
   /// Encodes a message for sending (and dumps it when asked to).

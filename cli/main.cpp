@@ -79,7 +79,7 @@ A bad scenario (unknown key, wrong type, out-of-range value, missing file)
 exits with status 2 and a message naming the file, line and key.
 )";
 
-const char* usage_resume = R"(usage: fedsp resume <run-dir> [--listen HOST:PORT] [--certs DIR] [--quiet]
+const char* usage_resume = R"(usage: fedsp resume <run-dir> [--salvage] [--listen HOST:PORT] [--certs DIR] [--quiet]
 
 Finishes a run that was interrupted (killed, even with SIGKILL, at any
 point): takes the scenario the run was started with (its text is kept in
@@ -88,6 +88,14 @@ checkpoint.bin) and replays the updates accepted after it from the
 write-ahead log (run-dir/wal/), so that no acknowledged update is lost and
 none is aggregated twice. events.jsonl is appended to. On a finished run
 (summary.json present) it says so and exits 0. See docs/faults.md.
+
+What it cannot vouch for, it refuses (exit 1, naming the file): a damaged
+log record (bad checksum, at segment and byte), acknowledged updates that
+are not in the log (it was cut short or deleted), a task logged twice, a
+checkpoint older than the versions events.jsonl announced, a missing
+events.jsonl. --salvage goes on past a damaged or short log: it drops what
+it cannot read, says how many acknowledged updates were lost, and records
+them (an `updates_lost` event, which 'fedsp check' reports).
 
 A run started with 'fedsp serve' is served again, on the address and with
 the certificates it had (--listen, --certs: others); its join nodes
@@ -358,11 +366,13 @@ int cmd_resume(const std::vector<std::string>& args) {
     return 0;
   }
   std::string dir, listen, certs;
-  bool quiet = false;
+  bool quiet = false, salvage = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--salvage") {
+      salvage = true;
     } else if (a == "--listen" || a == "--certs") {
       if (i + 1 >= args.size())
         return fail("resume: " + a + " needs a value");
@@ -387,6 +397,7 @@ int cmd_resume(const std::vector<std::string>& args) {
     return fail("resume: " + run.err().text, run.err().code == fedsp::errc::bad_scenario ? 2 : 1);
   auto& [sc, opts] = run.value();
   opts.console = !quiet;
+  opts.salvage = salvage;
   if ((!listen.empty() || !certs.empty()) && !opts.serve)
     return fail("resume: --listen and --certs are for a run started with 'fedsp serve'; " + dir
                 + " ran its clients in one process");

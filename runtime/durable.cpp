@@ -183,12 +183,25 @@ std::optional<error> record_log::append(std::initializer_list<std::string_view> 
     if (!p.empty())
       iov.push_back({const_cast<char*>(p.data()), p.size()});
   std::size_t total = head.size() + size, done = 0;
+  // A failed write (a full disk) must not leave half a record that later
+  // records would follow: the segment is cut back to where it was, or, if
+  // that fails too, closed (every later append fails: nothing unlogged is
+  // acknowledged).
+  auto start = ::lseek(fd_, 0, SEEK_END);
+  auto fail = [&](const char* what) {
+    auto err = io_error(what, path);
+    if (start < 0 || ::ftruncate(fd_, start) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    return err;
+  };
   while (done < total) {
     auto w = ::writev(fd_, iov.data(), static_cast<int>(iov.size()));
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      return io_error("cannot write", path);
+      return fail("cannot write");
     }
     done += static_cast<std::size_t>(w);
     // A short write: drop what went out and go on with the rest.
@@ -203,7 +216,7 @@ std::optional<error> record_log::append(std::initializer_list<std::string_view> 
     }
   }
   if (sync_each_ && ::fdatasync(fd_) != 0)
-    return io_error("cannot sync", path);
+    return fail("cannot sync");
   ++records_;
   return std::nullopt;
 }
@@ -224,7 +237,31 @@ result<std::uint64_t> record_log::rotate() {
   return closed;
 }
 
-result<log_contents> read_log(const std::string& dir, std::uint64_t after) {
+namespace {
+
+/// The record at the start of `in`, if it is whole and its checksum holds.
+std::optional<std::string_view> valid_record(std::string_view in) {
+  std::uint32_t magic = 0, len = 0, crc = 0;
+  if (!get(in, magic) || magic != record_magic || !get(in, len) || !get(in, crc)
+      || in.size() < len || crc32(in.data(), len) != crc)
+    return std::nullopt;
+  return in.substr(0, len);
+}
+
+/// The offset in `in` (after its first byte) of the next valid record, or npos.
+std::size_t next_valid_record(std::string_view in) {
+  char m[4];
+  std::memcpy(m, &record_magic, 4);
+  std::string_view magic(m, 4);
+  for (auto at = in.find(magic, 1); at != std::string_view::npos; at = in.find(magic, at + 1))
+    if (valid_record(in.substr(at)))
+      return at;
+  return std::string_view::npos;
+}
+
+} // namespace
+
+result<log_contents> read_log(const std::string& dir, std::uint64_t after, bool salvage) {
   log_contents out;
   auto segs = segments(dir);
   for (auto n : segs) {
@@ -238,25 +275,43 @@ result<log_contents> read_log(const std::string& dir, std::uint64_t after) {
     std::string_view in(bytes.value());
     std::size_t offset = 0;
     while (!in.empty()) {
-      std::string_view at = in;
-      std::uint32_t magic = 0, len = 0, crc = 0;
-      bool whole = get(at, magic) && get(at, len) && get(at, crc) && at.size() >= len;
-      bool last = !whole || at.size() == len; // nothing follows this record
-      if (whole && magic == record_magic && crc32(at.data(), len) == crc) {
-        out.records.emplace_back(at.substr(0, len));
-        in.remove_prefix(record_header + len);
-        offset += record_header + len;
+      if (auto rec = valid_record(in)) {
+        out.records.emplace_back(*rec);
+        in.remove_prefix(record_header + rec->size());
+        offset += record_header + rec->size();
         continue;
       }
       auto where = path + " at byte " + std::to_string(offset);
-      if (!whole || last) { // the segment's final record: a crash mid-append
-        out.notes.push_back(where + ": torn record (" + std::to_string(in.size())
-                            + " bytes) dropped; it was never acknowledged");
-        break;
+      // A torn tail: a crash mid-append; no valid record follows it. (The
+      // writer cuts a failed append back, so only a crash leaves one.)
+      auto next = next_valid_record(in);
+      if (next == std::string_view::npos) {
+        std::string_view at = in;
+        std::uint32_t magic = 0, len = 0, crc = 0;
+        bool whole = get(at, magic) && get(at, len) && get(at, crc) && at.size() >= len;
+        if (!whole && (magic == record_magic || in.size() < 4)) {
+          out.notes.push_back(where + ": torn record (" + std::to_string(in.size())
+                              + " bytes) dropped; it was never acknowledged");
+          break;
+        }
       }
-      return error{errc::malformed, where + ": damaged record (bad "
-                                      + std::string(magic != record_magic ? "magic" : "checksum")
-                                      + ")"};
+      // Anything else is damage to bytes that were written whole: they may
+      // hold acknowledged updates.
+      auto what = where + ": damaged record ("
+                  + (next == std::string_view::npos
+                       ? std::to_string(in.size()) + " bytes to the end of the segment"
+                       : std::to_string(next) + " bytes before the next good record")
+                  + ")";
+      if (!salvage)
+        return error{errc::malformed,
+                     what + "; it may hold acknowledged updates. 'fedsp resume --salvage' "
+                            "drops it and goes on"};
+      out.notes.push_back(what + " dropped (--salvage)");
+      ++out.damaged;
+      if (next == std::string_view::npos)
+        break;
+      in.remove_prefix(next);
+      offset += next;
     }
   }
   return out;

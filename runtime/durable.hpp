@@ -13,8 +13,11 @@
 //   rotate() starts the next segment; segments at or below a checkpoint's
 //   mark are consumed and deleted.
 // - read_log: every record of the segments above a mark, in order. A crash
-//   mid-append leaves a torn last record: it is dropped (it was never
-//   acknowledged) and reported; damage anywhere else is an error.
+//   mid-append leaves a torn last record (cut short, nothing valid after
+//   it): it is dropped (it was never acknowledged) and reported. Any other
+//   damage (a bad checksum on a whole record, bad bytes with good records
+//   after them) is an error naming the segment and offset, or, asked to
+//   salvage, dropped and counted.
 // - checkpoints: a JSON state plus named prompt sets (encoded as federation
 //   messages, so they are validated like any message) and named blobs, with
 //   a trailing CRC-32; a truncated or altered file is refused with a reason.
@@ -76,14 +79,16 @@ private:
 
 struct log_contents {
   std::vector<std::string> records;  // payloads, oldest first
-  std::vector<std::string> notes;    // torn tails dropped, one line each
+  std::vector<std::string> notes;    // torn tails (and salvaged damage) dropped
   std::uint64_t last_segment = 0;    // the highest segment found (0: none)
+  std::size_t damaged = 0;           // damaged stretches dropped (salvage)
 };
 
 /// The records of `dir`'s segments numbered above `after` (a missing folder
 /// is an empty log). Errors: `io`; `malformed` naming the segment and
-/// offset for a damaged record that is not a torn tail.
-result<log_contents> read_log(const std::string& dir, std::uint64_t after);
+/// offset for a damaged record that is not a torn tail, unless `salvage`:
+/// then it is skipped to the next good record and counted.
+result<log_contents> read_log(const std::string& dir, std::uint64_t after, bool salvage = false);
 
 /// Deletes the segments numbered `through` and below.
 void drop_log_segments(const std::string& dir, std::uint64_t through);

@@ -9,7 +9,7 @@
 namespace fedsp {
 
 event_log::event_log(const std::string& path, bool append)
-  : opened_(std::chrono::steady_clock::now()) {
+  : opened_(std::chrono::steady_clock::now()), path_(path) {
   if (append) { // cut a torn last line (the process died mid-write)
     std::error_code ec;
     if (std::filesystem::exists(path, ec)) {
@@ -30,7 +30,7 @@ event_log::event_log(const std::string& path, bool append)
     while (!closing_) {
       wake_.wait_for(g, std::chrono::milliseconds(50));
       if (dirty_) {
-        std::fflush(file_);
+        check_(std::fflush(file_));
         dirty_ = false;
       }
     }
@@ -49,7 +49,19 @@ event_log::~event_log() {
     std::fclose(file_);
 }
 
-void event_log::write(const std::string& type, double t, const json& fields) {
+void event_log::check_(int rc) {
+  if (rc == 0 && std::ferror(file_) == 0)
+    return;
+  auto why = std::string(std::strerror(errno != 0 ? errno : EIO));
+  std::clearerr(file_);
+  if (failed_)
+    return;
+  failed_ = true;
+  if (on_error_)
+    on_error_("cannot write " + path_ + ": " + why);
+}
+
+void event_log::write(const std::string& type, double t, const json& fields, bool now) {
   // {"type": ..., "t": ..., <fields>, "wall_ms": ..., "wall_elapsed_s": ...},
   // spliced as text (no copy of the fields).
   std::string line = "{\"type\":\"";
@@ -71,14 +83,21 @@ void event_log::write(const std::string& type, double t, const json& fields) {
   json(since.count()).dump_to(line);
   line += "}\n";
   std::lock_guard<std::mutex> guard(mtx_);
-  std::fwrite(line.data(), 1, line.size(), file_);
-  dirty_ = true; // (the flusher writes it out within 50 ms)
+  errno = 0;
+  auto wrote = std::fwrite(line.data(), 1, line.size(), file_);
+  check_(wrote == line.size() ? 0 : -1);
+  if (now) {
+    check_(std::fflush(file_));
+    dirty_ = false;
+  } else {
+    dirty_ = true; // (the flusher writes it out within 50 ms)
+  }
   ++count_;
 }
 
 void event_log::flush() {
   std::lock_guard<std::mutex> guard(mtx_);
-  std::fflush(file_);
+  check_(std::fflush(file_));
   dirty_ = false;
 }
 

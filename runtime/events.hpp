@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <string>
@@ -32,7 +33,14 @@ public:
   event_log& operator=(const event_log&) = delete;
 
   /// Writes one event: {"type": type, "t": t, <fields...>, "wall_ms": ...}.
-  void write(const std::string& type, double t, const json& fields);
+  /// With `now`, it is handed to the kernel (write(2)) before this returns,
+  /// so it survives the process being killed (the `update` event before
+  /// its Ack: docs/faults.md "The durability contract").
+  void write(const std::string& type, double t, const json& fields, bool now = false);
+
+  /// Called once, with a message naming the file, the first time a write
+  /// or flush fails (a full disk): the run stops on it. Set before writing.
+  void on_error(std::function<void(const std::string&)> f) { on_error_ = std::move(f); }
 
   /// Writes out what is buffered.
   void flush();
@@ -46,6 +54,10 @@ private:
   std::size_t count_ = 0;
   std::chrono::steady_clock::time_point opened_;
   bool dirty_ = false;               // written since the last flush
+  bool failed_ = false;              // a write or flush failed (reported once)
+  std::string path_;
+  std::function<void(const std::string&)> on_error_;
+  void check_(int rc);               // (under mtx_) reports a failed write
   bool closing_ = false;
   std::condition_variable wake_;
   std::thread flusher_;

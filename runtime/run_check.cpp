@@ -48,7 +48,7 @@ result<run_check> check_run(const std::string& dir) {
   run_check rc;
   std::set<std::uint64_t> accepted;
   std::map<std::uint64_t, std::uint64_t> folded_in; // task -> version
-  std::uint64_t discarded = 0;
+  std::uint64_t discarded = 0, lost = 0;
   std::string line;
   std::size_t line_no = 0;
   bool first = true;
@@ -77,6 +77,12 @@ result<run_check> check_run(const std::string& dir) {
         accepted.insert(*task);
     } else if (t == "updates_discarded") {
       discarded += static_cast<std::uint64_t>(num(e, "count", 0));
+    } else if (t == "updates_lost") { // fedsp resume --salvage
+      auto n = static_cast<std::uint64_t>(num(e, "count", 0));
+      lost += n;
+      rc.violations.push_back(where + std::to_string(n)
+                              + " acknowledged update(s) lost: the write-ahead log was damaged "
+                                "and 'fedsp resume --salvage' went on without them");
     } else if (t == "fault") {
       ++rc.faults;
     } else if (t == "resumed") {
@@ -128,7 +134,8 @@ result<run_check> check_run(const std::string& dir) {
     } else {
       rc.finished = true;
       auto& s = summary.value();
-      rc.allowed_unfolded = static_cast<std::uint64_t>(num(s, "updates_pending", 0)) + discarded;
+      rc.allowed_unfolded = static_cast<std::uint64_t>(num(s, "updates_pending", 0)) + discarded
+                            + lost; // (each loss is a violation of its own)
       auto final_version = static_cast<std::uint64_t>(num(s, "final_version", 0));
       if (line_no == 0)
         rc.violations.push_back("events.jsonl is empty, but summary.json says the run finished");
