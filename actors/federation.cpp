@@ -98,7 +98,7 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
   auto events_path = dir + "/events.jsonl";
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    auto bytes = read_file_bytes(path);
+    auto bytes = read_bounded_file(path, limits::checkpoint_bytes, "checkpoint");
     if (!bytes)
       return bytes.err();
     auto ck = decode_checkpoint(bytes.value(), path);
@@ -154,14 +154,22 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
                                                   "acknowledged and published is gone; it "
                                                   "cannot be resumed safely"};
   }
-  auto text = read_file_bytes(events_path);
-  if (!text && std::filesystem::exists(events_path, ec))
-    return text.err();
+  std::ifstream in;
+  if (std::filesystem::exists(events_path, ec)) {
+    auto opened = open_bounded_file(events_path, limits::events_bytes, "event log");
+    if (!opened)
+      return opened.err();
+    in = std::move(opened).value();
+  }
   std::set<std::uint64_t> accepted, accounted;
   double last_published = -1;
-  std::istringstream in(text ? text.value() : std::string());
   std::string line;
-  while (std::getline(in, line)) {
+  for (std::size_t n = 1;; ++n) {
+    auto got = read_line(in, line, limits::line_bytes, events_path + ":" + std::to_string(n));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     auto ev = json::parse(line);
     if (!ev)
       continue; // a torn last line
@@ -299,7 +307,7 @@ result<shard_list> client_shards(const scenario& sc) {
 
 result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
   auto path = run_dir + "/run.json";
-  auto text = read_file_bytes(path);
+  auto text = read_bounded_file(path, limits::run_record_bytes, "run record");
   if (!text)
     return error{errc::io, "'" + run_dir + "' is not a run directory: " + text.err().text};
   auto rec = json::parse(text.value());

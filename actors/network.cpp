@@ -1,4 +1,5 @@
 #include "actors/network.hpp"
+#include "runtime/files.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -99,12 +100,10 @@ std::optional<error> configure_network(caf::actor_system_config& cfg, const netw
 }
 
 result<std::string> read_token(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return error{errc::io, "cannot read the join token file '" + path
-                             + "' ('fedsp certs --out DIR' writes DIR/token)"};
-  std::string line;
-  std::getline(in, line);
+  auto text = read_bounded_file(path, limits::token_bytes, "join token file");
+  if (!text)
+    return error{errc::io, text.err().text + " ('fedsp certs --out DIR' writes DIR/token)"};
+  std::string line = text.value().substr(0, text.value().find('\n'));
   line = trim(line);
   if (line.empty())
     return error{errc::bad_argument, "the join token file '" + path + "' is empty"};

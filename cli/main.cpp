@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include "runtime/call_syntax.hpp"
 #include "runtime/codec.hpp"
+#include "runtime/files.hpp"
 #include "runtime/report.hpp"
 #include "runtime/run_check.hpp"
 #include "runtime/faults.hpp"
@@ -387,7 +388,8 @@ int cmd_resume(const std::vector<std::string>& args) {
   }
   if (dir.empty())
     return fail("resume: no run directory given (see 'fedsp resume --help')");
-  if (std::filesystem::exists(dir + "/summary.json")) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/summary.json", ec)) {
     std::printf("run in %s already finished (summary.json is there); nothing to resume\n",
                 dir.c_str());
     return 0;
@@ -703,12 +705,10 @@ int cmd_inspect(const std::vector<std::string>& args) {
   }
   if (args.size() != 1)
     return fail("inspect: expects exactly one file (see 'fedsp inspect --help')");
-  std::ifstream in(args[0], std::ios::binary);
-  if (!in)
-    return fail("inspect: cannot open '" + args[0] + "'", 1);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto bytes = ss.str();
+  auto read = fedsp::read_bounded_file(args[0], fedsp::limits::message_bytes, "message file");
+  if (!read)
+    return fail("inspect: " + read.err().text, 1);
+  auto& bytes = read.value();
   auto env = fedsp::decode_bytes(bytes.data(), bytes.size());
   if (!env)
     return fail("inspect: " + args[0] + ": invalid message: " + env.err().message(), 1);

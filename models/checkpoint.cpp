@@ -1,4 +1,5 @@
 #include "models/checkpoint.hpp"
+#include "runtime/files.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -64,13 +65,14 @@ config_from_metadata(const std::map<std::string, std::string>& meta, const std::
 /// The config of an HF checkpoint from config.json beside it.
 result<gpt2_config> config_from_json(const std::string& weights_path) {
   auto path = (std::filesystem::path(weights_path).parent_path() / "config.json").string();
-  std::ifstream in(path);
-  if (!in)
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
     return error{errc::io, weights_path + ": no fedsp metadata and no config.json beside it ('"
                              + path + "')"};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto doc = json::parse(ss.str());
+  auto text = read_bounded_file(path, limits::MiB, "model config");
+  if (!text)
+    return text.err();
+  auto doc = json::parse(text.value());
   if (!doc || !doc.value().is_object())
     return error{errc::malformed, path + ": not a JSON object"};
   gpt2_config c;

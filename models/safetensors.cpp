@@ -1,4 +1,5 @@
 #include "models/safetensors.hpp"
+#include "runtime/files.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -181,12 +182,10 @@ result<st_file> parse_safetensors(const std::string& bytes, const std::string& w
 }
 
 result<st_file> read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return error{errc::io, "cannot open '" + path + "'"};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_safetensors(ss.str(), path);
+  auto bytes = read_bounded_file(path, limits::model_bytes, "weights file");
+  if (!bytes)
+    return bytes.err();
+  return parse_safetensors(bytes.value(), path);
 }
 
 result<std::string> encode_safetensors(const st_file& file) {

@@ -1,4 +1,5 @@
 #include "models/tokenizer.hpp"
+#include "runtime/files.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -79,12 +80,7 @@ bool to_raw(const std::string& encoded, const std::unordered_map<char32_t, char>
 }
 
 result<std::string> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return error{errc::io, "cannot open '" + path + "'"};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_bounded_file(path, limits::vocabulary_bytes, "vocabulary file");
 }
 
 } // namespace

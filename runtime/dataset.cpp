@@ -1,5 +1,7 @@
 #include "runtime/dataset.hpp"
 
+#include "runtime/files.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -47,9 +49,10 @@ std::vector<mc_example> make_synthetic_task(std::size_t n, std::uint64_t seed) {
 }
 
 result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return error{errc::io, "cannot open task file '" + path + "'"};
+  auto opened = open_bounded_file(path, limits::task_file_bytes, "task file");
+  if (!opened)
+    return opened.err();
+  auto& in = opened.value();
   std::vector<mc_example> out;
   std::string line;
   std::size_t lineno = 0;
@@ -57,7 +60,12 @@ result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
     return error{errc::malformed,
                  path + ":" + std::to_string(lineno) + ": " + what};
   };
-  while (std::getline(in, line)) {
+  for (;;) {
+    auto got = read_line(in, line, limits::line_bytes, path + ":" + std::to_string(lineno + 1));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;
@@ -96,13 +104,19 @@ result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
 }
 
 result<std::vector<std::string>> load_corpus_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return error{errc::io, "cannot open corpus file '" + path + "'"};
+  auto opened = open_bounded_file(path, limits::task_file_bytes, "corpus file");
+  if (!opened)
+    return opened.err();
+  auto& in = opened.value();
   std::vector<std::string> out;
   std::string line;
   std::size_t lineno = 0;
-  while (std::getline(in, line)) {
+  for (;;) {
+    auto got = read_line(in, line, limits::line_bytes, path + ":" + std::to_string(lineno + 1));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;

@@ -103,27 +103,8 @@ std::optional<error> write_file_atomic(const std::string& path, std::string_view
   return std::nullopt;
 }
 
-result<std::string> read_file_bytes(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return io_error("cannot open", path);
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    auto r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      auto e = io_error("cannot read", path);
-      ::close(fd);
-      return e;
-    }
-    if (r == 0)
-      break;
-    out.append(buf, static_cast<std::size_t>(r));
-  }
-  ::close(fd);
-  return out;
+result<std::string> read_file_bytes(const std::string& path, std::uint64_t limit) {
+  return read_bounded_file(path, limit, "file");
 }
 
 // -- record_log ---------------------------------------------------------------------
@@ -269,7 +250,7 @@ result<log_contents> read_log(const std::string& dir, std::uint64_t after, bool 
     if (n <= after)
       continue;
     auto path = dir + "/" + segment_name(n);
-    auto bytes = read_file_bytes(path);
+    auto bytes = read_bounded_file(path, limits::log_segment_bytes, "log segment");
     if (!bytes)
       return bytes.err();
     std::string_view in(bytes.value());
@@ -285,10 +266,10 @@ result<log_contents> read_log(const std::string& dir, std::uint64_t after, bool 
       // A torn tail: a crash mid-append; no valid record follows it. (The
       // writer cuts a failed append back, so only a crash leaves one.)
       auto next = next_valid_record(in);
+      std::string_view at = in;
+      std::uint32_t magic = 0, len = 0, crc = 0;
+      bool whole = get(at, magic) && get(at, len) && get(at, crc) && at.size() >= len;
       if (next == std::string_view::npos) {
-        std::string_view at = in;
-        std::uint32_t magic = 0, len = 0, crc = 0;
-        bool whole = get(at, magic) && get(at, len) && get(at, crc) && at.size() >= len;
         if (!whole && (magic == record_magic || in.size() < 4)) {
           out.notes.push_back(where + ": torn record (" + std::to_string(in.size())
                               + " bytes) dropped; it was never acknowledged");
@@ -298,6 +279,9 @@ result<log_contents> read_log(const std::string& dir, std::uint64_t after, bool 
       // Anything else is damage to bytes that were written whole: they may
       // hold acknowledged updates.
       auto what = where + ": damaged record ("
+                  + (magic != record_magic ? "bad magic; "
+                     : !whole              ? "length past the end; "
+                                           : "bad checksum; ")
                   + (next == std::string_view::npos
                        ? std::to_string(in.size()) + " bytes to the end of the segment"
                        : std::to_string(next) + " bytes before the next good record")

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "runtime/error.hpp"
+#include "runtime/files.hpp"
 #include "runtime/json.hpp"
 #include "runtime/prompt_set.hpp"
 
@@ -41,8 +42,10 @@ namespace fedsp {
 /// Replaces `path` with `bytes` atomically (see above).
 std::optional<error> write_file_atomic(const std::string& path, std::string_view bytes);
 
-/// Reads a whole file. Errors: `io` naming the file.
-result<std::string> read_file_bytes(const std::string& path);
+/// Reads a whole file (a regular one, at most `limit` bytes: see
+/// runtime/files.hpp). Errors: `io` or `too_large` naming the file.
+result<std::string> read_file_bytes(const std::string& path,
+                                    std::uint64_t limit = limits::checkpoint_bytes);
 
 class record_log {
 public:

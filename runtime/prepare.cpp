@@ -1,5 +1,7 @@
 #include "runtime/prepare.hpp"
 
+#include "runtime/files.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -21,18 +23,9 @@ namespace {
 
 constexpr std::size_t errors_shown = 20;
 
-/// Opens a regular file for reading, or says why not.
+/// Opens a regular file for reading (bounded: runtime/files.hpp), or says why not.
 result<std::ifstream> open_regular(const std::string& path, const char* what) {
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st))
-    return error{errc::io, std::string(what) + " '" + path + "' does not exist"};
-  if (!fs::is_regular_file(st))
-    return error{errc::io, std::string(what) + " '" + path + "' is not a regular file"};
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return error{errc::io, std::string("cannot read ") + what + " '" + path + "'"};
-  return in;
+  return open_bounded_file(path, limits::task_file_bytes, what);
 }
 
 /// One example line checked the way load_task_jsonl reads it, with every
@@ -84,7 +77,13 @@ result<std::vector<mc_example>> read_examples(const std::string& path) {
   std::vector<std::string> problems;
   std::size_t bad = 0, lineno = 0;
   std::string line;
-  while (std::getline(in.value(), line)) {
+  for (;;) {
+    auto got = read_line(in.value(), line, limits::line_bytes,
+                         path + ":" + std::to_string(lineno + 1));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;
@@ -131,7 +130,12 @@ result<std::vector<std::string>> read_corpus(const std::string& path) {
       docs.push_back(cur);
     cur.clear();
   };
-  while (std::getline(in.value(), line)) {
+  for (std::size_t n = 1;; ++n) {
+    auto got = read_line(in.value(), line, limits::line_bytes, path + ":" + std::to_string(n));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     if (!line.empty() && line.back() == '\r')
       line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) {

@@ -1,6 +1,8 @@
 #include "runtime/run_check.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -8,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/files.hpp"
 #include "runtime/json.hpp"
 
 namespace fedsp {
@@ -33,18 +36,14 @@ std::optional<std::uint64_t> count_of(const json& v) {
 } // namespace
 
 result<run_check> check_run(const std::string& dir) {
-  std::error_code ec;
-  auto events_path = std::filesystem::path(dir) / "events.jsonl";
-  auto st = std::filesystem::status(events_path, ec);
-  if (st.type() == std::filesystem::file_type::not_found)
+  auto events_path = dir + "/events.jsonl";
+  struct stat sb {};
+  if (::stat(events_path.c_str(), &sb) != 0 && errno == ENOENT)
     return error{errc::io, "no events.jsonl in '" + dir + "'"};
-  if (ec)
-    return error{errc::io, "cannot read " + events_path.string() + ": " + ec.message()};
-  if (st.type() != std::filesystem::file_type::regular)
-    return error{errc::io, events_path.string() + " is not a regular file"};
-  std::ifstream in(events_path);
-  if (!in)
-    return error{errc::io, "cannot read " + events_path.string() + " (permissions?)"};
+  auto opened = open_bounded_file(events_path, limits::events_bytes, "event log");
+  if (!opened)
+    return opened.err(); // unreadable, a FIFO, a folder, too large: said as such
+  auto& in = opened.value();
   run_check rc;
   std::set<std::uint64_t> accepted;
   std::map<std::uint64_t, std::uint64_t> folded_in; // task -> version
@@ -52,7 +51,13 @@ result<run_check> check_run(const std::string& dir) {
   std::string line;
   std::size_t line_no = 0;
   bool first = true;
-  while (std::getline(in, line)) {
+  for (;;) {
+    auto got = read_line(in, line, limits::line_bytes,
+                         events_path + ":" + std::to_string(line_no + 1));
+    if (!got)
+      return got.err();
+    if (!got.value())
+      break;
     ++line_no;
     auto ev = json::parse(line);
     if (!ev) {
@@ -124,11 +129,15 @@ result<run_check> check_run(const std::string& dir) {
     if (!accepted.count(id))
       rc.violations.push_back("task " + std::to_string(id) + " folded into version "
                               + std::to_string(v) + " without an accepted update");
-  std::ifstream sin(dir + "/summary.json");
-  if (sin) {
-    std::stringstream ss;
-    ss << sin.rdbuf();
-    auto summary = json::parse(ss.str());
+  auto summary_path = dir + "/summary.json";
+  errno = 0;
+  bool has_summary = ::stat(summary_path.c_str(), &sb) == 0 || errno != ENOENT;
+  auto summary_text = has_summary ? read_bounded_file(summary_path, limits::summary_bytes, "summary")
+                                  : result<std::string>(std::string());
+  if (!summary_text)
+    return summary_text.err();
+  if (has_summary) {
+    auto summary = json::parse(summary_text.value());
     if (!summary) {
       rc.violations.push_back("summary.json is not JSON");
     } else {

@@ -1,5 +1,7 @@
 #include "runtime/scenario.hpp"
 
+#include "runtime/files.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -580,13 +582,10 @@ result<scenario> parse_scenario(const std::string& text,
 }
 
 result<scenario> load_scenario(const std::string& path, const std::vector<std::string>& settings) {
-  std::ifstream in(path);
-  if (!in)
-    return error{errc::bad_scenario,
-                 path + ": cannot open the scenario file (missing or unreadable)"};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return scenario_reader(path, settings).read(ss.str());
+  auto text = read_bounded_file(path, limits::scenario_bytes, "scenario file");
+  if (!text)
+    return error{errc::bad_scenario, path + ": " + text.err().text};
+  return scenario_reader(path, settings).read(text.value());
 }
 
 } // namespace fedsp

