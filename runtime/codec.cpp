@@ -247,8 +247,12 @@ result<metric_list> read_metrics(capnp::List<w::Metric>::Reader in) {
     return malformed(std::to_string(in.size()) + " metrics, at most "
                      + std::to_string(max_metrics));
   metric_list out;
-  for (auto m : in)
+  for (auto m : in) {
+    if (!std::isfinite(m.getValue())) // a metric is a measurement: never NaN or infinite
+      return malformed("metric '" + std::string(m.getName().cStr()).substr(0, 64) + "' is "
+                       + (std::isnan(m.getValue()) ? "NaN" : "infinite"));
     out.emplace_back(m.getName().cStr(), m.getValue());
+  }
   return out;
 }
 
@@ -514,6 +518,30 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
   return out;
 }
 
+/// The segment table of a single-array Cap'n Proto message, checked as the
+/// stock `capnp` tool checks it, before the reader sees it: a segment count
+/// in [1, 512] (its 32-bit field would wrap at 2^32), a table that fits, and
+/// segments that together fit in the words that follow.
+std::optional<error> check_segment_table(const std::vector<std::uint64_t>& words) {
+  auto n = static_cast<std::uint64_t>(static_cast<std::uint32_t>(words[0])) + 1;
+  if (n > 512)
+    return malformed("segment table declares " + std::to_string(n)
+                     + " segments, at most 512 are taken");
+  auto table_words = n / 2 + 1; // (u32 count, n u32 sizes, padded to a word)
+  if (table_words > words.size())
+    return malformed("message ends inside its segment table");
+  std::uint64_t total = 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto at = i + 1; // u32 index of segment i's size
+    auto w = words[at / 2];
+    total += at % 2 == 0 ? static_cast<std::uint32_t>(w) : static_cast<std::uint32_t>(w >> 32);
+  }
+  if (total > words.size() - table_words)
+    return malformed("segment table declares " + std::to_string(total)
+                     + " words, the message holds " + std::to_string(words.size() - table_words));
+  return std::nullopt;
+}
+
 /// Checks the size, opens `buf` as a Cap'n Proto message within `limits`
 /// and hands its root to `read`; exceptions of the reader are `malformed`.
 template <class T, class Read>
@@ -525,6 +553,8 @@ result<T> with_root(const wire_buffer& buf, const decode_limits& limits, Read re
                    + std::to_string(limits.max_bytes)};
   if (buf.words.empty())
     return malformed("empty message");
+  if (auto err = check_segment_table(buf.words))
+    return *err;
   try {
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = limits.traversal_limit_words;

@@ -28,6 +28,38 @@ struct field {
   setter set;
 };
 
+/// A value as an error message shows it: whole up to 80 bytes, else its
+/// start and its length (a 100 MB value is not echoed back).
+std::string shown(const std::string& v) {
+  if (v.size() <= 80)
+    return v;
+  return v.substr(0, 60) + "... (" + std::to_string(v.size()) + " bytes)";
+}
+
+/// The first key that a map of `n` (at any depth) holds twice, as an error
+/// naming both lines; YAML forbids it and yaml-cpp would keep the last.
+std::optional<std::pair<int, std::string>> duplicate_key(const YAML::Node& n) {
+  if (n.IsMap()) {
+    std::map<std::string, int> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      auto key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
+      auto line = it->first.Mark().line;
+      auto [at, fresh] = seen.emplace(key, line);
+      if (!fresh)
+        return std::pair{line, "key '" + shown(key) + "' appears twice (lines "
+                                 + std::to_string(at->second + 1) + " and "
+                                 + std::to_string(line + 1) + ")"};
+      if (auto d = duplicate_key(it->second))
+        return d;
+    }
+  } else if (n.IsSequence()) {
+    for (auto& item : n)
+      if (auto d = duplicate_key(item))
+        return d;
+  }
+  return std::nullopt;
+}
+
 template <class T>
 setter uint_field(T& out, std::uint64_t lo, std::uint64_t hi) {
   return [&out, lo, hi](const YAML::Node& n) -> std::optional<std::string> {
@@ -37,15 +69,15 @@ setter uint_field(T& out, std::uint64_t lo, std::uint64_t hi) {
       return "must be " + range + ", got a " + (n.IsMap() ? "map" : "list");
     auto s = n.Scalar();
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-      return "must be " + range + ", got '" + s + "'";
+      return "must be " + range + ", got '" + shown(s) + "'";
     std::uint64_t v;
     try {
       v = std::stoull(s);
     } catch (...) {
-      return "must be " + range + ", got '" + s + "'";
+      return "must be " + range + ", got '" + shown(s) + "'";
     }
     if (v < lo || v > hi)
-      return "must be " + range + ", got " + s;
+      return "must be " + range + ", got " + shown(s);
     out = static_cast<T>(v);
     return std::nullopt;
   };
@@ -61,9 +93,9 @@ setter real_field(double& out, double lo, double hi) {
     char* end = nullptr;
     double v = std::strtod(s.c_str(), &end);
     if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
-      return "must be " + range.str() + ", got '" + s + "'";
+      return "must be " + range.str() + ", got '" + shown(s) + "'";
     if (v < lo || v > hi)
-      return "must be " + range.str() + ", got " + s;
+      return "must be " + range.str() + ", got " + shown(s);
     out = v;
     return std::nullopt;
   };
@@ -98,7 +130,7 @@ setter string_field(std::string& out, std::vector<std::string> allowed = {}) {
         list += (list.empty() ? "" : ", ") + a;
       }
       if (!ok)
-        return "must be one of " + list + ", got '" + s + "'";
+        return "must be one of " + list + ", got '" + shown(s) + "'";
     }
     out = s;
     return std::nullopt;
@@ -120,19 +152,19 @@ std::optional<error> set_keys(YAML::Node& root, const std::vector<std::string>& 
     auto& s = settings[i];
     auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0)
-      return error{errc::bad_scenario, "--set '" + s + "': expected KEY=VALUE, e.g. data.dir=DIR"};
+      return error{errc::bad_scenario, "--set '" + shown(s) + "': expected KEY=VALUE, e.g. data.dir=DIR"};
     auto key = s.substr(0, eq);
     YAML::Node value;
     try {
       value = YAML::Load(s.substr(eq + 1));
     } catch (const YAML::Exception& e) {
-      return error{errc::bad_scenario, "--set '" + s + "': the value is not YAML: " + e.msg};
+      return error{errc::bad_scenario, "--set '" + shown(s) + "': the value is not YAML: " + e.msg};
     }
     auto dot = key.find('.');
     auto section = key.substr(0, dot);
     auto sub = dot == std::string::npos ? std::string() : key.substr(dot + 1);
     if (section.empty() || (dot != std::string::npos && (sub.empty() || sub.find('.') != std::string::npos)))
-      return error{errc::bad_scenario, "--set '" + s + "': KEY is 'key' or 'section.key'"};
+      return error{errc::bad_scenario, "--set '" + shown(s) + "': KEY is 'key' or 'section.key'"};
     lines[key] = -2 - static_cast<int>(i);
     if (sub.empty()) {
       root[section] = value;
@@ -140,7 +172,7 @@ std::optional<error> set_keys(YAML::Node& root, const std::vector<std::string>& 
     }
     YAML::Node node = root[section];
     if (node.IsDefined() && !node.IsNull() && !node.IsMap())
-      return error{errc::bad_scenario, "--set '" + s + "': '" + section + "' is not a map of keys"};
+      return error{errc::bad_scenario, "--set '" + shown(s) + "': '" + section + "' is not a map of keys"};
     if (!node.IsDefined() || node.IsNull()) {
       root[section] = YAML::Node(YAML::NodeType::Map);
       node = root[section];
@@ -170,6 +202,8 @@ public:
       return fail(-1, "the scenario is empty");
     if (!root.IsMap())
       return fail(root.Mark().line, "the scenario must be a map of keys");
+    if (auto d = duplicate_key(root))
+      return fail(d->first, d->second);
     if (auto err = set_keys(root, settings_, set_lines_))
       return error{err->code, path_ + ": " + err->text};
     scenario sc;
@@ -419,8 +453,12 @@ private:
     if (line >= 0)
       where += ":" + std::to_string(line + 1);
     else if (line <= -2)
-      where += ", --set '" + settings_[static_cast<std::size_t>(-2 - line)] + "'";
-    return error{errc::bad_scenario, where + ": " + what};
+      where += ", --set '" + shown(settings_[static_cast<std::size_t>(-2 - line)]) + "'";
+    // (a message that quotes a huge value is cut, not echoed whole)
+    auto text = what.size() <= 400 ? what
+                                   : what.substr(0, 300) + "... (" + std::to_string(what.size())
+                                       + " bytes of message cut)";
+    return error{errc::bad_scenario, where + ": " + text};
   }
 
   std::optional<error> apply(const std::vector<field>& fields,

@@ -205,6 +205,36 @@ TEST(codec, nan_and_infinite_prompt_values_are_rejected) {
   }
 }
 
+TEST(codec, nan_and_infinite_metrics_are_refused_by_name) {
+  for (double bad : {static_cast<double>(NAN), static_cast<double>(INFINITY)}) {
+    auto ps = test::make_prompts({8});
+    auto r = decode(encode(envelope{"client-1",
+                                    update_msg{1, 1, 0, ps, 10, {{"loss_before", 1.5}, {"loss_after", bad}}}}));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, errc::malformed);
+    EXPECT_NE(r.err().text.find("metric 'loss_after' is"), std::string::npos) << r.err().text;
+  }
+}
+
+TEST(codec, a_segment_table_the_stock_reader_refuses_is_malformed) {
+  auto good = encode(envelope{"client-1", update_msg{1, 1, 0, test::make_prompts({8}), 10, {}}});
+  // The count field holds segments - 1: 0xFFFFFFFF declares 2^32 segments
+  // (a 32-bit count wraps to 0); 600 is past capnp's 512.
+  for (std::uint32_t field : {0xFFFFFFFFu, 599u}) {
+    auto bad = good;
+    bad.words[0] = (bad.words[0] & ~std::uint64_t{0xFFFFFFFF}) | field;
+    auto r = decode(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.err().text.find("segment table declares"), std::string::npos) << r.err().text;
+  }
+  auto bad = good; // one segment whose size is past the end
+  bad.words[0] = (bad.words[0] & 0xFFFFFFFFu) | (std::uint64_t{1} << 40);
+  auto r = decode(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().text.find("words, the message holds"), std::string::npos) << r.err().text;
+  EXPECT_TRUE(decode(good).ok());
+}
+
 TEST(codec, unknown_dtype_is_malformed) {
   auto buf = raw_task([](wire::Tensor::Builder t) {
     t.setName("prefix");

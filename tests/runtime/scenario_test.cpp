@@ -37,6 +37,20 @@ TEST(scenario, unknown_key_names_file_line_and_dotted_key) {
   EXPECT_NE(e.find("rounds"), std::string::npos) << e; // lists the known keys
 }
 
+TEST(scenario, a_key_given_twice_is_refused_naming_both_lines) {
+  EXPECT_EQ(error_of("seed: 1\nseed: 2\n"), "s.yaml:2: key 'seed' appears twice (lines 1 and 2)");
+  EXPECT_NE(error_of("federation:\n  rounds: 1\n  mode: sync\n  rounds: 2\n")
+              .find("key 'rounds' appears twice (lines 2 and 4)"),
+            std::string::npos);
+}
+
+TEST(scenario, a_huge_value_is_not_echoed_whole) {
+  auto big = std::string(1'000'000, 'z');
+  auto err = error_of("federation:\n  mode: " + big + "\n");
+  EXPECT_LT(err.size(), 1000u) << err.substr(0, 200);
+  EXPECT_NE(err.find("(1000000 bytes)"), std::string::npos) << err.substr(0, 300);
+}
+
 TEST(scenario, unknown_top_level_section_is_an_error) {
   auto e = error_of("sede: 1\n");
   EXPECT_NE(e.find("s.yaml:1"), std::string::npos) << e;
