@@ -57,7 +57,7 @@ commands:
 Run 'fedsp <command> --help' for a command's options.
 )";
 
-const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--seed N] [--set KEY=VALUE]... [--dump-messages DIR] [--quiet]
+const char* usage_run = R"(usage: fedsp run <scenario.yaml> [--out DIR] [--seed N] [--set KEY=VALUE]... [--dump-messages DIR] [--overwrite] [--quiet]
 
 Runs the scenario's federation in this process: server, aggregator,
 evaluator, clients and workers as CAF actors exchanging Cap'n Proto messages.
@@ -65,7 +65,10 @@ evaluator, clients and workers as CAF actors exchanging Cap'n Proto messages.
 options:
   --out DIR             run directory (default: runs/<scenario name>); gets
                         events.jsonl, summary.json, metrics.csv, report.html
-                        and fedsp.log
+                        and fedsp.log. A finished run there is replaced (said
+                        on stderr); an unfinished one (run.json without
+                        summary.json) is refused: resume it, or --overwrite
+  --overwrite           replace an unfinished run in --out
   --dump-messages DIR   also write every federation message to DIR, one file
                         each, readable with 'fedsp inspect' and 'capnp decode'
   --seed N              replace the scenario's seed
@@ -287,6 +290,23 @@ std::string setting_from_cwd(const std::string& s) {
   return key + "=" + value;
 }
 
+/// A fresh run must not wipe an interrupted one: a run directory with
+/// run.json and no summary.json is refused unless --overwrite (a finished
+/// run is replaced, with a line that says so: re-running a scenario into its
+/// default folder is the common case).
+std::optional<std::string> guard_out_dir(const std::string& dir, bool overwrite) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir + "/run.json", ec))
+    return std::nullopt;
+  bool finished = std::filesystem::exists(dir + "/summary.json", ec);
+  if (!finished && !overwrite)
+    return dir + " holds an unfinished run (run.json, no summary.json): finish it with "
+                 "'fedsp resume " + dir + "', choose another --out, or pass --overwrite";
+  std::fprintf(stderr, "fedsp: replacing the %s run in %s\n", finished ? "finished" : "unfinished",
+               dir.c_str());
+  return std::nullopt;
+}
+
 int cmd_run(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::cout << usage_run;
@@ -296,6 +316,7 @@ int cmd_run(const std::vector<std::string>& args) {
   fedsp::run_options opts;
   std::optional<std::uint64_t> seed;
   std::vector<std::string> settings;
+  bool overwrite = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&](const char* flag) -> const std::string* {
@@ -322,6 +343,8 @@ int cmd_run(const std::vector<std::string>& args) {
       seed = n;
     } else if (a == "--quiet") {
       opts.console = false;
+    } else if (a == "--overwrite") {
+      overwrite = true;
     } else if (a == "--set") {
       auto* v = value("--set");
       if (v == nullptr)
@@ -344,6 +367,8 @@ int cmd_run(const std::vector<std::string>& args) {
     sc.value().seed = *seed;
   if (opts.out_dir.empty())
     opts.out_dir = "runs/" + sc.value().name;
+  if (auto why = guard_out_dir(opts.out_dir, overwrite))
+    return fail("run: " + *why);
   return run_and_report(sc.value(), opts);
 }
 

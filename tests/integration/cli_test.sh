@@ -172,6 +172,11 @@ check "check of an empty events.jsonl with a finished summary fails (D5)" check_
 mkdir -p "$tmp/fifo-run" && mkfifo "$tmp/fifo-run/events.jsonl"
 check "check refuses a FIFO as events.jsonl instead of blocking" expect_fail 2 "is a FIFO, not a regular file" timeout 10 "$fedsp" check "$tmp/fifo-run"
 
+# run --out onto an unfinished run refuses instead of wiping it.
+mkdir -p "$tmp/unfinished" && printf '{"scenario":"x"}' >"$tmp/unfinished/run.json" && echo keep >"$tmp/unfinished/events.jsonl"
+check "run --out onto an unfinished run is refused, pointing at resume" expect_fail 2 "holds an unfinished run.*fedsp resume" "$fedsp" run "$src/tests/integration/tiny.yaml" --out "$tmp/unfinished"
+check "... and leaves it as it was" grep -qx keep "$tmp/unfinished/events.jsonl"
+
 # Every entry point is bounded (issue 15, D6; docs/limits.md): devices,
 # FIFOs and oversized files are refused before a byte is read.
 mkfifo "$tmp/fifo"
