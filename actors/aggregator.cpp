@@ -108,9 +108,9 @@ result<wal_entry> parse_wal_record(std::string_view in) {
 
 /// The task ids of the updates held, in order (for events).
 json held_ids(const aggregator_state& st) {
-  json::array ids;
+  json ids = json::array{};
   for (auto& h : st.held)
-    ids.push_back(h.task_id);
+    ids.as_array().push_back(h.task_id);
   return ids;
 }
 

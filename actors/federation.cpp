@@ -20,6 +20,7 @@
 
 #include "actors/fault_layer.hpp"
 #include "actors/server.hpp"
+#include "actors/transport_guard.hpp"
 #include "runtime/call_syntax.hpp"
 #include "runtime/durable.hpp"
 #include "runtime/report.hpp"
@@ -573,6 +574,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     std::vector<caf::actor> links;
     if (opts.serve) { // the clients come from join nodes
       auto& net = *opts.serve;
+      // The join token is checked at the transport, before CAF reads a
+      // byte of a connection (actors/transport_guard.hpp).
+      guard::arm_server(net.token);
       auto bound = net.insecure ? sys.middleman().publish(srv, net.port, net.host.c_str(), true)
                                 : caf::openssl::publish(srv, net.port, net.host.c_str(), true);
       if (!bound) {

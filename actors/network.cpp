@@ -17,6 +17,7 @@
 
 #include "actors/client.hpp"
 #include "actors/federation.hpp"
+#include "actors/transport_guard.hpp"
 #include "actors/worker.hpp"
 #include "runtime/call_syntax.hpp"
 
@@ -44,15 +45,31 @@ F next_symbol(const char* name) {
 } // namespace
 
 extern "C" {
+// (SSL_read and SSL_write also pass through the transport guard: the join
+// token before CAF reads a byte; actors/transport_guard.hpp.)
 int SSL_read(SSL* ssl, void* buf, int num) {
   static auto next = next_symbol<int (*)(SSL*, void*, int)>("SSL_read");
   ERR_clear_error();
-  return next(ssl, buf, num);
+  if (!fedsp::guard::armed() || num < 0)
+    return next(ssl, buf, num);
+  auto raw = [](void* s, void* b, std::size_t n) -> ssize_t {
+    ERR_clear_error();
+    return next(static_cast<SSL*>(s), b, static_cast<int>(n));
+  };
+  return static_cast<int>(
+    fedsp::guard::on_read(SSL_get_fd(ssl), buf, static_cast<std::size_t>(num), raw, ssl));
 }
 int SSL_write(SSL* ssl, const void* buf, int num) {
   static auto next = next_symbol<int (*)(SSL*, const void*, int)>("SSL_write");
   ERR_clear_error();
-  return next(ssl, buf, num);
+  if (!fedsp::guard::armed() || num < 0)
+    return next(ssl, buf, num);
+  auto raw = [](void* s, const void* b, std::size_t n) -> ssize_t {
+    ERR_clear_error();
+    return next(static_cast<SSL*>(s), b, static_cast<int>(n));
+  };
+  return static_cast<int>(
+    fedsp::guard::on_write(SSL_get_fd(ssl), buf, static_cast<std::size_t>(num), raw, ssl));
 }
 int SSL_accept(SSL* ssl) {
   static auto next = next_symbol<int (*)(SSL*)>("SSL_accept");
@@ -242,6 +259,9 @@ int join_federation(const join_options& opts) {
   ctx->log = log;
   ctx->traffic = &traffic;
   auto where = opts.net.host + ":" + std::to_string(opts.net.port);
+  // Every connection to the server opens with the join token, before CAF's
+  // handshake (actors/transport_guard.hpp).
+  guard::arm_client(opts.net.port, opts.net.token);
   // Sessions: connect (with backoff), hello, host the clients until they
   // end; if the server goes away before it ended the run, again.
   int held_retries = 0;

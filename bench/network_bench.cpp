@@ -23,6 +23,7 @@
 #include <caf/openssl/all.hpp>
 
 #include "actors/network.hpp"
+#include "actors/transport_guard.hpp"
 #include "actors/wire.hpp"
 
 using namespace fedsp;
@@ -101,6 +102,10 @@ int main(int argc, char** argv) {
   if (args[0] == "probe" && args.size() == 7) {
     // A node that says hello for FIRST-LAST (TOKEN "-": no hello) and then
     // sends an Update claiming client CLIENT; prints the server's answer.
+    // Its connection opens with the join preamble as a node's does (TOKEN
+    // "-": a wrong one, so it reaches the server held to handshake size).
+    guard::arm_client(static_cast<std::uint16_t>(std::stoi(args[2])),
+                      args[3] == "-" ? std::string("no-token") : args[3]);
     auto r = net.insecure ? sys.middleman().remote_actor(args[1], std::stoi(args[2]))
                           : caf::openssl::remote_actor(sys, args[1], std::stoi(args[2]));
     if (!r) {
