@@ -682,9 +682,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
 
 // -- tasks ----------------------------------------------------------------------------
 
-/// Sends client `id` a task on the current prompts and puts its modelled
-/// result on the timeline (or, if it will drop out, its dropout).
-/// Encodes and sends task `t`.
+/// Encodes task `t` and sends it to its client; marks it sent.
 void send_task(server_ptr self, const context_ptr& ctx, task_entry& t) {
   auto& st = self->state;
   auto& sc = sc_of(self);

@@ -5,7 +5,7 @@
 // talks to clients only through federation envelopes. Its model work (the
 // auxiliary model's distillation, the server step) runs on a worker.
 //
-// Time (DESIGN.md "Time"): every task's modelled finish time is known when
+// Time (docs/architecture.md "The clock"): every task's modelled finish time is known when
 // it is dispatched (transfer + compute from the client's profile), and the
 // server's timeline delivers task results, deadlines and dropouts strictly in
 // (virtual time, sequence) order, waiting for a task's real computation when
@@ -33,8 +33,8 @@
 //                 or the Task or its Update was lost on the way)
 //   wire_buffer   Heartbeat: the tasks a client holds (refreshes them)
 //
-// The aggregator is monitored, not linked: when it dies the server starts a
-// new one, which holds again what the write-ahead log says was accepted and
+// The aggregator is spawned linked, and the server traps its exit: when it
+// dies the server starts a new one, which holds again what the write-ahead log says was accepted and
 // not yet folded, and is told the open tasks again.
 #pragma once
 

@@ -4,7 +4,8 @@
 // sent and its trainer). Sessions are used from one thread at a time: the
 // actor that owns one submits its work to a worker and waits for the reply.
 //
-// Methods (DESIGN.md "Data flow"; docs/methods.md):
+// Methods (docs/architecture.md "One update, from client to published
+// version"; docs/methods.md):
 //   fedsp             clients get the distilled auxiliary model; alternating
 //                     client training; FedAvg; server tunes the prompts on the
 //                     global model; the tuned prompts go back.

@@ -1,7 +1,7 @@
 // GPT-2, computed as Hugging Face's GPT2LMHeadModel computes it, with deep
 // prefix soft prompts.
 //
-// Shapes used throughout (STYLE.md):
+// Shapes used throughout (written once here, annotated on tensor lines):
 //   B batch, T sequence length (<= n_positions), C = n_embd, V = vocab_size,
 //   L depth (layers run), H = n_head, hd = C / H, P prefix positions per layer.
 //

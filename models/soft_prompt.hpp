@@ -1,5 +1,5 @@
-// Soft prompts as an adapter, apart from the frozen base model (STYLE.md:
-// adapters are separate objects). Only its parameters reach an optimizer and
+// Soft prompts as an adapter, apart from the frozen base model (an adapter
+// is a separate object; docs/architecture.md). Only its parameters reach an optimizer and
 // the wire.
 //
 // Output: prefix (L, 2, H, P, hd), per layer keys (index 0) and values

@@ -1,6 +1,6 @@
 // The run clock: the time `t` of every event and of task deadlines.
 //
-// Two clocks behind one interface (DESIGN.md "Time"): real_clock below
+// Two clocks behind one interface (docs/architecture.md "The clock"): real_clock below
 // (seconds since the run started, times a scale factor) and the virtual,
 // discrete-event clock of runtime/timeline.hpp.
 #pragma once

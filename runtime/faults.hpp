@@ -1,6 +1,6 @@
 // The fault plan: what goes wrong in a run, when and to whom (the scenario's
 // `faults` list; docs/faults.md). Pure data and decisions: the fault layer
-// (actors/link.hpp, actors/fault_driver.hpp) applies them.
+// (actors/fault_layer.hpp: the links and the run driver) applies them.
 //
 // Each entry has a `kind` and a trigger:
 //   at_s / duration_s   a window on the run clock (virtual or real seconds)

@@ -1,5 +1,5 @@
 // Heterogeneous clients: how fast each computes, how far away it is and when
-// it is online (DESIGN.md "Time"). Scenario values such as "lognormal(0, 0.5)"
+// it is online (docs/architecture.md "The clock"). Scenario values such as "lognormal(0, 0.5)"
 // are parsed here into distributions, sampled once per client with the
 // run's seed, so a scenario always describes the same federation.
 //

@@ -1,4 +1,4 @@
-// Aggregation strategies with staleness (DESIGN.md "Asynchrony and failure"),
+// Aggregation strategies with staleness (docs/architecture.md, docs/scenarios.md),
 // as pure functions: the aggregator actor converts messages and calls these.
 //
 // An update's staleness is the number of versions published since the one

@@ -1,5 +1,5 @@
 // The virtual clock: discrete events delivered strictly in (time, sequence)
-// order (DESIGN.md "Time").
+// order (docs/architecture.md "The clock").
 //
 // Two kinds of entries:
 // - an *event* is known when it is scheduled (a round deadline, a client

@@ -24,7 +24,7 @@
 #
 # Time
 #   Durations and deadlines are in seconds on the run's clock (virtual or real;
-#   see docs/design notes in README.md), as Float64.
+#   see docs/architecture.md "The clock"), as Float64.
 
 @0xdb4909553f781892;
 
