@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
+#include <algorithm>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -55,8 +57,59 @@ struct run_out {
   fs::path dir;
 };
 
+/// `base` with the sections of `extra` laid over it, key by key (a
+/// scenario may not repeat a key: YAML forbids it, and fedsp refuses it).
+/// Both are flat: top-level `section:` lines and two-space `key: value`
+/// lines, or top-level `key: value`.
+std::string over_base(const std::string& extra) {
+  using section = std::vector<std::pair<std::string, std::string>>; // key, line
+  std::vector<std::pair<std::string, section>> doc;
+  auto read = [&](const std::string& text) {
+    std::istringstream in(text);
+    std::string line;
+    section* cur = nullptr;
+    while (std::getline(in, line)) {
+      if (line.empty())
+        continue;
+      auto key = line.substr(line.find_first_not_of(' '));
+      key = key.substr(0, key.find(':'));
+      if (line[0] != ' ') {
+        auto it = std::find_if(doc.begin(), doc.end(), [&](auto& d) { return d.first == key; });
+        if (it == doc.end()) {
+          doc.push_back({key, {}});
+          it = doc.end() - 1;
+        }
+        cur = &it->second;
+        if (line.back() != ':') { // top-level key: value
+          cur->assign(1, {"", line});
+          cur = nullptr;
+        }
+        continue;
+      }
+      auto it = std::find_if(cur->begin(), cur->end(), [&](auto& kv) { return kv.first == key; });
+      if (it == cur->end())
+        cur->push_back({key, line});
+      else
+        it->second = line;
+    }
+  };
+  read(base);
+  read(extra);
+  std::string out;
+  for (auto& [name, lines] : doc) {
+    if (lines.size() == 1 && lines[0].first.empty()) {
+      out += lines[0].second + "\n";
+      continue;
+    }
+    out += name + ":\n";
+    for (auto& kv : lines)
+      out += kv.second + "\n";
+  }
+  return out;
+}
+
 run_out run(const std::string& extra, const std::string& tag) {
-  auto sc = parse_scenario(base + extra, "timing.yaml");
+  auto sc = parse_scenario(over_base(extra), "timing.yaml");
   EXPECT_TRUE(sc) << sc.err().text;
   run_options opts;
   auto dir = fs::temp_directory_path() / ("fedsp_timing_" + tag + "_" + std::to_string(::getpid()));

@@ -195,6 +195,11 @@ int main(int argc, char** argv) {
       return usage();
   }
   std::vector<bytes> corpus;
+  std::error_code ec;
+  if (!fs::is_directory(args[1], ec)) {
+    std::cerr << "fedsp_fuzz_parsers: " << args[1] << " is not a corpus folder\n";
+    return 2;
+  }
   for (auto& entry : fs::directory_iterator(args[1])) {
     std::ifstream in(entry.path(), std::ios::binary);
     corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
