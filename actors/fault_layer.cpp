@@ -267,10 +267,7 @@ caf::behavior run_driver(caf::event_based_actor* self, context_ptr ctx, driver_c
     ctx->log->warn("fault {}: {}", i, to_string(f.kind));
     ctx->event("fault", ev);
   };
-  auto is_crash = [](const fault_spec& f) {
-    return f.kind == fault_kind::client_crash || f.kind == fault_kind::aggregator_crash
-           || f.kind == fault_kind::worker_crash || f.kind == fault_kind::server_crash;
-  };
+  auto is_crash = [](const fault_spec& f) { return info(f.kind).crash; };
   // A server that dies without answering ends the run too.
   self->monitor(cfg.server);
   self->set_down_handler([=](caf::down_msg& dm) {

@@ -199,9 +199,9 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
       ids("tasks", accounted);
     } else if (t == "fault") {
       auto* kind = e.find("kind");
-      auto k = kind != nullptr && kind->is_string() ? kind->as_string() : "";
-      if (k == "client_crash" || k == "aggregator_crash" || k == "worker_crash"
-          || k == "server_crash") // (they fire once)
+      auto k = kind != nullptr && kind->is_string() ? fault_kind_named(kind->as_string())
+                                                    : std::nullopt;
+      if (k && info(*k).crash) // (crashes fire once)
         rp.fired.insert(static_cast<std::size_t>(number_or(e, "index", 0)));
     }
   }
@@ -505,8 +505,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   double next_at = std::numeric_limits<double>::infinity();
   bool crashes = false;
   for (auto& f : sc.faults.faults)
-    if (f.kind == fault_kind::client_crash || f.kind == fault_kind::aggregator_crash
-        || f.kind == fault_kind::worker_crash || f.kind == fault_kind::server_crash) {
+    if (info(f.kind).crash) {
       crashes = true;
       if (!f.at_version && !rp.fired.count(f.index))
         next_at = std::min(next_at, f.at_s);

@@ -19,6 +19,26 @@
 
 namespace fedsp {
 
+// errc's codes up to too_large are RejectReason's values, one to one; a
+// code added to either without the other stops the build here.
+#define FEDSP_SAME(code, reason)                                                          \
+  static_assert(static_cast<int>(errc::code) == static_cast<int>(wire::RejectReason::reason), \
+                "errc::" #code " and RejectReason::" #reason " differ")
+FEDSP_SAME(unknown, UNKNOWN);
+FEDSP_SAME(malformed, MALFORMED);
+FEDSP_SAME(unsupported_version, UNSUPPORTED_VERSION);
+FEDSP_SAME(unsupported, UNSUPPORTED);
+FEDSP_SAME(unknown_sender, UNKNOWN_SENDER);
+FEDSP_SAME(unknown_task, UNKNOWN_TASK);
+FEDSP_SAME(wrong_client, WRONG_CLIENT);
+FEDSP_SAME(duplicate, DUPLICATE);
+FEDSP_SAME(shape_mismatch, SHAPE_MISMATCH);
+FEDSP_SAME(non_finite, NON_FINITE);
+FEDSP_SAME(future_version, FUTURE_VERSION);
+FEDSP_SAME(task_closed, TASK_CLOSED);
+FEDSP_SAME(too_large, TOO_LARGE);
+#undef FEDSP_SAME
+
 namespace w = fedsp::wire;
 
 std::uint16_t protocol_version() {
@@ -482,6 +502,8 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         b.setNumExamples(m.num_examples);
       },
       [&](const reject_msg& m) {
+        // errc's wire values are RejectReason's, in the same order (checked
+        // below); codes that are not on the wire go as `unknown`.
         auto b = body.initReject();
         auto code = m.reason <= errc::too_large ? m.reason : errc::unknown;
         b.setReason(static_cast<w::RejectReason>(static_cast<int>(code)));

@@ -7,47 +7,22 @@
 
 namespace fedsp {
 
-const char* to_string(fault_kind k) {
-  switch (k) {
-    case fault_kind::message_drop: return "message_drop";
-    case fault_kind::message_delay: return "message_delay";
-    case fault_kind::message_duplicate: return "message_duplicate";
-    case fault_kind::message_reorder: return "message_reorder";
-    case fault_kind::message_corrupt: return "message_corrupt";
-    case fault_kind::partition: return "partition";
-    case fault_kind::client_crash: return "client_crash";
-    case fault_kind::client_dropout: return "client_dropout";
-    case fault_kind::straggler_burst: return "straggler_burst";
-    case fault_kind::aggregator_crash: return "aggregator_crash";
-    case fault_kind::server_crash: return "server_crash";
-    case fault_kind::worker_crash: return "worker_crash";
-  }
-  return "?";
+const char* to_string(fault_kind k) { return info(k).name; }
+
+std::optional<fault_kind> fault_kind_named(const std::string& name) {
+  for (auto& row : fault_kinds)
+    if (name == row.name)
+      return row.kind;
+  return std::nullopt;
 }
 
-bool fault_spec::is_client_side() const {
-  return kind != fault_kind::aggregator_crash && kind != fault_kind::worker_crash
-         && kind != fault_kind::server_crash;
-}
+bool fault_spec::is_client_side() const { return info(kind).side == fault_side::client; }
 
-bool fault_spec::is_message_fault() const {
-  switch (kind) {
-    case fault_kind::message_drop:
-    case fault_kind::message_delay:
-    case fault_kind::message_duplicate:
-    case fault_kind::message_reorder:
-    case fault_kind::message_corrupt:
-      return true;
-    default:
-      return false;
-  }
-}
+bool fault_spec::is_message_fault() const { return info(kind).message; }
 
 bool fault_plan::needs_links() const {
-  return std::any_of(faults.begin(), faults.end(), [](const fault_spec& f) {
-    return f.is_message_fault() || f.kind == fault_kind::partition
-           || f.kind == fault_kind::client_dropout;
-  });
+  return std::any_of(faults.begin(), faults.end(),
+                     [](const fault_spec& f) { return info(f.kind).needs_link; });
 }
 
 double fault_plan::max_delay_s() const {

@@ -40,6 +40,59 @@ enum class fault_kind {
   worker_crash,      // worker `worker` is killed (its jobs go to another worker)
 };
 
+/// Every fault kind, described once; every list of kinds (the scenario's
+/// names, which crash, which need a link, which act on messages, which a
+/// resumed run must not fire again) is derived from this table. Adding a
+/// kind: its enum value, its row here (in enum order: checked below), its
+/// injection where `injected_by` says, its row in docs/faults.md, a test.
+enum class fault_side { client, server };
+
+struct fault_kind_info {
+  fault_kind kind;
+  const char* name;        // in scenarios and events
+  fault_side side;         // client: acts on clients or the links to them
+  bool crash;              // fires once, at at_s or at_version; not again after a resume
+  bool message;            // acts on single messages on a client's link
+  bool window;             // needs duration_s (a window from at_s)
+  bool needs_link;         // the run puts a link between clients and server
+  const char* injected_by; // where (docs/faults.md "Where faults are injected")
+};
+
+inline constexpr fault_kind_info fault_kinds[] = {
+  //  kind                          name                 side                crash  msg    window link
+  {fault_kind::message_drop,      "message_drop",      fault_side::client, false, true,  false, true,  "link"},
+  {fault_kind::message_delay,     "message_delay",     fault_side::client, false, true,  false, true,  "link"},
+  {fault_kind::message_duplicate, "message_duplicate", fault_side::client, false, true,  false, true,  "link"},
+  {fault_kind::message_reorder,   "message_reorder",   fault_side::client, false, true,  false, true,  "link"},
+  {fault_kind::message_corrupt,   "message_corrupt",   fault_side::client, false, true,  false, true,  "link"},
+  {fault_kind::partition,         "partition",         fault_side::client, false, false, true,  true,  "link"},
+  {fault_kind::client_crash,      "client_crash",      fault_side::client, true,  false, false, false, "run driver"},
+  {fault_kind::client_dropout,    "client_dropout",    fault_side::client, false, false, true,  true,  "link and server timeline"},
+  {fault_kind::straggler_burst,   "straggler_burst",   fault_side::client, false, false, true,  false, "server timeline and link"},
+  {fault_kind::aggregator_crash,  "aggregator_crash",  fault_side::server, true,  false, false, false, "run driver"},
+  {fault_kind::server_crash,      "server_crash",      fault_side::server, true,  false, false, false, "run driver"},
+  {fault_kind::worker_crash,      "worker_crash",      fault_side::server, true,  false, false, false, "run driver"},
+};
+
+inline constexpr std::size_t fault_kind_count = sizeof fault_kinds / sizeof fault_kinds[0];
+
+constexpr bool fault_table_in_enum_order() {
+  for (std::size_t i = 0; i < fault_kind_count; ++i)
+    if (static_cast<std::size_t>(fault_kinds[i].kind) != i)
+      return false;
+  return fault_kind_count == static_cast<std::size_t>(fault_kind::worker_crash) + 1;
+}
+static_assert(fault_table_in_enum_order(),
+              "fault_kinds must list every fault_kind once, in enum order");
+
+/// The row of `k`.
+constexpr const fault_kind_info& info(fault_kind k) {
+  return fault_kinds[static_cast<std::size_t>(k)];
+}
+
+/// The kind named `name` (as scenarios and events write it), if any.
+std::optional<fault_kind> fault_kind_named(const std::string& name);
+
 const char* to_string(fault_kind k);
 
 struct fault_spec {

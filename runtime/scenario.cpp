@@ -340,10 +340,12 @@ private:
       return std::nullopt;
     if (!list.IsSequence())
       return fail(line, "'faults' must be a list of faults (- kind: ...)");
-    static const std::vector<std::string> kinds{
-      "message_drop", "message_delay", "message_duplicate", "message_reorder", "message_corrupt",
-      "partition", "client_crash", "client_dropout", "straggler_burst", "aggregator_crash",
-      "server_crash", "worker_crash"};
+    static const std::vector<std::string> kinds = [] {
+      std::vector<std::string> names;
+      for (auto& row : fault_kinds)
+        names.emplace_back(row.name);
+      return names;
+    }();
     for (std::size_t i = 0; i < list.size(); ++i) {
       auto& item = list[i];
       int at = item.Mark().line;
@@ -391,7 +393,7 @@ private:
       }
       if (kind.empty())
         return fail(at, where + " needs a 'kind' (one of message_drop, message_delay, ...)");
-      f.kind = static_cast<fault_kind>(std::find(kinds.begin(), kinds.end(), kind) - kinds.begin());
+      f.kind = *fault_kind_named(kind); // (string_field admitted only these names)
       auto set = parse_client_set(clients);
       if (!set)
         return fail(at, where + "." + set.err().text);
@@ -405,10 +407,8 @@ private:
         f.until_s = f.at_s + duration;
       if (at_version >= 0)
         f.at_version = static_cast<std::uint64_t>(at_version);
-      bool crash = f.kind == fault_kind::client_crash || f.kind == fault_kind::aggregator_crash
-                   || f.kind == fault_kind::server_crash || f.kind == fault_kind::worker_crash;
-      bool window = f.kind == fault_kind::partition || f.kind == fault_kind::client_dropout
-                    || f.kind == fault_kind::straggler_burst;
+      bool crash = info(f.kind).crash;
+      bool window = info(f.kind).window;
       if (crash && f.at_version && duration >= 0)
         return fail(at, where + " (" + kind + "): give at_s or at_version, not a duration");
       if (window && duration < 0)

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
@@ -233,6 +234,22 @@ TEST(codec, a_segment_table_the_stock_reader_refuses_is_malformed) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.err().text.find("words, the message holds"), std::string::npos) << r.err().text;
   EXPECT_TRUE(decode(good).ok());
+}
+
+TEST(codec, every_reject_reason_round_trips_and_the_schema_has_no_other) {
+  // Wire codes come back as they went; the others (bad_scenario, io, ...)
+  // go as unknown.
+  EXPECT_EQ(capnp::Schema::from<wire::RejectReason>().getEnumerants().size(),
+            static_cast<unsigned>(errc::too_large) + 1);
+  for (int c = 0; c <= static_cast<int>(errc::empty_input); ++c) {
+    auto code = static_cast<errc>(c);
+    auto r = decode(encode(envelope{"aggregator", reject_msg{code, "why", 7}}));
+    ASSERT_TRUE(r.ok()) << to_string(code);
+    auto& got = std::get<reject_msg>(r.value().body);
+    EXPECT_EQ(got.reason, code <= errc::too_large ? code : errc::unknown) << to_string(code);
+    EXPECT_EQ(got.text, "why");
+    EXPECT_EQ(got.task_id, 7u);
+  }
 }
 
 TEST(codec, unknown_dtype_is_malformed) {

@@ -3,9 +3,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 
+#include "runtime/faults.hpp"
 #include "runtime/scenario.hpp"
 
 namespace fedsp {
@@ -35,6 +37,28 @@ TEST(scenario, unknown_key_names_file_line_and_dotted_key) {
   EXPECT_NE(e.find("s.yaml:4"), std::string::npos) << e;
   EXPECT_NE(e.find("unknown key 'federation.roundz'"), std::string::npos) << e;
   EXPECT_NE(e.find("rounds"), std::string::npos) << e; // lists the known keys
+}
+
+TEST(fault_kinds, the_table_names_every_kind_once_and_the_reader_takes_each_name) {
+  std::set<std::string> names;
+  for (auto& row : fault_kinds) {
+    EXPECT_TRUE(names.insert(row.name).second) << row.name;
+    EXPECT_EQ(fault_kind_named(row.name), row.kind);
+    EXPECT_STREQ(to_string(row.kind), row.name);
+    EXPECT_FALSE(row.crash && row.window) << row.name << ": a crash fires once, it has no window";
+    EXPECT_TRUE(!row.message || row.needs_link) << row.name << ": message faults act on links";
+  }
+  EXPECT_FALSE(fault_kind_named("meteor_strike"));
+  // Every name the table holds is one a scenario may write.
+  for (auto& row : fault_kinds) {
+    std::string extra = row.window ? "    duration_s: 1\n" : "";
+    extra += std::string(row.name) == "client_crash" ? "    clients: [0]\n" : "";
+    auto r = parse_scenario("clients:\n  count: 2\ncompute:\n  workers: 2\nfaults:\n  - kind: "
+                              + std::string(row.name)
+                              + "\n" + extra,
+                            "s.yaml");
+    EXPECT_TRUE(r.ok()) << row.name << ": " << (r.ok() ? "" : r.err().text);
+  }
 }
 
 TEST(scenario, a_key_given_twice_is_refused_naming_both_lines) {
