@@ -353,7 +353,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         out.note = (req.round ? "round " + std::to_string(req.round) + ": " : std::string())
                    + std::to_string(n_held) + " update(s), " + std::to_string(needed)
                    + " needed";
-      } else if (req.strategy == "fedasync") {
+      } else if (strategy_named(req.strategy).keeps_update_prompts) { // fedasync: mixed one by one
         folded = req.current;
         for (auto& h : st.held) {
           if (!h.prompts) {

@@ -751,7 +751,7 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
     mine->version = st.version;
     base = std::move(mine);
   }
-  bool keep = !st.cfg.plan.aggregate || sc.federation.aggregator == "fedasync";
+  bool keep = !st.cfg.plan.aggregate || strategy_named(sc.federation.aggregator).keeps_update_prompts;
   self->send(st.aggregator, open_atom::value,
              task_expectation{task_id, id, st.version, round, base, keep});
   double t0 = now(self);
@@ -964,7 +964,8 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
       --st.active;
       if (accepted)
         ++st.unaggregated;
-      bool fold = accepted && (f.aggregator == "fedasync" || st.unaggregated >= f.buffer_size);
+      bool fold = accepted && (strategy_named(f.aggregator).folds_each_update
+                                   || st.unaggregated >= f.buffer_size);
       if (fold && !st.stopping) {
         aggregate(self, ctx, 0, 1, json::object{{"round", 0}});
         return;
@@ -1176,7 +1177,7 @@ void restart_aggregator(server_ptr self, const context_ptr& ctx, const caf::acto
                  note.empty() ? "" : " (" + note + ")");
   auto& f = sc_of(self).federation;
   self->send(st.aggregator, version_atom::value, st.version, f.max_staleness, f.staleness);
-  bool keep = !st.cfg.plan.aggregate || f.aggregator == "fedasync";
+  bool keep = !st.cfg.plan.aggregate || strategy_named(f.aggregator).keeps_update_prompts;
   for (auto& [id, t] : st.tasks)
     self->send(st.aggregator, open_atom::value,
                task_expectation{id, t.client, t.base_version, t.round, t.base, keep});

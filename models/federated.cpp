@@ -1,4 +1,5 @@
 #include "models/federated.hpp"
+#include "runtime/strategy.hpp"
 #include "models/simple_model.hpp"
 
 #include <algorithm>
@@ -388,7 +389,7 @@ static std::uint32_t client_schedule_tasks(const scenario& sc) {
   auto& f = sc.federation;
   if (f.mode != "async")
     return std::max<std::uint32_t>(1, f.rounds);
-  std::uint64_t per_version = f.aggregator == "fedasync" ? 1 : f.buffer_size;
+  std::uint64_t per_version = strategy_named(f.aggregator).folds_each_update ? 1 : f.buffer_size;
   return static_cast<std::uint32_t>(
     std::clamp<std::uint64_t>(per_version * f.max_versions(), 1, 1u << 30));
 }

@@ -1,6 +1,7 @@
 #include "runtime/scenario.hpp"
 
 #include "runtime/files.hpp"
+#include "runtime/strategy.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -271,7 +272,12 @@ public:
       {"federation",
        {{"mode", string_field(f.mode, {"sync", "async"})},
         {"clock", string_field(f.clock, {"virtual", "real"})},
-        {"aggregator", string_field(f.aggregator, {"fedavg", "fedbuff", "fedasync"})},
+        {"aggregator", string_field(f.aggregator, [] {
+           std::vector<std::string> names;
+           for (auto& row : strategies)
+             names.emplace_back(row.name);
+           return names;
+         }())},
         {"rounds", uint_field(f.rounds, 0, 1'000'000)},
         {"versions", uint_field(f.versions, 0, 100'000'000)},
         {"time_budget_s", real_field(f.time_budget_s, 0.0, 1e12)},
@@ -496,12 +502,20 @@ private:
     if (sc.model.kind != "gpt" && !sc.model.checkpoint.empty())
       return fail(line_of("model.checkpoint"),
                   "key 'model.checkpoint' is for model.kind gpt only");
+    bool async = f.mode == "async";
     if (!lines_.count("federation.aggregator"))
-      f.aggregator = f.mode == "async" ? "fedbuff" : "fedavg";
-    if ((f.mode == "async") != (f.aggregator != "fedavg"))
+      for (auto& row : strategies)
+        if (row.async == async && row.default_for_mode)
+          f.aggregator = row.name;
+    if (strategy_named(f.aggregator).async != async) {
+      std::string fits;
+      for (auto& row : strategies)
+        if (row.async == async)
+          fits += (fits.empty() ? "" : " or ") + std::string(row.name);
       return fail(line_of("federation.aggregator"),
                   "key 'federation.aggregator' (" + f.aggregator + ") does not fit mode "
-                    + f.mode + ": sync rounds use fedavg, async uses fedbuff or fedasync");
+                    + f.mode + ": " + (async ? "async uses " : "sync rounds use ") + fits);
+    }
     if (f.mode == "async" && sc.method.name != "fedsp" && sc.method.name != "fedprompt"
         && sc.method.name != "fedprompt_single")
       return fail(line_of("federation.mode"),

@@ -8,6 +8,13 @@
 
 namespace fedsp {
 
+const strategy_info& strategy_named(const std::string& name) {
+  for (auto& row : strategies)
+    if (name == row.name)
+      return row;
+  return strategies[0];
+}
+
 double staleness_fn::operator()(std::uint64_t tau) const {
   auto t = static_cast<double>(tau);
   switch (k) {

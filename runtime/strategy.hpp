@@ -25,6 +25,45 @@
 
 namespace fedsp {
 
+/// Every aggregation strategy, described once; the scenario's names, the
+/// mode each fits, when the server folds, what the aggregator keeps and how
+/// it folds are all read from this table (docs/architecture.md "Where to
+/// add"). Adding a strategy: its enum value, its row, its fold in
+/// fold_with (actors/aggregator.cpp) if it is not a delta sum, tests, docs.
+enum class strategy_kind { fedavg, fedbuff, fedasync };
+
+struct strategy_info {
+  strategy_kind kind;
+  const char* name;        // federation.aggregator
+  bool async;              // fits federation.mode async (else sync rounds)
+  bool folds_each_update;  // the server folds at every accepted update
+                           // (else at the end of a round, or every buffer_size)
+  bool keeps_update_prompts; // each update's prompts are kept whole (mixed
+                             // one by one), not only summed as a delta
+  bool default_for_mode;   // the aggregator a mode gets when none is named
+};
+
+inline constexpr strategy_info strategies[] = {
+  // kind                    name        async  each   keep   default
+  {strategy_kind::fedavg,   "fedavg",   false, false, false, true},
+  {strategy_kind::fedbuff,  "fedbuff",  true,  false, false, true},
+  {strategy_kind::fedasync, "fedasync", true,  true,  true,  false},
+};
+
+constexpr bool strategy_table_in_enum_order() {
+  for (std::size_t i = 0; i < sizeof strategies / sizeof strategies[0]; ++i)
+    if (static_cast<std::size_t>(strategies[i].kind) != i)
+      return false;
+  return sizeof strategies / sizeof strategies[0]
+         == static_cast<std::size_t>(strategy_kind::fedasync) + 1;
+}
+static_assert(strategy_table_in_enum_order(),
+              "strategies must list every strategy_kind once, in enum order");
+
+/// The row of the strategy named `name` (federation.aggregator, which the
+/// scenario reader has checked against this table); fedavg's if unknown.
+const strategy_info& strategy_named(const std::string& name);
+
 /// s(tau): 1 at tau = 0 and non-increasing in tau.
 ///   constant        1
 ///   polynomial(a)   (1 + tau)^-a                  a > 0

@@ -9,6 +9,7 @@
 
 #include "runtime/faults.hpp"
 #include "runtime/scenario.hpp"
+#include "runtime/strategy.hpp"
 
 namespace fedsp {
 namespace {
@@ -59,6 +60,30 @@ TEST(fault_kinds, the_table_names_every_kind_once_and_the_reader_takes_each_name
                             "s.yaml");
     EXPECT_TRUE(r.ok()) << row.name << ": " << (r.ok() ? "" : r.err().text);
   }
+}
+
+TEST(strategies, each_mode_has_one_default_and_each_strategy_fits_only_its_mode) {
+  std::set<std::string> names;
+  int sync_defaults = 0, async_defaults = 0;
+  for (auto& row : strategies) {
+    EXPECT_TRUE(names.insert(row.name).second) << row.name;
+    EXPECT_EQ(&strategy_named(row.name), &row);
+    (row.async ? async_defaults : sync_defaults) += row.default_for_mode;
+    EXPECT_TRUE(!row.folds_each_update || row.async) << row.name;
+    std::string mode = row.async ? "async" : "sync", other = row.async ? "sync" : "async";
+    auto ok = parse_scenario("federation:\n  mode: " + mode + "\n  aggregator: " + row.name + "\n",
+                             "s.yaml");
+    EXPECT_TRUE(ok.ok()) << row.name << ": " << (ok.ok() ? "" : ok.err().text);
+    auto bad = parse_scenario("federation:\n  mode: " + other + "\n  aggregator: " + row.name + "\n",
+                              "s.yaml");
+    ASSERT_FALSE(bad.ok()) << row.name << " accepted in mode " << other;
+    EXPECT_NE(bad.err().text.find("does not fit mode " + other), std::string::npos) << bad.err().text;
+  }
+  EXPECT_EQ(sync_defaults, 1);
+  EXPECT_EQ(async_defaults, 1);
+  EXPECT_EQ(parse_scenario("federation:\n  mode: async\n", "s.yaml").value().federation.aggregator,
+            "fedbuff");
+  EXPECT_EQ(parse_scenario("seed: 1\n", "s.yaml").value().federation.aggregator, "fedavg");
 }
 
 TEST(scenario, a_key_given_twice_is_refused_naming_both_lines) {
