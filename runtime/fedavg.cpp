@@ -1,13 +1,15 @@
 #include "runtime/fedavg.hpp"
 
 #include <cmath>
+#include <memory>
+
+#include "runtime/strategy.hpp"
 
 namespace fedsp {
 
 result<prompt_set> fedavg(const std::vector<weighted_prompts>& inputs) {
   if (inputs.empty())
     return error{errc::empty_input, "fedavg needs at least one update"};
-  double total = 0;
   for (auto& in : inputs) {
     if (in.prompts == nullptr)
       return error{errc::bad_argument, "update " + std::to_string(in.id)
@@ -20,24 +22,21 @@ result<prompt_set> fedavg(const std::vector<weighted_prompts>& inputs) {
       err->text = "update " + std::to_string(in.id) + ": " + err->text;
       return *err;
     }
-    total += in.weight;
   }
-  prompt_set out;
-  out.tensors.reserve(inputs.front().prompts->tensors.size());
-  std::vector<double> acc;
-  for (std::size_t t = 0; t < inputs.front().prompts->tensors.size(); ++t) {
-    auto& first = inputs.front().prompts->tensors[t];
-    acc.assign(first.data.size(), 0.0);
-    for (auto& in : inputs) {
-      auto& src = in.prompts->tensors[t].data;
-      double w = in.weight / total;
-      for (std::size_t k = 0; k < acc.size(); ++k)
-        acc[k] += w * static_cast<double>(src[k]);
-    }
-    tensor_buffer avg{first.name, first.shape, {}};
-    avg.data.assign(acc.begin(), acc.end());
-    out.tensors.push_back(std::move(avg));
-  }
+  // The fold production runs (fold_accumulator, runtime/strategy.hpp),
+  // with every update based on zeros and fresh: zeros + sum_i w_i (x_i - 0)
+  // / sum_i w_i. The properties tests/runtime/fedavg_test.cpp proves are
+  // then properties of that fold.
+  auto zero = std::make_shared<prompt_set>();
+  for (auto& t : inputs.front().prompts->tensors)
+    zero->tensors.push_back({t.name, t.shape, std::vector<float>(t.data.size(), 0.0f)});
+  fold_accumulator sum;
+  for (auto& in : inputs)
+    if (auto err = sum.add(in.id, in.weight, 0, zero, *in.prompts, staleness_fn{}))
+      return *err;
+  auto out = sum.apply(*zero, 1.0);
+  if (out)
+    out.value().version = 0;
   return out;
 }
 

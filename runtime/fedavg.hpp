@@ -16,7 +16,9 @@ struct weighted_prompts {
   const prompt_set* prompts = nullptr;
 };
 
-/// Elementwise sum_i w_i x_i / sum_i w_i, accumulated in double.
+/// Elementwise sum_i w_i x_i / sum_i w_i, accumulated in double by the
+/// fold the aggregator runs (fold_accumulator: runtime/strategy.hpp), so
+/// that the properties tested of this function hold for production's fold.
 ///
 /// Errors: no inputs (`empty_input`); a weight that is not finite and > 0
 /// (`bad_argument`); inputs whose layouts differ (`shape_mismatch`).
