@@ -165,12 +165,8 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
   std::set<std::uint64_t> accepted, accounted;
   double last_published = -1;
   std::string line;
-  for (std::size_t n = 1;; ++n) {
-    auto got = read_line(in, line, limits::line_bytes, events_path + ":" + std::to_string(n));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
+  line_reader lines(in, events_path);
+  while (lines.next(line)) {
     auto ev = json::parse(line);
     if (!ev)
       continue; // a torn last line
@@ -205,6 +201,8 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
         rp.fired.insert(static_cast<std::size_t>(number_or(e, "index", 0)));
     }
   }
+  if (auto err = lines.failure())
+    return *err;
   auto ck_version = rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0;
   if (last_published > ck_version)
     return error{errc::malformed,

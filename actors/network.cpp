@@ -32,17 +32,7 @@
 // these wrappers, which the dynamic linker binds in place of libssl's for
 // libcaf_openssl (a definition in the executable comes first), empty it
 // and call libssl's own.
-namespace {
-template <class F>
-F next_symbol(const char* name) {
-  auto* f = dlsym(RTLD_NEXT, name);
-  if (f == nullptr) {
-    std::fprintf(stderr, "fedsp: cannot find libssl's %s: %s\n", name, dlerror());
-    std::abort();
-  }
-  return reinterpret_cast<F>(f);
-}
-} // namespace
+using fedsp::guard::next_symbol; // (actors/transport_guard.hpp)
 
 extern "C" {
 // (SSL_read and SSL_write also pass through the transport guard: the join

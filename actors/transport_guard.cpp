@@ -52,16 +52,6 @@ guard_state& state() {
   return s;
 }
 
-template <class F>
-F next_symbol(const char* name) {
-  auto* f = dlsym(RTLD_NEXT, name);
-  if (f == nullptr) {
-    std::fprintf(stderr, "fedsp: cannot find libc's %s: %s\n", name, dlerror());
-    std::abort();
-  }
-  return reinterpret_cast<F>(f);
-}
-
 /// Shuts the connection down (CAF then sees its end) and counts why.
 ssize_t refuse(int fd, const char* reason, const std::string& what) {
   std::uint64_t n = 0;

@@ -26,6 +26,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <dlfcn.h>
 #include <string>
 #include <sys/types.h>
 
@@ -64,5 +67,18 @@ ssize_t on_read(int fd, void* buf, std::size_t len, raw_read read, void* ctx);
 ssize_t on_write(int fd, const void* buf, std::size_t len, raw_write write, void* ctx);
 /// Whether any guarding is armed (fast path for the wrappers).
 bool armed();
+
+/// The next definition of `name` after the executable's (libc's or
+/// libssl's own), for the wrappers that stand in for them; aborts, naming
+/// it, if there is none.
+template <class F>
+F next_symbol(const char* name) {
+  auto* f = dlsym(RTLD_NEXT, name);
+  if (f == nullptr) {
+    std::fprintf(stderr, "fedsp: cannot find the library's %s: %s\n", name, dlerror());
+    std::abort();
+  }
+  return reinterpret_cast<F>(f);
+}
 
 } // namespace fedsp::guard

@@ -60,13 +60,9 @@ result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
     return error{errc::malformed,
                  path + ":" + std::to_string(lineno) + ": " + what};
   };
-  for (;;) {
-    auto got = read_line(in, line, limits::line_bytes, path + ":" + std::to_string(lineno + 1));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
-    ++lineno;
+  line_reader lines(in, path);
+  while (lines.next(line)) {
+    lineno = lines.number();
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;
     auto doc = json::parse(line);
@@ -98,6 +94,8 @@ result<std::vector<mc_example>> load_task_jsonl(const std::string& path) {
       ex.group = g->as_string();
     out.push_back(std::move(ex));
   }
+  if (auto err = lines.failure())
+    return *err;
   if (out.empty())
     return error{errc::empty_input, "task file '" + path + "' has no examples"};
   return out;
@@ -111,13 +109,9 @@ result<std::vector<std::string>> load_corpus_jsonl(const std::string& path) {
   std::vector<std::string> out;
   std::string line;
   std::size_t lineno = 0;
-  for (;;) {
-    auto got = read_line(in, line, limits::line_bytes, path + ":" + std::to_string(lineno + 1));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
-    ++lineno;
+  line_reader lines(in, path);
+  while (lines.next(line)) {
+    lineno = lines.number();
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;
     auto doc = json::parse(line);
@@ -129,6 +123,8 @@ result<std::vector<std::string>> load_corpus_jsonl(const std::string& path) {
                    path + ":" + std::to_string(lineno) + ": 'text' missing or not a string"};
     out.push_back(text->as_string());
   }
+  if (auto err = lines.failure())
+    return *err;
   if (out.empty())
     return error{errc::empty_input, "corpus file '" + path + "' has no documents"};
   return out;

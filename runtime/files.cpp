@@ -94,8 +94,11 @@ result<std::ifstream> open_bounded_file(const std::string& path, std::uint64_t l
   return in;
 }
 
-result<bool> read_line(std::istream& in, std::string& line, std::uint64_t max,
-                       const std::string& where) {
+namespace {
+
+/// read_line's work; `where` is called only for the error.
+template <class Where>
+result<bool> bounded_line(std::istream& in, std::string& line, std::uint64_t max, Where where) {
   line.clear();
   auto* buf = in.rdbuf();
   if (buf == nullptr)
@@ -111,10 +114,31 @@ result<bool> read_line(std::istream& in, std::string& line, std::uint64_t max,
     if (c == '\n')
       return true;
     if (line.size() >= max)
-      return error{errc::too_large, where + ": a line longer than " + size_text(max)
+      return error{errc::too_large, where() + ": a line longer than " + size_text(max)
                                       + " (docs/limits.md)"};
     line.push_back(static_cast<char>(c));
   }
+}
+
+} // namespace
+
+result<bool> read_line(std::istream& in, std::string& line, std::uint64_t max,
+                       const std::string& where) {
+  return bounded_line(in, line, max, [&] { return where; });
+}
+
+bool line_reader::next(std::string& line) {
+  if (err_)
+    return false;
+  auto n = n_ + 1;
+  auto got = bounded_line(in_, line, max_, [&] { return path_ + ":" + std::to_string(n); });
+  if (!got) {
+    err_ = got.err();
+    return false;
+  }
+  if (got.value())
+    n_ = n;
+  return got.value();
 }
 
 } // namespace fedsp

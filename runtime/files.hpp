@@ -53,4 +53,27 @@ result<std::ifstream> open_bounded_file(const std::string& path, std::uint64_t l
 result<bool> read_line(std::istream& in, std::string& line, std::uint64_t max,
                        const std::string& where);
 
+/// The lines of a file, each bounded as read_line bounds it, numbered from
+/// 1, as std::getline reads them:
+///     line_reader lines(in, path);
+///     while (lines.next(line)) { ... lines.number() ... }
+///     if (auto err = lines.failure()) return *err;
+/// next() is false at the end and at an overlong line, which failure() then
+/// names as "PATH:LINE" (the name is built only then).
+class line_reader {
+public:
+  line_reader(std::istream& in, std::string path, std::uint64_t max = limits::line_bytes)
+    : in_(in), path_(std::move(path)), max_(max) {}
+  bool next(std::string& line);
+  std::size_t number() const { return n_; }
+  const std::optional<fedsp::error>& failure() const { return err_; }
+
+private:
+  std::istream& in_;
+  std::string path_;
+  std::uint64_t max_;
+  std::size_t n_ = 0;
+  std::optional<fedsp::error> err_;
+};
+
 } // namespace fedsp

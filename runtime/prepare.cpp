@@ -77,14 +77,9 @@ result<std::vector<mc_example>> read_examples(const std::string& path) {
   std::vector<std::string> problems;
   std::size_t bad = 0, lineno = 0;
   std::string line;
-  for (;;) {
-    auto got = read_line(in.value(), line, limits::line_bytes,
-                         path + ":" + std::to_string(lineno + 1));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
-    ++lineno;
+  line_reader lines(in.value(), path);
+  while (lines.next(line)) {
+    lineno = lines.number();
     if (line.find_first_not_of(" \t\r") == std::string::npos)
       continue;
     mc_example ex;
@@ -95,6 +90,8 @@ result<std::vector<mc_example>> read_examples(const std::string& path) {
     }
     out.push_back(std::move(ex));
   }
+  if (auto err = lines.failure())
+    return *err;
   if (in.value().bad())
     return error{errc::io, "reading '" + path + "' failed"};
   if (bad > 0) {
@@ -130,12 +127,8 @@ result<std::vector<std::string>> read_corpus(const std::string& path) {
       docs.push_back(cur);
     cur.clear();
   };
-  for (std::size_t n = 1;; ++n) {
-    auto got = read_line(in.value(), line, limits::line_bytes, path + ":" + std::to_string(n));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
+  line_reader lines(in.value(), path);
+  while (lines.next(line)) {
     if (!line.empty() && line.back() == '\r')
       line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) {
@@ -146,6 +139,8 @@ result<std::vector<std::string>> read_corpus(const std::string& path) {
       cur += '\n';
     cur += line;
   }
+  if (auto err = lines.failure())
+    return *err;
   flush();
   if (docs.empty())
     return error{errc::empty_input, "corpus '" + path + "' holds no text"};

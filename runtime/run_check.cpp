@@ -51,14 +51,9 @@ result<run_check> check_run(const std::string& dir) {
   std::string line;
   std::size_t line_no = 0;
   bool first = true;
-  for (;;) {
-    auto got = read_line(in, line, limits::line_bytes,
-                         events_path + ":" + std::to_string(line_no + 1));
-    if (!got)
-      return got.err();
-    if (!got.value())
-      break;
-    ++line_no;
+  line_reader lines(in, events_path);
+  while (lines.next(line)) {
+    line_no = lines.number();
     auto ev = json::parse(line);
     if (!ev) {
       rc.violations.push_back("events.jsonl:" + std::to_string(line_no) + ": not JSON");
@@ -121,6 +116,8 @@ result<run_check> check_run(const std::string& dir) {
         }
     }
   }
+  if (auto err = lines.failure())
+    return *err;
   rc.accepted = accepted.size();
   rc.folded = folded_in.size();
   for (auto id : accepted)

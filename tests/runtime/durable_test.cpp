@@ -14,14 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char tmpl[] = "/tmp/fedsp-durable-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
+using test::temp_dir;
 
 std::string segment(const std::string& dir, int n) {
   char buf[64];

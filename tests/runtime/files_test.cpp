@@ -1,6 +1,7 @@
 // Bounded reads (runtime/files.hpp): what every entry point refuses before
 // reading, and what it reads.
 #include "runtime/files.hpp"
+#include "tests/runtime/test_util.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -15,14 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char tmpl[] = "/tmp/fedsp-files-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
+using test::temp_dir;
 
 bool says(const std::optional<error>& e, const std::string& text) {
   return e && e->text.find(text) != std::string::npos;

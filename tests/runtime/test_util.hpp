@@ -2,12 +2,27 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
+
+#include <stdlib.h>
 
 #include "runtime/messages.hpp"
 
 namespace fedsp::test {
+
+/// A fresh folder under /tmp, removed with everything in it at scope end.
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    char tmpl[] = "/tmp/fedsp-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+};
 
 /// A prompt set of one "prefix" tensor with the given shape and values
 /// start, start + step, ...
