@@ -138,23 +138,13 @@ int main(int argc, char** argv) {
   }
   if (args.empty())
     return usage();
-  double seconds = 10;
-  std::uint64_t seed = 1;
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--seconds" && i + 1 < args.size())
-      seconds = std::stod(args[++i]);
-    else if (args[i] == "--seed" && i + 1 < args.size())
-      seed = std::stoull(args[++i]);
-    else
-      return usage();
-  }
-  std::vector<bytes> corpus;
-  for (auto& entry : fs::directory_iterator(args[0])) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  auto limits = fuzz::parse_run_limits(args, 1);
+  if (!limits)
+    return usage();
+  auto [seconds, seed] = *limits;
+  auto corpus = fuzz::load_corpus(args[0]);
   if (corpus.empty()) {
-    std::cerr << "fedsp_fuzz: no corpus files in " << args[0] << "\n";
+    std::cerr << "fedsp_fuzz: no corpus files in " << args[0] << " (or not a folder)\n";
     return 2;
   }
   // The corpus itself must decode: a stale corpus would fuzz nothing useful.

@@ -184,28 +184,13 @@ int main(int argc, char** argv) {
   auto target = targets.find(args[0]);
   if (target == targets.end())
     return usage();
-  double seconds = 10;
-  std::uint64_t seed = 1;
-  for (std::size_t i = 2; i < args.size(); ++i) {
-    if (args[i] == "--seconds" && i + 1 < args.size())
-      seconds = std::stod(args[++i]);
-    else if (args[i] == "--seed" && i + 1 < args.size())
-      seed = std::stoull(args[++i]);
-    else
-      return usage();
-  }
-  std::vector<bytes> corpus;
-  std::error_code ec;
-  if (!fs::is_directory(args[1], ec)) {
-    std::cerr << "fedsp_fuzz_parsers: " << args[1] << " is not a corpus folder\n";
-    return 2;
-  }
-  for (auto& entry : fs::directory_iterator(args[1])) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  auto limits = fuzz::parse_run_limits(args, 2);
+  if (!limits)
+    return usage();
+  auto [seconds, seed] = *limits;
+  auto corpus = fuzz::load_corpus(args[1]);
   if (corpus.empty()) {
-    std::cerr << "fedsp_fuzz_parsers: no corpus files in " << args[1] << "\n";
+    std::cerr << "fedsp_fuzz_parsers: no corpus files in " << args[1] << " (or not a folder)\n";
     return 2;
   }
   scratch s;

@@ -7,6 +7,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "runtime/rng.hpp"
@@ -65,6 +70,39 @@ inline void mutate(bytes& b, rng& r, const std::vector<bytes>& corpus) {
       }
     }
   }
+}
+
+/// How long and from which seed a fuzzer runs: `--seconds S` and `--seed N`
+/// among args[from...] (defaults 10 s, seed 1); nullopt on anything else.
+struct run_limits {
+  double seconds = 10;
+  std::uint64_t seed = 1;
+};
+inline std::optional<run_limits> parse_run_limits(const std::vector<std::string>& args,
+                                                  std::size_t from) {
+  run_limits out;
+  for (std::size_t i = from; i < args.size(); ++i) {
+    if (args[i] == "--seconds" && i + 1 < args.size())
+      out.seconds = std::stod(args[++i]);
+    else if (args[i] == "--seed" && i + 1 < args.size())
+      out.seed = std::stoull(args[++i]);
+    else
+      return std::nullopt;
+  }
+  return out;
+}
+
+/// Every file of the folder `dir`, as bytes (none if it is not a folder).
+inline std::vector<bytes> load_corpus(const std::string& dir) {
+  std::vector<bytes> corpus;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    return corpus;
+  for (auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return corpus;
 }
 
 } // namespace fedsp::fuzz
