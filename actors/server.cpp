@@ -666,6 +666,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
               ctx->event("server_step", json::object{{"version", self->state.version + 1},
                                                      {"loss_before", s.loss_before},
                                                      {"loss_after", s.loss_after},
+                                                     {"examples", s.examples},
                                                      {"wall_seconds", s.seconds}});
               rec.set("server_loss_before", s.loss_before);
               rec.set("server_loss_after", s.loss_after);

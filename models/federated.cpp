@@ -191,6 +191,11 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     m.prompt->eval();
     m.initial = m.prompt->to_prompts(0);
     m.public_examples = encode_examples(*m.tok, data.public_examples, cfg.n_positions);
+    // The server's labels: the first method.server_examples of the public split
+    // (prepare shuffles it); the rest of the public split stays unlabelled text
+    // for distillation (docs/methods.md, "The server's labelled data").
+    if (sc.method.server_examples && m.public_examples.size() > sc.method.server_examples)
+      m.public_examples.resize(sc.method.server_examples);
     m.test = encode_examples(*m.tok, data.test, cfg.n_positions);
     m.corpus = document_stream(*m.tok, data.corpus, 0, data.corpus.size());
     if (m.plan.server_step && m.public_examples.empty())
@@ -296,7 +301,7 @@ result<server_step_report> server_session::server_step(const prompt_set& aggrega
     return server_step_report{r.value().prompts, r.value().loss_before, r.value().loss_after,
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
                                 .count(),
-                              m.trainer->save_state()};
+                              m.trainer->save_state(), m.public_examples.size()};
   });
 }
 

@@ -63,6 +63,7 @@ struct server_step_report {
   double loss_before = 0, loss_after = 0;
   double seconds = 0;
   std::string optimizer_state; // after the step: what a checkpoint keeps
+  std::uint64_t examples = 0;  // labelled examples it drew from (method.server_examples)
 };
 
 struct distill_report_summary {

@@ -268,6 +268,7 @@ public:
         {"server_lr", real_field(mp.server_lr, 1e-9, 100.0)},
         {"server_batch", uint_field(mp.server_batch, 1, 65536)},
         {"server_distill_weight", real_field(mp.server_distill_weight, 0.0, 1e3)},
+        {"server_examples", uint_field(mp.server_examples, 0, 100'000'000)},
         {"chunk_bytes", uint_field(mp.chunk_bytes, 1024, 64u << 20)}}},
       {"federation",
        {{"mode", string_field(f.mode, {"sync", "async"})},

@@ -76,6 +76,7 @@ struct method_params {
   double server_lr = 5e-3;
   std::uint32_t server_batch = 8;
   double server_distill_weight = 0.0;
+  std::uint32_t server_examples = 0; // labelled public examples the server step uses; 0 = all
   std::uint32_t chunk_bytes = 1u << 20; // model transfer chunk size
 };
 

@@ -20,7 +20,7 @@ struct method_run {
   std::vector<json> all;
 };
 
-method_run run_method(const std::string& method) {
+method_run run_method(const std::string& method, std::uint32_t server_examples = 0) {
   auto dir = fs::temp_directory_path()
              / ("fedsp_methods_" + method + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -43,6 +43,7 @@ method_run run_method(const std::string& method) {
   sc.method.distill_batch = 2;
   sc.method.distill_seq_len = 16;
   sc.method.server_steps = 2;
+  sc.method.server_examples = server_examples;
   sc.method.chunk_bytes = 8192;
   sc.training.prompt_steps = 2;
   sc.training.model_steps = 2;
@@ -87,9 +88,20 @@ TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
     EXPECT_GT(num(t, {"model_bytes_received"}), 10 * num(t, {"bytes_received"})) << name;
     EXPECT_GT(num(t, {"bytes_sent"}), 0) << name;
   }
-  for (auto& e : r.all)
+  for (auto& e : r.all) {
     if (e.find("type")->as_string() == "model_sent")
       EXPECT_GT(num(e, {"chunks"}), 1);
+    if (e.find("type")->as_string() == "server_step") // all 8 public examples by default
+      EXPECT_EQ(num(e, {"examples"}), 8);
+  }
+}
+
+TEST(methods, fedsp_server_step_uses_only_the_labelled_examples_it_is_given) {
+  auto r = run_method("fedsp", 3);
+  EXPECT_EQ(r.events["server_step"], 2);
+  for (auto& e : r.all)
+    if (e.find("type")->as_string() == "server_step")
+      EXPECT_EQ(num(e, {"examples"}), 3);
 }
 
 TEST(methods, fedprompt_ships_the_global_model_and_has_no_server_step) {
