@@ -119,7 +119,7 @@ const acc=lines.filter((l,i)=>l.pred===task[i].label).length/lines.length;
 const printed=parseFloat(require("fs").readFileSync(process.argv[3],"utf-8").match(/^acc +([0-9.]+)/m)[1]);
 process.exit(Math.abs(acc-printed) < 1e-4 ? 0 : 1);' "$tmp/per-example.jsonl" "$tmp/task.jsonl" "$tmp/eval.txt"
 check "pretrain without --out" expect_fail 2 "--corpus and --out are required" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl"
-check "pretrain with a bad number" expect_fail 2 "--steps expects a number, got 'ten'" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/x" --steps ten
+check "pretrain with a bad number" expect_fail 2 "--steps needs an integer in \[1, 1000000000\], got 'ten'" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/x" --steps ten
 printf '{"text": "ok"}\n{"txt": "oops"}\n' >"$tmp/bad-corpus.jsonl"
 check "pretrain names the bad corpus line" expect_fail 1 "bad-corpus.jsonl:2: 'text' missing" "$fedsp" pretrain --corpus "$tmp/bad-corpus.jsonl" --out "$tmp/x"
 check "pretrain with an unknown preset" expect_fail 1 "unknown model preset 'gpt5'" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/x" --preset gpt5

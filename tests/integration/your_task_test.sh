@@ -66,7 +66,7 @@ check "a missing input is refused" expect_fail 1 "does not exist" "$fedsp" prepa
 check "nothing was written for refused inputs" bash -c "! ls -d '$tmp'/out-g* 2>/dev/null"
 check "an existing task folder is not overwritten" expect_fail 2 "exists and is not an empty folder" "$fedsp" prepare jsonl --in "$tmp/task.jsonl" --out "$tmp/t"
 check "fractions leaving no train split are refused" expect_fail 2 "nothing is left for the clients" "$fedsp" prepare jsonl --in "$tmp/task.jsonl" --out "$tmp/f" --public 0.5 --valid 0.3 --test 0.2
-check "a fraction that is not a number is refused" expect_fail 2 "--test expects a number" "$fedsp" prepare jsonl --in "$tmp/task.jsonl" --out "$tmp/f" --test half
+check "a fraction that is not a number is refused" expect_fail 2 "--test needs a number, got 'half'" "$fedsp" prepare jsonl --in "$tmp/task.jsonl" --out "$tmp/f" --test half
 check "/dev/zero is refused before reading" expect_fail 1 "is a character device, not a regular file" "$fedsp" prepare jsonl --in /dev/zero --out "$tmp/out-g"
 head -n 2 "$tmp/task.jsonl" >"$tmp/two.jsonl"
 check "too few examples for the splits are refused" expect_fail 2 "split empty" "$fedsp" prepare jsonl --in "$tmp/two.jsonl" --out "$tmp/f"
