@@ -6,7 +6,9 @@ namespace fedsp::cli {
 
 std::string arguments::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
-  return it == values_.end() || it->second.empty() ? fallback : it->second.back();
+  return it == values_.end() || it->second.empty() || it->second.back().empty()
+           ? fallback
+           : it->second.back();
 }
 
 std::vector<std::string> arguments::all(const std::string& name) const {

@@ -37,7 +37,8 @@ public:
                                           const std::vector<std::string>& args, arguments& out);
 
   bool has(const std::string& name) const { return values_.count(name) != 0; }
-  /// The flag's value (its last one when repeated); `fallback` when absent.
+  /// The flag's value (its last one when repeated); `fallback` when absent
+  /// or given empty (`--out ''` means the default, as it always did).
   std::string get(const std::string& name, const std::string& fallback = "") const;
   /// Every value of a repeatable flag, in order.
   std::vector<std::string> all(const std::string& name) const;

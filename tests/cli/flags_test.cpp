@@ -31,6 +31,9 @@ TEST(flags, values_switches_repeats_and_the_positional) {
   EXPECT_FALSE(a.has("--seed"));
   EXPECT_EQ(a.get("--seed", "7"), "7");
   EXPECT_EQ(a.all("--set"), (std::vector<std::string>{"a=1", "b=2"}));
+  arguments empty;
+  ASSERT_FALSE(parse({"--out", ""}, empty));
+  EXPECT_EQ(empty.get("--out", "runs/x"), "runs/x");
 }
 
 TEST(flags, a_value_that_looks_like_a_flag_is_the_value) {
