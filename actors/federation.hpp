@@ -14,10 +14,6 @@
 #include "runtime/json.hpp"
 #include "runtime/scenario.hpp"
 
-namespace spdlog {
-class logger;
-}
-
 namespace fedsp {
 
 struct run_options {
@@ -38,17 +34,6 @@ struct run_options {
 /// was started with (recorded in run-dir/run.json), with resume set.
 /// Errors: no run.json, a scenario file that is gone or has changed since.
 result<std::pair<scenario, run_options>> load_run(const std::string& run_dir);
-
-/// The clients' private shards of the training data, as the scenario
-/// partitions it (the same in every process: a join node computes its own
-/// clients' shards). Errors: the data, fewer examples than clients.
-result<std::vector<std::shared_ptr<const std::vector<mc_example>>>>
-client_shards(const scenario& sc);
-
-/// The log of a run or a join node: DIR/fedsp.log, and the terminal
-/// (stderr) when `console`.
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& dir,
-                                                bool console);
 
 /// Runs the scenario; returns the summary written to out_dir/summary.json.
 /// Errors: bad data files, an unwritable run directory, a failed actor.

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 
 #include "actors/client.hpp"
-#include "actors/federation.hpp"
+#include "actors/run_setup.hpp"
 #include "actors/transport_guard.hpp"
 #include "actors/worker.hpp"
 #include "runtime/call_syntax.hpp"

@@ -2,7 +2,8 @@
 # The layering of docs/architecture.md, checked from the sources: includes
 # point down the table only (runtime/ has neither torch nor CAF, models/ has
 # no CAF, nothing includes a folder above it), and no source or document
-# cites design notes outside the repository.
+# cites design notes outside the repository; no two file pairs of one
+# folder include each other (a pair is NAME.hpp with NAME.cpp).
 # usage: layering_test.sh <source dir>
 set -uo pipefail
 src=$1
@@ -33,4 +34,23 @@ if [[ -n $hits ]]; then
 else
   echo "ok   - no source or document cites notes outside the repository"
 fi
+# circles <folder>: pairs a, b where a's files include b.hpp and b's include a.hpp.
+circles() {
+  local found="" a b
+  for a in $(ls "$1"/*.hpp "$1"/*.cpp 2>/dev/null | sed -E 's/\.(hpp|cpp)$//' | sort -u); do
+    for b in $(grep -hoE "^[[:space:]]*#[[:space:]]*include[[:space:]]*\"$1/[a-z_]+\.hpp\"" "$a".hpp "$a".cpp 2>/dev/null \
+               | sed -E "s/.*\"($1\/[a-z_]+)\.hpp\"/\1/" | sort -u); do
+      [[ $b == "$a" || $b < $a ]] && continue
+      if grep -qE "^[[:space:]]*#[[:space:]]*include[[:space:]]*\"$a\.hpp\"" "$b".hpp "$b".cpp 2>/dev/null; then
+        found+="  $a <-> $b"$'\n'
+      fi
+    done
+  done
+  if [[ -n $found ]]; then
+    echo "FAIL - $1/ has file pairs that include each other:"; printf '%s' "$found"; failures=$((failures + 1))
+  else
+    echo "ok   - no two file pairs of $1/ include each other"
+  fi
+}
+for d in runtime models actors cli; do circles "$d"; done
 [[ $failures -eq 0 ]]
