@@ -62,6 +62,122 @@ std::optional<error> write_run_record(const scenario& sc, const run_options& opt
   return write_file_atomic(opts.out_dir + "/run.json", rec.dump() + "\n");
 }
 
+/// fedsp serve: the clients live in the join processes, so only the server
+/// side's crashes can be injected here; a client-side fault is refused.
+std::optional<error> check_served_faults(const scenario& sc) {
+  std::set<std::string> client_side;
+  for (auto& f : sc.faults.faults)
+    if (f.is_client_side())
+      client_side.insert(to_string(f.kind));
+  if (client_side.empty())
+    return std::nullopt;
+  std::string kinds;
+  for (auto& k : client_side)
+    kinds += (kinds.empty() ? "" : ", ") + k;
+  return error{errc::bad_scenario,
+               "fedsp serve does not take the scenario's " + kinds
+                 + " fault(s): they act on clients and the links to them, which live in "
+                   "the join processes (use fedsp run; the server side's aggregator_crash, "
+                   "worker_crash and server_crash work with fedsp serve)"};
+}
+
+/// A resumed run's first events: what it goes on from, the updates a
+/// salvage lost (said loudly, recorded for check), and a publish event a
+/// crash between checkpoint and event lost (written now, marked recovered).
+void announce_resume(run_context& ctx, const resume_point& rp) {
+  ctx.event("resumed",
+            json::object{{"version", rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0},
+                         {"checkpoint", rp.ck.has_value()},
+                         {"replayed_updates", logged_updates(rp.replay)},
+                         {"torn_records", rp.torn},
+                         {"first_task", rp.first_task}});
+  if (!rp.lost.empty()) { // fedsp resume --salvage
+    json::array ids;
+    for (auto id : rp.lost)
+      ids.push_back(id);
+    ctx.event("updates_lost",
+              json::object{{"count", rp.lost.size()},
+                           {"tasks", std::move(ids)},
+                           {"reason", "not in the damaged write-ahead log "
+                                      "(fedsp resume --salvage)"}},
+              true);
+    ctx.log->error("resume --salvage: {} acknowledged update(s) lost (task {})", rp.lost.size(),
+                   task_list(rp.lost));
+  }
+  if (!rp.ck)
+    return;
+  auto* pub = rp.ck->state.find("publish");
+  if (pub != nullptr && pub->is_object() && !rp.published.count(number_or(*pub, "version", -1))) {
+    json ev = *pub;
+    ev.set("recovered", true);
+    ctx.event("publish", ev);
+  }
+}
+
+/// Injected faults by kind and restarts, over every process of the run
+/// (all of them append to one events.jsonl), into the summary.
+void count_faults(const std::string& events_path, json& summary) {
+  json faults = json::object{};
+  std::map<std::string, std::uint64_t> by_kind;
+  std::uint64_t resumes = 0;
+  std::ifstream in(events_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("\"type\":\"fault\"") == std::string::npos
+        && line.find("\"type\":\"resumed\"") == std::string::npos)
+      continue;
+    auto ev = json::parse(line);
+    if (!ev)
+      continue;
+    auto* type = ev.value().find("type");
+    if (type->as_string() == "resumed")
+      ++resumes;
+    else if (auto* k = ev.value().find("kind"); k != nullptr && k->is_string())
+      ++by_kind[k->as_string()];
+  }
+  for (auto& [k, n] : by_kind)
+    faults.set(k, n);
+  summary.set("faults_injected", faults);
+  summary.set("resumes", resumes);
+}
+
+/// Where the run driver is, once spawned: the event observer below reaches
+/// it from whichever thread writes an event.
+struct driver_slot {
+  std::mutex mtx;
+  caf::actor driver;
+};
+
+/// With crash faults in the plan, every publish event, and every event at
+/// or after the first time-triggered crash still to fire, goes to the run
+/// driver, which decides when a crash fires (docs/faults.md).
+void watch_for_crashes(run_context& ctx, const scenario& sc, const std::set<std::size_t>& fired,
+                       const std::shared_ptr<driver_slot>& slot) {
+  double next_at = std::numeric_limits<double>::infinity();
+  bool crashes = false;
+  for (auto& f : sc.faults.faults)
+    if (info(f.kind).crash) {
+      crashes = true;
+      if (!f.at_version && !fired.count(f.index))
+        next_at = std::min(next_at, f.at_s);
+    }
+  if (!crashes)
+    return;
+  ctx.observe = [slot, next_at](const std::string& type, double t, const json& fields) {
+    bool published = type == "publish";
+    if (!published && t < next_at)
+      return;
+    caf::actor to;
+    {
+      std::lock_guard<std::mutex> g(slot->mtx);
+      to = slot->driver;
+    }
+    if (to)
+      caf::anon_send(to, observe_atom::value,
+                     static_cast<std::uint64_t>(number_or(fields, "version", 0)), t, published);
+  };
+}
+
 } // namespace
 
 result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
@@ -124,24 +240,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     copy.federation.clock = "real";
     return run_federation(copy, opts);
   }
-  if (opts.serve) {
-    // The clients live in the join processes: only the server side's
-    // crashes can be injected here.
-    std::set<std::string> client_side;
-    for (auto& f : sc.faults.faults)
-      if (f.is_client_side())
-        client_side.insert(to_string(f.kind));
-    if (!client_side.empty()) {
-      std::string kinds;
-      for (auto& k : client_side)
-        kinds += (kinds.empty() ? "" : ", ") + k;
-      return error{errc::bad_scenario,
-                   "fedsp serve does not take the scenario's " + kinds
-                     + " fault(s): they act on clients and the links to them, which live in "
-                       "the join processes (use fedsp run; the server side's aggregator_crash, "
-                       "worker_crash and server_crash work with fedsp serve)"};
-    }
-  }
+  if (opts.serve)
+    if (auto err = check_served_faults(sc))
+      return *err;
   std::error_code ec;
   fs::create_directories(opts.out_dir, ec);
   if (ec)
@@ -199,34 +300,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   ctx->dump = dump.get();
   ctx->log = log;
   ctx->traffic = &traffic;
-  if (opts.resume) {
-    ctx->event("resumed", json::object{{"version", rp.ck ? number_or(rp.ck->state, "version", 0) : 0.0},
-                                       {"checkpoint", rp.ck.has_value()},
-                                       {"replayed_updates", logged_updates(rp.replay)},
-                                       {"torn_records", rp.torn},
-                                       {"first_task", rp.first_task}});
-    if (!rp.lost.empty()) { // fedsp resume --salvage: said loudly, recorded for check
-      json::array ids;
-      for (auto id : rp.lost)
-        ids.push_back(id);
-      ctx->event("updates_lost", json::object{{"count", rp.lost.size()},
-                                              {"tasks", std::move(ids)},
-                                              {"reason", "not in the damaged write-ahead log "
-                                                         "(fedsp resume --salvage)"}},
-                 true);
-      log->error("resume --salvage: {} acknowledged update(s) lost (task {})", rp.lost.size(),
-                 task_list(rp.lost));
-    }
-    // A crash between the checkpoint and its publish event loses the event:
-    // it is written now, marked recovered.
-    if (rp.ck)
-      if (auto* pub = rp.ck->state.find("publish"); pub != nullptr && pub->is_object()
-                                                    && !rp.published.count(number_or(*pub, "version", -1))) {
-        json ev = *pub;
-        ev.set("recovered", true);
-        ctx->event("publish", ev);
-      }
-  }
+  if (opts.resume)
+    announce_resume(*ctx, rp);
 
   auto workers_n = sc.compute.workers;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -255,33 +330,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   };
   events->on_error([ctx](const std::string& what) { ctx->stop_on(what); });
   run_outcome::value_t ended;
-  struct driver_slot {
-    std::mutex mtx;
-    caf::actor driver;
-  };
   auto slot = std::make_shared<driver_slot>();
-  double next_at = std::numeric_limits<double>::infinity();
-  bool crashes = false;
-  for (auto& f : sc.faults.faults)
-    if (info(f.kind).crash) {
-      crashes = true;
-      if (!f.at_version && !rp.fired.count(f.index))
-        next_at = std::min(next_at, f.at_s);
-    }
-  if (crashes)
-    ctx->observe = [slot, next_at](const std::string& type, double t, const json& fields) {
-      bool published = type == "publish";
-      if (!published && t < next_at)
-        return;
-      caf::actor to;
-      {
-        std::lock_guard<std::mutex> g(slot->mtx);
-        to = slot->driver;
-      }
-      if (to)
-        caf::anon_send(to, observe_atom::value,
-                       static_cast<std::uint64_t>(number_or(fields, "version", 0)), t, published);
-    };
+  watch_for_crashes(*ctx, sc, rp.fired, slot);
 
   auto started = std::chrono::steady_clock::now();
   std::string summary_text;
@@ -430,31 +480,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
                 .count());
   events->flush(); // the report reads it
-  // Injected faults and restarts, over every process of the run.
-  {
-    json faults = json::object{};
-    std::map<std::string, std::uint64_t> by_kind;
-    std::uint64_t resumes = 0;
-    std::ifstream in(opts.out_dir + "/events.jsonl");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.find("\"type\":\"fault\"") == std::string::npos
-          && line.find("\"type\":\"resumed\"") == std::string::npos)
-        continue;
-      auto ev = json::parse(line);
-      if (!ev)
-        continue;
-      auto* type = ev.value().find("type");
-      if (type->as_string() == "resumed")
-        ++resumes;
-      else if (auto* k = ev.value().find("kind"); k != nullptr && k->is_string())
-        ++by_kind[k->as_string()];
-    }
-    for (auto& [k, n] : by_kind)
-      faults.set(k, n);
-    summary.set("faults_injected", faults);
-    summary.set("resumes", resumes);
-  }
+  count_faults(opts.out_dir + "/events.jsonl", summary);
   std::ofstream out(opts.out_dir + "/summary.json");
   out << summary.dump() << "\n";
   out.close();
