@@ -190,12 +190,15 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     m.prompt = soft_prompt(prompt_config(sc, cfg, m.global->depth()), mix_seed(sc.seed, 7));
     m.prompt->eval();
     m.initial = m.prompt->to_prompts(0);
-    m.public_examples = encode_examples(*m.tok, data.public_examples, cfg.n_positions);
-    // The server's labels: the first method.server_examples of the public split
-    // (prepare shuffles it); the rest of the public split stays unlabelled text
-    // for distillation (docs/methods.md, "The server's labelled data").
-    if (sc.method.server_examples && m.public_examples.size() > sc.method.server_examples)
-      m.public_examples.resize(sc.method.server_examples);
+    // The server's labels: the first method.server_examples of the public
+    // split (prepare shuffles it), encoded once; the distillation corpus
+    // (corpus.jsonl) is not cut (docs/methods.md, "server step").
+    auto& pub = data.public_examples;
+    auto labelled = static_cast<std::ptrdiff_t>(
+      sc.method.server_examples ? std::min<std::size_t>(sc.method.server_examples, pub.size())
+                                : pub.size());
+    m.public_examples = encode_examples(
+      *m.tok, std::vector<mc_example>(pub.begin(), pub.begin() + labelled), cfg.n_positions);
     m.test = encode_examples(*m.tok, data.test, cfg.n_positions);
     m.corpus = document_stream(*m.tok, data.corpus, 0, data.corpus.size());
     if (m.plan.server_step && m.public_examples.empty())
