@@ -372,7 +372,10 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     scfg.absent = static_cast<std::uint32_t>(crashed.size());
     if (opts.serve)
       scfg.join_token = opts.serve->token;
-    auto srv = sys.spawn(server, ctx, std::move(scfg));
+    auto srv = spawn_server(sys, ctx, std::move(scfg));
+    // Clients, links and the driver hold it untyped: a link relays its
+    // envelopes (actors/fault_layer.hpp).
+    auto srv_any = caf::actor_cast<caf::actor>(srv);
     caf::scoped_actor self{sys};
     // Clients send everything to the server (through a link, the fault
     // layer, when the plan acts on messages); its clock hands updates to
@@ -405,10 +408,10 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
         continue;
       }
       auto& shard = shards.value()[c];
-      caf::actor to = srv;
+      caf::actor to = srv_any;
       if (plan_ptr->needs_links()) {
         links.push_back(sys.spawn(
-          link, ctx, link_config{c, srv, plan_ptr, sc.seed, sc.federation.silence_s / 4}));
+          link, ctx, link_config{c, srv_any, plan_ptr, sc.seed, sc.federation.silence_s / 4}));
         to = links.back();
       }
       client_config ccfg{c, shard, shared_sc, to, workers[(c + 1) % workers_n], {}};
@@ -416,7 +419,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
         ccfg.spares.push_back(workers[(c + k) % workers_n]);
       clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
     }
-    driver_config dcfg{srv, {}, workers, plan_ptr, rp.fired, outcome, ctx->virtual_time};
+    driver_config dcfg{srv_any, {}, workers, plan_ptr, rp.fired, outcome, ctx->virtual_time};
     for (auto& c : clients)
       dcfg.clients.push_back(c ? caf::actor_cast<caf::actor>(c) : caf::actor{});
     auto driver = sys.spawn(run_driver, ctx, std::move(dcfg));

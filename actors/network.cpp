@@ -17,6 +17,7 @@
 
 #include "actors/client.hpp"
 #include "actors/run_setup.hpp"
+#include "actors/server.hpp"
 #include "actors/transport_guard.hpp"
 #include "actors/worker.hpp"
 #include "runtime/call_syntax.hpp"
@@ -257,7 +258,7 @@ int join_federation(const join_options& opts) {
   int held_retries = 0;
   double held_wait = 0.5;
   for (int session = 0;; ++session) {
-    caf::actor server;
+    server_actor server; // typed: connecting checks the peer's interface
     double backoff = 0.25;
     std::string last_error;
     // The first connection gets `attempts` tries; a reconnection after the
@@ -268,13 +269,17 @@ int join_federation(const join_options& opts) {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
     };
     for (int attempt = 1; !server; ++attempt) {
-      auto r = opts.net.insecure ? sys.middleman().remote_actor(opts.net.host, opts.net.port)
-                                 : caf::openssl::remote_actor(sys, opts.net.host, opts.net.port);
+      auto r = opts.net.insecure
+                 ? sys.middleman().remote_actor<server_actor>(opts.net.host, opts.net.port)
+                 : caf::openssl::remote_actor<server_actor>(sys, opts.net.host, opts.net.port);
       if (r) {
         server = *r;
         break;
       }
-      last_error = sys.render(r.error());
+      last_error = r.error() == caf::sec::unexpected_actor_messaging_interface
+                     ? "the actor published there is not a fedsp server of this version "
+                       "(its messages differ)"
+                     : sys.render(r.error());
       bool more = session == 0 ? attempt < opts.attempts : elapsed() + backoff <= opts.reconnect_s;
       if (!more)
         break;
@@ -348,7 +353,8 @@ int join_federation(const join_options& opts) {
                                                        : sys.spawn(worker));
     std::vector<client_actor> clients;
     for (auto c = opts.first; c <= opts.last; ++c) {
-      client_config ccfg{c, shards.value()[c], shared_sc, server, workers[c % workers_n], {}};
+      client_config ccfg{c, shards.value()[c], shared_sc, caf::actor_cast<caf::actor>(server),
+                         workers[c % workers_n], {}};
       for (std::uint32_t k = 1; k < workers_n; ++k)
         ccfg.spares.push_back(workers[(c + k) % workers_n]);
       clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));

@@ -14,12 +14,13 @@
 // the same events whatever the machine or the number of workers. On the
 // real clock (federation.clock: real) results are delivered as they arrive.
 //
-// Contract (dynamically typed, so that the set-up phases can be behaviours):
+// Interface (`server_actor` below; each phase is a typed behaviour of it,
+// and a phase that does not take a message yet leaves it in the mailbox):
 //   wire_buffer   Join (answered with Welcome, then the model in chunks);
 //                 Update (answered, once the clock reaches it, with the
 //                 aggregator's Ack or Reject); a client's Reject of its own
 //                 task (answered with Ack)
-//   (aggregator)  from main: the aggregator's handle
+//   (aggregator)  the aggregator's handle (the fault driver crashes it)
 //   (run)         from main: start once prepared and every client joined;
 //                 the response is summary JSON at the end
 //   (timeout, r)  real clock: round r's deadline (sent to itself)
@@ -37,9 +38,6 @@
 // dies the server starts a new one, which holds again what the write-ahead log says was accepted and
 // not yet folded, and is told the open tasks again.
 #pragma once
-
-#include <queue>
-#include <set>
 
 #include "actors/aggregator.hpp"
 #include "actors/client.hpp"
@@ -72,111 +70,23 @@ struct server_config {
                                          // nodes that present this token first
 };
 
-//   preparing --auxiliary model built and distilled--> awaiting_joins
-//   awaiting_joins --all joined and (run)--> running: version 0 is scored,
-//   then rounds (sync) or a steady stream of tasks (async) until the rounds,
-//   versions or time budget are spent; the last version is scored; finished.
-struct server_state {
-  struct client_entry {
-    client_actor handle;
-    std::uint64_t num_samples = 0;
-    client_profile profile;
-    double ready_at = 0;  // when the model it received has arrived
-    bool busy = false;    // it has a task (in virtual time)
-  };
-  struct task_entry {
-    std::uint64_t id = 0;
-    std::uint32_t client = 0;
-    std::uint64_t base_version = 0;
-    std::uint32_t round = 0;           // sync; 0 in async mode
-    timeline::entry_id entry = 0;      // its result's delivery (0: none yet)
-    double finish = 0;                 // modelled finish (virtual clock)
-    bool arrived = false;              // the client's answer is here
-    std::optional<wire_buffer> update; // ... an Update (none: it refused)
-    std::string refusal;
-    caf::response_promise reply;       // the client's request, answered on delivery
-    bool late = false;                 // its round closed before it arrived
-    bool sent = false;                 // the Task went out (virtual clock: paced)
-    double deadline = 0;
-    std::shared_ptr<const prompt_set> base; // the prompts it carries
-    double sign = 0;                   // wall time of the last word of it (sent,
-                                       // or a heartbeat listing it)
-  };
+/// The server's messages, for every phase (see above). Clients hold it as a
+/// plain `caf::actor`: a link (actors/fault_layer.hpp) may stand in for it,
+/// relaying the same envelopes both ways.
+using server_actor = caf::typed_actor<
+  caf::replies_to<wire_buffer>::with<wire_buffer>,
+  caf::replies_to<aggregator_atom>::with<aggregator_actor>,
+  caf::replies_to<run_atom>::with<std::string>,
+  caf::replies_to<hello_atom, std::string, std::uint32_t, std::uint32_t>::with<
+    std::string, std::string, std::uint64_t>,
+  caf::reacts_to<tick_atom>, caf::reacts_to<retry_atom>,
+  caf::reacts_to<timeout_atom, std::uint32_t>>;
 
-  server_config cfg;
-  aggregator_actor aggregator;
-  evaluator_actor evaluator;
-  std::map<std::uint32_t, client_entry> clients;
-  std::vector<client_profile> profiles; // by client id, drawn from the scenario
-  double task_flops = 0;                // modelled work of one client task
-  std::vector<model_chunk_msg> model_chunks; // what every client receives
-  real_clock wall;
-
-  prompt_set prompts;             // the current global prompts
-  std::shared_ptr<const prompt_set> prompts_ptr; // ... shared with open tasks
-  std::uint64_t version = 0;      // their version
-  std::map<std::uint32_t, prompt_set> own_prompts; // local-only: per client
-  std::uint32_t round = 0;        // sync: the current (or last) round
-  std::uint64_t next_task = 0;
-  std::map<std::uint64_t, task_entry> tasks; // dispatched, not yet delivered
-  std::set<std::uint64_t> gone;   // tasks whose client dropped out mid-task
-  // Virtual clock: tasks waiting to be sent, earliest modelled finish first,
-  // and how many sent ones are still being computed.
-  static constexpr std::uint32_t max_in_flight = 256;
-  std::priority_queue<std::pair<double, std::uint64_t>,
-                      std::vector<std::pair<double, std::uint64_t>>, std::greater<>>
-    unsent;
-  std::uint32_t in_flight = 0;
-  std::uint64_t task_bytes_version = ~std::uint64_t{0};
-  std::size_t task_bytes = 0;
-
-  // sync round
-  bool round_open = false;
-  std::set<std::uint64_t> round_tasks; // this round's tasks not yet resolved
-  std::uint32_t round_target = 0, round_accepted = 0, round_failed = 0;
-  // async
-  std::uint32_t active = 0;        // tasks in flight
-  std::uint32_t unaggregated = 0;  // accepted, not yet folded
-  std::uint64_t draws = 0;         // dispatch attempts (availability draws)
-  bool retry_scheduled = false;
-
-  bool prepared = false;
-  bool run_requested = false;
-  bool running = false;
-  bool busy = false;              // waiting for the aggregator, a worker or the evaluator
-  bool stopping = false;
-  caf::response_promise done;
-  json rounds = json::array{};    // per-version records for summary.json / metrics.csv
-  json initial_eval;
-  json last_eval;
-  std::uint64_t last_eval_version = ~std::uint64_t{0};
-  json distillation;
-  std::uint64_t tasks_sent = 0;
-  std::uint64_t updates_accepted = 0;
-  std::uint64_t updates_rejected = 0;
-  std::uint64_t updates_late = 0;     // arrived after their round closed
-  std::uint64_t updates_stale = 0;    // accepted with staleness > 0
-  std::uint64_t dropouts = 0;         // clients that left mid-task
-  std::uint64_t tasks_failed = 0;     // clients that could not train
-  std::uint64_t tasks_lost = 0;       // ... or fell silent about them (docs/faults.md)
-  std::uint64_t aggregator_restarts = 0;
-  std::uint64_t updates_aggregated = 0;
-  std::uint64_t updates_discarded = 0; // accepted, lost with a failed round
-  std::uint64_t updates_held = 0;      // accepted, not folded by the end
-  std::map<std::string, std::uint64_t> rejects; // refused messages by reason
-  // durability
-  json last_folded = json::array{};    // task ids of the last aggregate
-  std::uint64_t wal_consumed = 0;      // log segments folded or discarded
-  std::uint64_t resumes = 0;           // times this run was resumed
-  std::uint64_t tasks_interrupted = 0; // tasks lost with a crashed process
-  bool resumed = false;                // this process goes on from a checkpoint
-  std::string server_step_state;       // the server step's optimizer, after the last step
-  // fedsp serve: which node each client id is bound to (its hello)
-  std::map<std::uint32_t, caf::node_id> owner;
-
-  static inline const char* name = "server";
-};
-
-caf::behavior server(caf::stateful_actor<server_state>* self, context_ptr ctx, server_config cfg);
+//   preparing --auxiliary model built and distilled--> running (joins are
+//   answered; the run starts once every client joined and (run) came):
+//   version 0 is scored, then rounds (sync) or a steady stream of tasks
+//   (async) until the rounds, versions or time budget are spent; the last
+//   version is scored; finished.
+server_actor spawn_server(caf::actor_system& sys, context_ptr ctx, server_config cfg);
 
 } // namespace fedsp

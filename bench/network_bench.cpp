@@ -23,6 +23,7 @@
 #include <caf/openssl/all.hpp>
 
 #include "actors/network.hpp"
+#include "actors/server.hpp"
 #include "actors/transport_guard.hpp"
 #include "actors/wire.hpp"
 
@@ -106,8 +107,9 @@ int main(int argc, char** argv) {
     // "-": a wrong one, so it reaches the server held to handshake size).
     guard::arm_client(static_cast<std::uint16_t>(std::stoi(args[2])),
                       args[3] == "-" ? std::string("no-token") : args[3]);
-    auto r = net.insecure ? sys.middleman().remote_actor(args[1], std::stoi(args[2]))
-                          : caf::openssl::remote_actor(sys, args[1], std::stoi(args[2]));
+    auto port = std::stoi(args[2]);
+    auto r = net.insecure ? sys.middleman().remote_actor<server_actor>(args[1], port)
+                          : caf::openssl::remote_actor<server_actor>(sys, args[1], port);
     if (!r) {
       std::fprintf(stderr, "cannot connect: %s\n", sys.render(r.error()).c_str());
       return 1;
