@@ -233,8 +233,267 @@ result<std::pair<scenario, run_options>> load_run(const std::string& run_dir) {
   return std::make_pair(std::move(sc).value(), opts);
 }
 
-result<json> run_federation(const scenario& sc, const run_options& opts) {
+namespace {
+
+/// A run's folder: a fresh run records how it was started and clears what
+/// an earlier run left there, a resumed one reads back where to go on from.
+result<resume_point> prepare_run_dir(const scenario& sc, const run_options& opts,
+                                     spdlog::logger& log) {
   namespace fs = std::filesystem;
+  std::error_code ec;
+  resume_point rp;
+  if (opts.resume) {
+    auto got = read_resume_point(opts.out_dir, opts.salvage);
+    if (!got)
+      return got.err();
+    rp = std::move(got).value();
+    for (auto& note : rp.notes)
+      log.warn("resume: {}", note);
+    return rp;
+  }
+  for (auto* f : {"checkpoint.bin", "summary.json"})
+    fs::remove(opts.out_dir + "/" + f, ec);
+  fs::remove_all(opts.out_dir + "/wal", ec);
+  if (auto err = write_run_record(sc, opts))
+    return *err;
+  return rp;
+}
+
+/// What every actor of the run shares and the run's thread owns: the
+/// clocks, events.jsonl, the message dump, the traffic meter, and the
+/// context pointing at them.
+struct run_io {
+  real_clock clock;
+  timeline tl; // the server's event order; on the virtual clock also the time
+  std::unique_ptr<event_log> events;
+  std::unique_ptr<message_dump> dump;
+  traffic_meter traffic;
+  std::shared_ptr<run_context> ctx = std::make_shared<run_context>();
+  explicit run_io(double t0) : clock(1.0, t0) { tl.start_at(t0); }
+};
+
+result<std::unique_ptr<run_io>> open_run_io(const scenario& sc, const run_options& opts,
+                                            const resume_point& rp,
+                                            std::shared_ptr<spdlog::logger> log) {
+  double t0 = (rp.ck ? number_or(rp.ck->state, "t", 0) : 0.0) + opts.downtime_s;
+  auto io = std::make_unique<run_io>(t0);
+  try {
+    io->events = std::make_unique<event_log>(opts.out_dir + "/events.jsonl", opts.resume);
+    if (!opts.dump_dir.empty())
+      io->dump = std::make_unique<message_dump>(opts.dump_dir);
+  } catch (const std::exception& e) {
+    return error{errc::io, e.what()};
+  }
+  auto& ctx = *io->ctx;
+  ctx.events = io->events.get();
+  ctx.virtual_time = sc.federation.clock == "virtual";
+  ctx.clock = ctx.virtual_time ? static_cast<const run_clock*>(&io->tl) : &io->clock;
+  ctx.dump = io->dump.get();
+  ctx.log = std::move(log);
+  ctx.traffic = &io->traffic;
+  if (opts.resume)
+    announce_resume(ctx, rp);
+  return io;
+}
+
+/// Everything a run needs before its actors start.
+struct run_inputs {
+  const scenario& sc;
+  const run_options& opts;
+  std::shared_ptr<const scenario> shared_sc;
+  method_plan plan;
+  std::shared_ptr<server_session> session;
+  shard_list shards;
+  std::uint32_t clients_n = 0;
+  std::shared_ptr<const fault_plan> faults;
+  std::shared_ptr<run_outcome> outcome;
+};
+
+/// The run's actors, as spawned.
+struct run_actors {
+  std::vector<worker_actor> workers;
+  server_actor server;
+  std::vector<client_actor> clients; // by id; none for one a crash killed
+  std::vector<caf::actor> links;
+  caf::actor driver;
+
+  /// Stops them all: `kill` for a server crash (nothing in order; what
+  /// survives is on disk), else an orderly shutdown.
+  void stop(caf::scoped_actor& self, caf::exit_reason how) {
+    if (driver)
+      self->send_exit(driver, how);
+    self->send_exit(server, how);
+    for (auto& c : clients)
+      if (c)
+        self->send_exit(c, how);
+    for (auto& l : links)
+      self->send_exit(l, how);
+    for (auto& w : workers)
+      self->send_exit(w, how);
+  }
+};
+
+std::vector<worker_actor> spawn_workers(caf::actor_system& sys, const scenario& sc) {
+  std::vector<worker_actor> workers;
+  for (std::uint32_t w = 0; w < sc.compute.workers; ++w)
+    // GPT work blocks for seconds: each worker gets its own thread. The
+    // null and mlp kinds' jobs take microseconds to a millisecond: their
+    // workers share CAF's scheduler threads and skip a thread hand-off.
+    workers.push_back(sc.model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
+                                             : sys.spawn(worker));
+  return workers;
+}
+
+/// Clients that a client_crash already killed stay dead in a resumed run.
+std::set<std::uint32_t> crashed_clients(const scenario& sc, const resume_point& rp) {
+  std::set<std::uint32_t> crashed;
+  for (auto i : rp.fired)
+    if (i < sc.faults.faults.size() && sc.faults.faults[i].kind == fault_kind::client_crash)
+      crashed.insert(sc.faults.faults[i].clients.begin(), sc.faults.faults[i].clients.end());
+  return crashed;
+}
+
+server_config server_config_for(const run_inputs& in, resume_point& rp, worker_actor worker,
+                                timeline& tl, std::uint32_t absent) {
+  auto& sc = in.sc;
+  server_config scfg;
+  scfg.sc = in.shared_sc;
+  scfg.plan = in.plan;
+  scfg.session = in.session;
+  scfg.worker = std::move(worker);
+  scfg.expected_clients = in.clients_n;
+  scfg.clock = &tl;
+  if (sc.durability.checkpoints)
+    scfg.run_dir = in.opts.out_dir;
+  scfg.wal_sync_each = sc.durability.wal_sync == "fsync";
+  scfg.resuming = in.opts.resume;
+  scfg.resume = std::move(rp.ck);
+  scfg.replay = std::move(rp.replay);
+  scfg.first_task = rp.first_task;
+  scfg.absent = absent;
+  if (in.opts.serve)
+    scfg.join_token = in.opts.serve->token;
+  return scfg;
+}
+
+/// fedsp serve: the server listens for join nodes (the join token is
+/// checked at the transport, before CAF reads a byte of a connection:
+/// actors/transport_guard.hpp).
+std::optional<error> publish_server(caf::actor_system& sys, const run_context& ctx,
+                                    const server_actor& srv, const network_options& net,
+                                    std::uint32_t clients_n) {
+  guard::arm_server(net.token);
+  auto bound = net.insecure ? sys.middleman().publish(srv, net.port, net.host.c_str(), true)
+                            : caf::openssl::publish(srv, net.port, net.host.c_str(), true);
+  if (!bound)
+    return error{errc::io, "cannot listen on " + net.host + ":" + std::to_string(net.port)
+                             + ": " + sys.render(bound.error())};
+  ctx.log->info("listening on {}:{} ({}) for {} client(s)", net.host, *bound,
+                net.insecure ? "plain text: --insecure" : "TLS", clients_n);
+  ctx.event("listening", json::object{{"host", net.host}, {"port", *bound},
+                                      {"tls", !net.insecure}});
+  return std::nullopt;
+}
+
+/// The clients of this process, each talking to the server directly or,
+/// when the plan acts on messages, through its link (the fault layer).
+void spawn_clients(caf::actor_system& sys, const context_ptr& ctx, const run_inputs& in,
+                   const std::set<std::uint32_t>& crashed, run_actors& a) {
+  auto srv = caf::actor_cast<caf::actor>(a.server); // a link relays its envelopes untyped
+  auto workers_n = static_cast<std::uint32_t>(a.workers.size());
+  for (std::uint32_t c = 0; c < in.clients_n; ++c) {
+    if (crashed.count(c)) {
+      a.clients.push_back(client_actor{});
+      continue;
+    }
+    caf::actor to = srv;
+    if (in.faults->needs_links()) {
+      a.links.push_back(sys.spawn(
+        link, ctx, link_config{c, srv, in.faults, in.sc.seed, in.sc.federation.silence_s / 4}));
+      to = a.links.back();
+    }
+    client_config ccfg{c, in.shards[c], in.shared_sc, to, a.workers[(c + 1) % workers_n], {}};
+    for (std::uint32_t k = 2; k <= workers_n; ++k) // the others, in turn
+      ccfg.spares.push_back(a.workers[(c + k) % workers_n]);
+    a.clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
+  }
+}
+
+/// Runs the federation's actors until the run ends (finished, failed, or a
+/// server crash); every actor is gone when this returns.
+result<run_outcome::value_t> run_actors_until_done(run_inputs& in, run_io& io, resume_point& rp,
+                                                   const std::shared_ptr<driver_slot>& slot) {
+  federation_config cfg;
+  if (in.opts.serve)
+    if (auto err = configure_network(cfg, *in.opts.serve))
+      return *err;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  context_ptr ctx = io.ctx;
+  run_actors a;
+  a.workers = spawn_workers(sys, in.sc);
+  auto crashed = crashed_clients(in.sc, rp);
+  a.server = spawn_server(sys, ctx, server_config_for(in, rp, a.workers[0], io.tl,
+                                                      static_cast<std::uint32_t>(crashed.size())));
+  if (in.opts.serve) { // the clients come from join nodes
+    if (auto err = publish_server(sys, *ctx, a.server, *in.opts.serve, in.clients_n)) {
+      a.stop(self, caf::exit_reason::kill);
+      return *err;
+    }
+  } else {
+    spawn_clients(sys, ctx, in, crashed, a);
+  }
+  driver_config dcfg{caf::actor_cast<caf::actor>(a.server), {}, a.workers, in.faults, rp.fired,
+                     in.outcome, ctx->virtual_time};
+  for (auto& c : a.clients)
+    dcfg.clients.push_back(c ? caf::actor_cast<caf::actor>(c) : caf::actor{});
+  a.driver = sys.spawn(run_driver, ctx, std::move(dcfg));
+  {
+    std::lock_guard<std::mutex> g(slot->mtx);
+    slot->driver = a.driver;
+  }
+  auto ended = in.outcome->wait();
+  {
+    std::lock_guard<std::mutex> g(slot->mtx);
+    slot->driver = nullptr;
+  }
+  a.stop(self, ended.k == run_outcome::kind::server_crash ? caf::exit_reason::kill
+                                                           : caf::exit_reason::user_shutdown);
+  return ended; // (the actor system waits for every actor as it goes)
+}
+
+/// The server's summary, completed with what only this process knows, and
+/// written as summary.json and the report.
+result<json> write_summary(const std::string& summary_text, const run_inputs& in, run_io& io,
+                           std::chrono::steady_clock::time_point started) {
+  auto& dir = in.opts.out_dir;
+  auto parsed = json::parse(summary_text);
+  if (!parsed)
+    return parsed.err();
+  auto summary = std::move(parsed).value();
+  summary.set("prompt_parameters", in.session->initial_prompts().numel());
+  summary.set("events", io.events->count());
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    summary.set("peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0); // Linux: KiB
+  summary.set("wall_seconds",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                .count());
+  io.events->flush(); // the report reads it
+  count_faults(dir + "/events.jsonl", summary);
+  std::ofstream out(dir + "/summary.json");
+  out << summary.dump() << "\n";
+  out.close();
+  if (!out)
+    return error{errc::io, "cannot write " + dir + "/summary.json"};
+  if (auto err = write_run_report(dir))
+    return *err;
+  return summary;
+}
+
+} // namespace
+
+result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (opts.serve && sc.federation.clock != "real") { // nodes live in wall-clock time
     auto copy = sc;
     copy.federation.clock = "real";
@@ -244,7 +503,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
     if (auto err = check_served_faults(sc))
       return *err;
   std::error_code ec;
-  fs::create_directories(opts.out_dir, ec);
+  std::filesystem::create_directories(opts.out_dir, ec);
   if (ec)
     return error{errc::io, "cannot create run directory '" + opts.out_dir
                              + "': " + ec.message()};
@@ -254,244 +513,75 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   auto plan = plan_of(sc.method.name);
   if (!plan)
     return plan.err();
-  // Centralised training: one party holds the union of the clients' data.
-  auto clients_n = sc.method.name == "centralized" ? 1u : sc.clients.count;
   auto shards = shard_data(sc, data.value());
   if (!shards)
     return shards.err();
-
   auto log = make_run_logger("fedsp", opts.out_dir, opts.console);
-  // Durability: a fresh run records how it was started and clears what an
-  // earlier run left in the folder; a resumed one reads it back.
-  auto durable = sc.durability.checkpoints;
-  resume_point rp;
-  if (opts.resume) {
-    auto got = read_resume_point(opts.out_dir, opts.salvage);
-    if (!got)
-      return got.err();
-    rp = std::move(got).value();
-    for (auto& note : rp.notes)
-      log->warn("resume: {}", note);
-  } else {
-    for (auto* f : {"checkpoint.bin", "summary.json"})
-      fs::remove(opts.out_dir + "/" + f, ec);
-    fs::remove_all(opts.out_dir + "/wal", ec);
-    if (auto err = write_run_record(sc, opts))
-      return *err;
-  }
-  double t0 = (rp.ck ? number_or(rp.ck->state, "t", 0) : 0.0) + opts.downtime_s;
-  real_clock clock(1.0, t0);
-  timeline tl; // the server's event order; on the virtual clock also the time
-  tl.start_at(t0);
-  std::unique_ptr<event_log> events;
-  std::unique_ptr<message_dump> dump;
-  try {
-    events = std::make_unique<event_log>(opts.out_dir + "/events.jsonl", opts.resume);
-    if (!opts.dump_dir.empty())
-      dump = std::make_unique<message_dump>(opts.dump_dir);
-  } catch (const std::exception& e) {
-    return error{errc::io, e.what()};
-  }
-  traffic_meter traffic;
-  auto ctx = std::make_shared<run_context>();
-  ctx->events = events.get();
-  ctx->virtual_time = sc.federation.clock == "virtual";
-  ctx->clock = ctx->virtual_time ? static_cast<const run_clock*>(&tl) : &clock;
-  ctx->dump = dump.get();
-  ctx->log = log;
-  ctx->traffic = &traffic;
-  if (opts.resume)
-    announce_resume(*ctx, rp);
-
-  auto workers_n = sc.compute.workers;
+  auto rp = prepare_run_dir(sc, opts, *log);
+  if (!rp)
+    return rp.err();
+  auto io_made = open_run_io(sc, opts, rp.value(), log);
+  if (!io_made)
+    return io_made.err();
+  auto& io = *io_made.value();
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   set_compute_threads(static_cast<int>(
-    sc.compute.threads ? sc.compute.threads : std::max(1u, cores / workers_n)));
-
+    sc.compute.threads ? sc.compute.threads : std::max(1u, cores / sc.compute.workers)));
   auto session = server_session::create(sc, data.value());
   if (!session)
     return session.err();
-  auto shared_sc = std::make_shared<const scenario>(sc);
+  // Centralised training: one party holds the union of the clients' data.
+  run_inputs in{sc,
+                opts,
+                std::make_shared<const scenario>(sc),
+                plan.value(),
+                session.value(),
+                std::move(shards).value(),
+                sc.method.name == "centralized" ? 1u : sc.clients.count,
+                std::make_shared<const fault_plan>(sc.faults),
+                std::make_shared<run_outcome>()};
   log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
-            sc.name, sc.method.name, clients_n, sc.federation.rounds,
-            session.value()->global_parameters());
-
-  // The fault layer: its plan, the driver's triggers (every event is seen),
-  // and how the run ends.
-  auto plan_ptr = std::make_shared<const fault_plan>(sc.faults);
-  auto outcome = std::make_shared<run_outcome>();
+            sc.name, sc.method.name, in.clients_n, sc.federation.rounds,
+            in.session->global_parameters());
   // A durable write that fails (a full disk) stops the run: what is on disk
   // stays consistent and resumable (docs/faults.md "The durability contract").
-  ctx->write_failed = [outcome, dir = opts.out_dir](const std::string& what) {
+  io.ctx->write_failed = [outcome = in.outcome, dir = opts.out_dir](const std::string& what) {
     outcome->set({run_outcome::kind::failed, "",
                   what + "; run directory " + dir + " can be resumed ('fedsp resume " + dir
                     + "') once the cause is fixed",
                   0, 0});
   };
-  events->on_error([ctx](const std::string& what) { ctx->stop_on(what); });
-  run_outcome::value_t ended;
+  io.events->on_error([ctx = io.ctx](const std::string& what) { ctx->stop_on(what); });
   auto slot = std::make_shared<driver_slot>();
-  watch_for_crashes(*ctx, sc, rp.fired, slot);
+  watch_for_crashes(*io.ctx, sc, rp.value().fired, slot);
 
   auto started = std::chrono::steady_clock::now();
-  std::string summary_text;
-  caf::error failure;
-  std::string failure_text; // why the run stopped (a failed write)
-  {
-    federation_config cfg;
-    if (opts.serve)
-      if (auto err = configure_network(cfg, *opts.serve))
-        return *err;
-    caf::actor_system sys{cfg};
-    std::vector<worker_actor> workers;
-    for (std::uint32_t w = 0; w < workers_n; ++w)
-      // GPT work blocks for seconds: each worker gets its own thread. The
-      // null and mlp kinds' jobs take microseconds to a millisecond: their
-      // workers share CAF's scheduler threads and skip a thread hand-off.
-      workers.push_back(sc.model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
-                                               : sys.spawn(worker));
-    // Clients that a client_crash already killed stay dead in a resumed run.
-    std::set<std::uint32_t> crashed;
-    for (auto i : rp.fired)
-      if (i < sc.faults.faults.size() && sc.faults.faults[i].kind == fault_kind::client_crash)
-        crashed.insert(sc.faults.faults[i].clients.begin(), sc.faults.faults[i].clients.end());
-    server_config scfg;
-    scfg.sc = shared_sc;
-    scfg.plan = plan.value();
-    scfg.session = session.value();
-    scfg.worker = workers[0];
-    scfg.expected_clients = clients_n;
-    scfg.clock = &tl;
-    if (durable)
-      scfg.run_dir = opts.out_dir;
-    scfg.wal_sync_each = sc.durability.wal_sync == "fsync";
-    scfg.resuming = opts.resume;
-    scfg.resume = std::move(rp.ck);
-    scfg.replay = std::move(rp.replay);
-    scfg.first_task = rp.first_task;
-    scfg.absent = static_cast<std::uint32_t>(crashed.size());
-    if (opts.serve)
-      scfg.join_token = opts.serve->token;
-    auto srv = spawn_server(sys, ctx, std::move(scfg));
-    // Clients, links and the driver hold it untyped: a link relays its
-    // envelopes (actors/fault_layer.hpp).
-    auto srv_any = caf::actor_cast<caf::actor>(srv);
-    caf::scoped_actor self{sys};
-    // Clients send everything to the server (through a link, the fault
-    // layer, when the plan acts on messages); its clock hands updates to
-    // its aggregator in order.
-    std::vector<client_actor> clients;
-    std::vector<caf::actor> links;
-    if (opts.serve) { // the clients come from join nodes
-      auto& net = *opts.serve;
-      // The join token is checked at the transport, before CAF reads a
-      // byte of a connection (actors/transport_guard.hpp).
-      guard::arm_server(net.token);
-      auto bound = net.insecure ? sys.middleman().publish(srv, net.port, net.host.c_str(), true)
-                                : caf::openssl::publish(srv, net.port, net.host.c_str(), true);
-      if (!bound) {
-        auto why = sys.render(bound.error());
-        self->send_exit(srv, caf::exit_reason::kill);
-        for (auto& w : workers)
-          self->send_exit(w, caf::exit_reason::kill);
-        return error{errc::io, "cannot listen on " + net.host + ":" + std::to_string(net.port)
-                                 + ": " + why};
-      }
-      log->info("listening on {}:{} ({}) for {} client(s)", net.host, *bound,
-                net.insecure ? "plain text: --insecure" : "TLS", clients_n);
-      ctx->event("listening", json::object{{"host", net.host}, {"port", *bound},
-                                           {"tls", !net.insecure}});
-    }
-    for (std::uint32_t c = 0; c < clients_n && !opts.serve; ++c) {
-      if (crashed.count(c)) {
-        clients.push_back(client_actor{});
-        continue;
-      }
-      auto& shard = shards.value()[c];
-      caf::actor to = srv_any;
-      if (plan_ptr->needs_links()) {
-        links.push_back(sys.spawn(
-          link, ctx, link_config{c, srv_any, plan_ptr, sc.seed, sc.federation.silence_s / 4}));
-        to = links.back();
-      }
-      client_config ccfg{c, shard, shared_sc, to, workers[(c + 1) % workers_n], {}};
-      for (std::uint32_t k = 2; k <= workers_n; ++k) // the others, in turn
-        ccfg.spares.push_back(workers[(c + k) % workers_n]);
-      clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
-    }
-    driver_config dcfg{srv_any, {}, workers, plan_ptr, rp.fired, outcome, ctx->virtual_time};
-    for (auto& c : clients)
-      dcfg.clients.push_back(c ? caf::actor_cast<caf::actor>(c) : caf::actor{});
-    auto driver = sys.spawn(run_driver, ctx, std::move(dcfg));
-    {
-      std::lock_guard<std::mutex> g(slot->mtx);
-      slot->driver = driver;
-    }
-    ended = outcome->wait();
-    {
-      std::lock_guard<std::mutex> g(slot->mtx);
-      slot->driver = nullptr;
-    }
-    // A server crash: everything goes down at once, nothing is shut down
-    // in order; what survives is on disk.
-    auto how = ended.k == run_outcome::kind::server_crash ? caf::exit_reason::kill
-                                                          : caf::exit_reason::user_shutdown;
-    if (ended.k == run_outcome::kind::failed) {
-      failure = caf::make_error(caf::sec::runtime_error, ended.error);
-      log->error("run failed: {}", ended.error);
-      failure_text = ended.error;
-    }
-    summary_text = ended.summary;
-    self->send_exit(driver, how);
-    self->send_exit(srv, how);
-    for (auto& c : clients)
-      if (c)
-        self->send_exit(c, how);
-    for (auto& l : links)
-      self->send_exit(l, how);
-    for (auto& w : workers)
-      self->send_exit(w, how);
-  } // the actor system waits for every actor here
-  if (ended.k == run_outcome::kind::server_crash) {
-    events.reset();
-    dump.reset();
-    log->warn("server crashed (fault {}); restarting from {} in {} s", ended.fault, opts.out_dir,
-              ended.restart_after_s);
+  auto ended = run_actors_until_done(in, io, rp.value(), slot);
+  if (!ended)
+    return ended.err();
+  auto& end = ended.value();
+  if (end.k == run_outcome::kind::server_crash) {
+    io.events.reset();
+    io.dump.reset();
+    log->warn("server crashed (fault {}); restarting from {} in {} s", end.fault, opts.out_dir,
+              end.restart_after_s);
     log->flush();
     auto again = opts;
     again.resume = true;
-    again.downtime_s = ended.restart_after_s;
-    if (!ctx->virtual_time)
-      std::this_thread::sleep_for(std::chrono::duration<double>(ended.restart_after_s));
+    again.downtime_s = end.restart_after_s;
+    if (!io.ctx->virtual_time)
+      std::this_thread::sleep_for(std::chrono::duration<double>(end.restart_after_s));
     return run_federation(sc, again);
   }
-  if (!failure_text.empty())
-    return error{errc::io, failure_text};
-  if (failure || summary_text.empty())
+  if (end.k == run_outcome::kind::failed) {
+    log->error("run failed: {}", end.error);
+    if (!end.error.empty())
+      return error{errc::io, end.error};
+  }
+  if (end.k != run_outcome::kind::finished || end.summary.empty())
     return error{errc::unknown, "the run did not complete (see " + opts.out_dir
                                   + "/fedsp.log)"};
-  auto parsed = json::parse(summary_text);
-  if (!parsed)
-    return parsed.err();
-  auto summary = std::move(parsed).value();
-  summary.set("prompt_parameters", session.value()->initial_prompts().numel());
-  summary.set("events", events->count());
-  struct rusage ru {};
-  if (getrusage(RUSAGE_SELF, &ru) == 0)
-    summary.set("peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0); // Linux: KiB
-  summary.set("wall_seconds",
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-                .count());
-  events->flush(); // the report reads it
-  count_faults(opts.out_dir + "/events.jsonl", summary);
-  std::ofstream out(opts.out_dir + "/summary.json");
-  out << summary.dump() << "\n";
-  out.close();
-  if (!out)
-    return error{errc::io, "cannot write " + opts.out_dir + "/summary.json"};
-  if (auto err = write_run_report(opts.out_dir))
-    return *err;
-  return summary;
+  return write_summary(end.summary, in, io, started);
 }
 
 } // namespace fedsp
