@@ -247,4 +247,42 @@ void restart_aggregator(server_ptr self, const context_ptr& ctx, const caf::acto
 
 // -- start and end --------------------------------------------------------------------
 
+/// summary.json as the server knows it (run_federation adds what only the
+/// process knows): the run's facts, parameters, scores, traffic, per-version
+/// records and counters.
+json summary_of(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto& session = *st.cfg.session;
+  auto& f = sc_of(self).federation;
+  json traffic = json::object{};
+  if (ctx->traffic != nullptr)
+    for (auto& [id, t] : ctx->traffic->totals())
+      traffic.set(client_name(id), json::object{{"bytes_received", t.to_client},
+                                                 {"bytes_sent", t.from_client},
+                                                 {"model_bytes_received", t.model}});
+  json summary = json::object{
+    {"scenario", sc_of(self).name},
+    {"method", sc_of(self).method.name},
+    {"seed", sc_of(self).seed},
+    {"mode", f.mode},
+    {"aggregator", f.aggregator},
+    {"clock", f.clock},
+    {"t_end", now(self)},
+    {"rounds", st.round},
+    {"final_version", st.version},
+    {"clients", st.clients.size()},
+    {"tasks_pending", st.tasks.size()},
+    {"parameters", json::object{{"global", session.global_parameters()},
+                                {"auxiliary", session.aux_parameters()},
+                                {"client_model_bytes", session.client_model().size()}}},
+    {"distillation", st.distillation},
+    {"initial", st.initial_eval},
+    {"final", st.last_eval},
+    {"traffic", traffic},
+    {"per_round", st.rounds},
+  };
+  set_counters(st, summary);
+  return summary;
+}
+
 } // namespace fedsp::server_room

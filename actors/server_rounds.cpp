@@ -421,4 +421,41 @@ void pump(server_ptr self, const context_ptr& ctx) {
 }
 
 
+/// Starts once prepared, every expected client joined and main asked to run.
+void maybe_start(server_ptr self, const context_ptr& ctx) {
+  auto& st = self->state;
+  if (!st.prepared || !st.run_requested || st.running
+      || st.clients.size() + st.cfg.absent < st.cfg.expected_clients)
+    return;
+  st.running = true;
+  self->delayed_send(self, heartbeat_period(self), tick_atom::value);
+  ctx->log->info("{} clients joined; scoring version 0", st.clients.size());
+  if (is_virtual(self)) {
+    std::size_t model_bytes = 0;
+    for (auto& ch : st.model_chunks)
+      model_bytes += ch.data.size();
+    for (auto& [id, c] : st.clients) {
+      ctx->event("join", json::object{{"client", id},
+                                      {"num_samples", c.num_samples},
+                                      {"speed", c.profile.speed},
+                                      {"latency_s", c.profile.latency_s},
+                                      {"bandwidth_mbps", c.profile.bandwidth_Bps * 8 / 1e6}});
+      if (!st.model_chunks.empty())
+        ctx->event("model_sent", json::object{{"client", id},
+                                              {"model", st.model_chunks.front().model_id},
+                                              {"bytes", model_bytes},
+                                              {"chunks", st.model_chunks.size()},
+                                              {"arrives_at", c.ready_at}});
+    }
+  }
+  self->send(st.aggregator, version_atom::value, st.version,
+             sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
+  if (st.resumed) { // the checkpoint's version is scored if that was lost
+    bool due = st.last_eval_version != st.version && eval_due(self, last_step(self));
+    evaluate(self, ctx, due, [=] { go_on(self, ctx); });
+    return;
+  }
+  evaluate(self, ctx, true, [=] { go_on(self, ctx); }); // (zero-shot ends here)
+}
+
 } // namespace fedsp::server_room

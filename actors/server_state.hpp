@@ -2,13 +2,14 @@
 // state, and the functions of its one actor split by concern. Only the
 // server's own files include this header.
 //
-//   server.cpp             intake (Join, Update, Reject, Heartbeat, hello)
+//   server_phases.cpp      intake (Join, Update, Reject, Heartbeat, hello)
 //                          and the phases: preparing, running, finished
 //   client_registry.cpp    who joined, join nodes, sampling (an object)
-//   server_rounds.cpp      rounds, asynchronous slots, tasks, the clock's pump
+//   server_rounds.cpp      the start, rounds, asynchronous slots, tasks, the
+//                          clock's pump
 //   server_versions.cpp    aggregate, server step, publish, score
-//   server_recovery.cpp    counters, checkpoint and restore, lost tasks, the
-//                          aggregator's restart
+//   server_recovery.cpp    counters and the summary, checkpoint and restore,
+//                          lost tasks, the aggregator's restart
 #pragma once
 
 #include <queue>
@@ -137,7 +138,7 @@ inline double now(server_ptr self) {
   return is_virtual(self) ? self->state.cfg.clock->now() : self->state.wall.now();
 }
 
-// -- server.cpp -----------------------------------------------------------------------
+// -- server_phases.cpp ----------------------------------------------------------------
 
 /// Seals a message for client `id`, counting its bytes.
 wire_buffer to_client(const context_ptr& ctx, std::uint32_t id, message_body body);
@@ -165,6 +166,8 @@ void flush_sends(server_ptr self, const context_ptr& ctx);
 void answered(server_ptr self, const context_ptr& ctx);
 /// Delivers timeline entries in order until one needs to wait.
 void pump(server_ptr self, const context_ptr& ctx);
+/// Starts once prepared, every expected client joined and main asked to run.
+void maybe_start(server_ptr self, const context_ptr& ctx);
 
 // -- server_versions.cpp --------------------------------------------------------------
 
@@ -183,6 +186,8 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
 
 /// The counters and the refusals by reason, set into `j`.
 void set_counters(const server_state& st, json& j);
+/// summary.json as the server knows it.
+json summary_of(server_ptr self, const context_ptr& ctx);
 /// Writes the checkpoint of the current version (docs/faults.md); false
 /// when it could not be written and the run is stopping.
 bool save_checkpoint(server_ptr self, const context_ptr& ctx, const json& publish);

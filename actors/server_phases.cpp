@@ -1,5 +1,5 @@
-#include "actors/server.hpp"
-
+// The server's intake (Join, Update, Reject, Heartbeat, hellos) and its
+// phases: preparing, running, finished.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -228,37 +228,7 @@ server_actor::behavior_type finished(server_ptr self, const context_ptr& ctx) {
                                       {"rounds", st.round},
                                       {"pending_tasks", st.tasks.size()},
                                       {"pending_updates", st.updates_held}});
-  auto& session = *st.cfg.session;
-  auto& f = sc_of(self).federation;
-  json traffic = json::object{};
-  if (ctx->traffic != nullptr)
-    for (auto& [id, t] : ctx->traffic->totals())
-      traffic.set(client_name(id), json::object{{"bytes_received", t.to_client},
-                                                 {"bytes_sent", t.from_client},
-                                                 {"model_bytes_received", t.model}});
-  json summary = json::object{
-    {"scenario", sc_of(self).name},
-    {"method", sc_of(self).method.name},
-    {"seed", sc_of(self).seed},
-    {"mode", f.mode},
-    {"aggregator", f.aggregator},
-    {"clock", f.clock},
-    {"t_end", now(self)},
-    {"rounds", st.round},
-    {"final_version", st.version},
-    {"clients", st.clients.size()},
-    {"tasks_pending", st.tasks.size()},
-    {"parameters", json::object{{"global", session.global_parameters()},
-                                {"auxiliary", session.aux_parameters()},
-                                {"client_model_bytes", session.client_model().size()}}},
-    {"distillation", st.distillation},
-    {"initial", st.initial_eval},
-    {"final", st.last_eval},
-    {"traffic", traffic},
-    {"per_round", st.rounds},
-  };
-  set_counters(st, summary);
-  st.done.deliver(summary.dump());
+  st.done.deliver(summary_of(self, ctx).dump());
   auto over = [] { return caf::make_error(caf::sec::runtime_error, "the run is over"); };
   return {
     [=](const wire_buffer&) -> caf::result<wire_buffer> { // the run is over
@@ -290,43 +260,6 @@ void finish_run(server_ptr self, const context_ptr& ctx, const std::string& why)
     evaluate(self, ctx, true, end);
   else
     end();
-}
-
-/// Starts once prepared, every expected client joined and main asked to run.
-void maybe_start(server_ptr self, const context_ptr& ctx) {
-  auto& st = self->state;
-  if (!st.prepared || !st.run_requested || st.running
-      || st.clients.size() + st.cfg.absent < st.cfg.expected_clients)
-    return;
-  st.running = true;
-  self->delayed_send(self, heartbeat_period(self), tick_atom::value);
-  ctx->log->info("{} clients joined; scoring version 0", st.clients.size());
-  if (is_virtual(self)) {
-    std::size_t model_bytes = 0;
-    for (auto& ch : st.model_chunks)
-      model_bytes += ch.data.size();
-    for (auto& [id, c] : st.clients) {
-      ctx->event("join", json::object{{"client", id},
-                                      {"num_samples", c.num_samples},
-                                      {"speed", c.profile.speed},
-                                      {"latency_s", c.profile.latency_s},
-                                      {"bandwidth_mbps", c.profile.bandwidth_Bps * 8 / 1e6}});
-      if (!st.model_chunks.empty())
-        ctx->event("model_sent", json::object{{"client", id},
-                                              {"model", st.model_chunks.front().model_id},
-                                              {"bytes", model_bytes},
-                                              {"chunks", st.model_chunks.size()},
-                                              {"arrives_at", c.ready_at}});
-    }
-  }
-  self->send(st.aggregator, version_atom::value, st.version,
-             sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
-  if (st.resumed) { // the checkpoint's version is scored if that was lost
-    bool due = st.last_eval_version != st.version && eval_due(self, last_step(self));
-    evaluate(self, ctx, due, [=] { go_on(self, ctx); });
-    return;
-  }
-  evaluate(self, ctx, true, [=] { go_on(self, ctx); }); // (zero-shot ends here)
 }
 
 server_actor::behavior_type running(server_ptr self, const context_ptr& ctx) {
