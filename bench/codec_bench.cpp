@@ -147,6 +147,20 @@ void bm_memcpy_10(benchmark::State& st) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * sizeof(float)));
 }
 
+// CRC-32 (the model's chunks and every log record and checkpoint are
+// checked with it): an update of each size, as the log writes it.
+void bm_crc32(benchmark::State& st) {
+  auto& c = cases[st.range(0)];
+  auto bytes = encode(update_of(prompts_of(c)));
+  auto* p = reinterpret_cast<const char*>(bytes.words.data());
+  auto n = bytes.size_bytes();
+  for (auto _ : st)
+    benchmark::DoNotOptimize(crc32(p, n));
+  st.SetLabel(c.name);
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n));
+}
+
+BENCHMARK(bm_crc32)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_fold_buffered_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_accumulate_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_memcpy_10)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond);

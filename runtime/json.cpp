@@ -2,10 +2,13 @@
 
 #include <charconv>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <unordered_map>
+
+#include <nlohmann/json.hpp>
 
 namespace fedsp {
 
@@ -112,256 +115,140 @@ std::string json::dump() const {
 }
 
 // -- parser --------------------------------------------------------------------
+//
+// nlohmann/json's parser (Debian's nlohmann-json3-dev) reads the text and
+// reports it as SAX events; `builder` turns them into this value type.
+// Why not nlohmann's own value: its insertion-ordered object looks keys up
+// linearly, and GPT-2's 50,257-key vocabulary took 3.4 s to read against
+// 20 ms here (bench/README.md, "JSON").
 
 namespace {
 
-class parser {
+class builder : public nlohmann::json_sax<nlohmann::json> {
 public:
-  explicit parser(std::string_view s) : s_(s) {}
+  static constexpr std::size_t max_depth = 128;
 
-  result<json> document() {
-    auto v = value(0);
-    if (!v)
-      return v;
-    skip_ws();
-    if (pos_ != s_.size())
-      return fail("trailing characters");
-    return v;
+  json root;
+  std::string error;
+
+  bool null() override { return put(json(nullptr)); }
+  bool boolean(bool b) override { return put(json(b)); }
+  bool number_integer(number_integer_t v) override { return put(json(static_cast<double>(v))); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return put(json(static_cast<double>(v)));
   }
-
-private:
-  static constexpr int max_depth = 128;
-
-  error fail(const std::string& what) const {
-    return error{errc::malformed,
-                 "JSON: " + what + " at offset " + std::to_string(pos_)};
+  bool number_float(number_float_t v, const string_t&) override { return put(json(v)); }
+  bool string(string_t& s) override { return put(json(std::move(s))); }
+  bool binary(binary_t&) override { return false; } // (JSON text has none)
+  bool start_object(std::size_t) override { return open(json::object{}); }
+  bool key(string_t& k) override {
+    stack_.back().key = std::move(k);
+    return true;
   }
-
-  void skip_ws() {
-    while (pos_ < s_.size()
-           && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n'
-               || s_[pos_] == '\r'))
-      ++pos_;
-  }
-
-  bool literal(std::string_view word) {
-    if (s_.substr(pos_, word.size()) == word) {
-      pos_ += word.size();
-      return true;
-    }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(json::array{}); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& ex) override {
+    std::string what = ex.what();
+    if (auto at = what.find("] "); what.rfind("[json.exception", 0) == 0 && at != std::string::npos)
+      what = what.substr(at + 2);
+    error = what + " (offset " + std::to_string(position) + ")";
     return false;
   }
 
-  result<json> value(int depth) {
-    if (depth > max_depth)
-      return fail("nesting too deep");
-    skip_ws();
-    if (pos_ >= s_.size())
-      return fail("unexpected end");
-    char c = s_[pos_];
-    if (c == '{')
-      return obj(depth);
-    if (c == '[')
-      return arr(depth);
-    if (c == '"') {
-      auto s = str();
-      if (!s)
-        return s.err();
-      return json(std::move(s).value());
-    }
-    if (literal("true"))
-      return json(true);
-    if (literal("false"))
-      return json(false);
-    if (literal("null"))
-      return json(nullptr);
-    return number();
-  }
-
-  result<json> number() {
-    size_t start = pos_;
-    if (pos_ < s_.size() && s_[pos_] == '-')
-      ++pos_;
-    while (pos_ < s_.size()
-           && (std::isdigit(static_cast<unsigned char>(s_[pos_]))
-               || s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E'
-               || s_[pos_] == '+' || s_[pos_] == '-'))
-      ++pos_;
-    if (start == pos_ || (pos_ == start + 1 && s_[start] == '-'))
-      return fail("unexpected character");
-    std::string tok(s_.substr(start, pos_ - start));
-    char* end = nullptr;
-    double d = std::strtod(tok.c_str(), &end);
-    if (end != tok.c_str() + tok.size())
-      return fail("bad number '" + tok + "'");
-    return json(d);
-  }
-
-  static void put_utf8(uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
-  result<uint32_t> hex4() {
-    if (pos_ + 4 > s_.size())
-      return fail("short \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      char h = s_[pos_++];
-      v <<= 4;
-      if (h >= '0' && h <= '9')
-        v |= static_cast<uint32_t>(h - '0');
-      else if (h >= 'a' && h <= 'f')
-        v |= static_cast<uint32_t>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F')
-        v |= static_cast<uint32_t>(h - 'A' + 10);
-      else
-        return fail("bad \\u escape");
-    }
-    return v;
-  }
-
-  result<std::string> str() {
-    ++pos_; // opening quote
-    std::string out;
-    while (pos_ < s_.size()) {
-      char c = s_[pos_++];
-      if (c == '"')
-        return out;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ >= s_.size())
-        break;
-      char e = s_[pos_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          auto cp = hex4();
-          if (!cp)
-            return cp.err();
-          uint32_t v = cp.value();
-          // A high surrogate followed by a low one is one code point; a lone
-          // surrogate becomes U+FFFD, as JavaScript's TextEncoder writes it.
-          if (v >= 0xD800 && v <= 0xDBFF && s_.substr(pos_, 2) == "\\u") {
-            auto save = pos_;
-            pos_ += 2;
-            auto lo = hex4();
-            if (!lo)
-              return lo.err();
-            if (lo.value() >= 0xDC00 && lo.value() <= 0xDFFF)
-              v = 0x10000 + ((v - 0xD800) << 10) + (lo.value() - 0xDC00);
-            else
-              pos_ = save; // the next escape stands on its own
-          }
-          put_utf8(v >= 0xD800 && v <= 0xDFFF ? 0xFFFD : v, out);
-          break;
-        }
-        default: return fail("bad escape");
-      }
-    }
-    return fail("unterminated string");
-  }
-
-  result<json> arr(int depth) {
-    ++pos_;
-    json::array out;
-    skip_ws();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return json(std::move(out));
-    }
-    for (;;) {
-      auto v = value(depth + 1);
-      if (!v)
-        return v;
-      out.push_back(std::move(v).value());
-      skip_ws();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return json(std::move(out));
-      }
-      return fail("expected ',' or ']'");
-    }
-  }
-
-  result<json> obj(int depth) {
-    ++pos_;
-    json out = json::object{};
+private:
+  struct frame {
+    json value;
+    std::string key;
+    // A repeated key keeps its first position and takes the last value (as
+    // JSON.parse does); an index keeps large objects linear.
     std::unordered_map<std::string, std::size_t> index;
-    skip_ws();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return out;
+  };
+  std::vector<frame> stack_;
+
+  bool put(json v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return true;
     }
-    for (;;) {
-      skip_ws();
-      if (pos_ >= s_.size() || s_[pos_] != '"')
-        return fail("expected a key");
-      auto k = str();
-      if (!k)
-        return k.err();
-      skip_ws();
-      if (pos_ >= s_.size() || s_[pos_] != ':')
-        return fail("expected ':'");
-      ++pos_;
-      auto v = value(depth + 1);
-      if (!v)
-        return v;
-      // A repeated key keeps its first position and takes the last value
-      // (as JSON.parse does); an index keeps large objects linear.
-      auto& members = out.as_object();
-      auto [slot, fresh] = index.emplace(k.value(), members.size());
-      if (fresh)
-        members.emplace_back(std::move(k).value(), std::move(v).value());
-      else
-        members[slot->second].second = std::move(v).value();
-      skip_ws();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return out;
-      }
-      return fail("expected ',' or '}'");
+    auto& f = stack_.back();
+    if (f.value.is_array()) {
+      f.value.as_array().push_back(std::move(v));
+      return true;
+    }
+    auto& members = f.value.as_object();
+    auto [slot, fresh] = f.index.emplace(f.key, members.size());
+    if (fresh)
+      members.emplace_back(std::move(f.key), std::move(v));
+    else
+      members[slot->second].second = std::move(v);
+    return true;
+  }
+  bool open(json v) {
+    if (stack_.size() >= max_depth) {
+      error = "nesting too deep (more than " + std::to_string(max_depth) + " levels)";
+      return false;
+    }
+    stack_.push_back(frame{std::move(v), {}, {}});
+    return true;
+  }
+  bool close() {
+    auto f = std::move(stack_.back());
+    stack_.pop_back();
+    return put(std::move(f.value));
+  }
+};
+
+/// A lone surrogate escape (\ud800 without its pair, or a stray \udc00)
+/// becomes \ufffd, as JavaScript's TextEncoder writes it: JSON.stringify and
+/// Python's json.dumps write them for strings cut mid-pair, and nlohmann's
+/// parser refuses them. Text without "\ud" is returned untouched (`out`
+/// unused).
+std::string_view mend_surrogates(std::string_view s, std::string& out) {
+  auto hex_at = [&](std::size_t i) {
+    auto h = static_cast<unsigned char>(s[i]);
+    return std::isxdigit(h) != 0;
+  };
+  auto surrogate_at = [&](std::size_t i, char lo, char hi) { // "\uDxyy" at i, x in [lo, hi]
+    if (i + 6 > s.size() || s[i] != '\\' || (s[i + 1] != 'u') || (s[i + 2] | 0x20) != 'd')
+      return false;
+    auto x = static_cast<char>(s[i + 3] | 0x20);
+    return x >= lo && x <= hi && hex_at(i + 4) && hex_at(i + 5);
+  };
+  if (s.find("\\ud") == std::string_view::npos && s.find("\\uD") == std::string_view::npos)
+    return s;
+  out.clear();
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    if (s[i] != '\\') {
+      out += s[i++];
+      continue;
+    }
+    bool high = surrogate_at(i, '8', 'b'), low = surrogate_at(i, 'c', 'f');
+    if (high && surrogate_at(i + 6, 'c', 'f')) { // a pair: both kept
+      out.append(s.substr(i, 12));
+      i += 12;
+    } else if (high || low) {
+      out += "\\ufffd";
+      i += 6;
+    } else { // any other escape, kept whole (so "\\\\ud800" stays text)
+      out.append(s.substr(i, std::min<std::size_t>(2, s.size() - i)));
+      i += 2;
     }
   }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-};
+  return out;
+}
 
 } // namespace
 
 result<json> json::parse(std::string_view text) {
-  return parser(text).document();
+  std::string mended;
+  auto in = mend_surrogates(text, mended);
+  builder b;
+  if (!nlohmann::json::sax_parse(in.begin(), in.end(), &b) || !b.error.empty())
+    return error{errc::malformed, "JSON: " + (b.error.empty() ? "not a document" : b.error)};
+  return std::move(b.root);
 }
 
 } // namespace fedsp

@@ -1,6 +1,9 @@
 // A small JSON value: enough for events.jsonl, summary.json and JSONL data
 // files. Objects keep insertion order so written files read top to bottom in
-// the order the code builds them.
+// the order the code builds them. Text is read by nlohmann/json's parser
+// (json.cpp says why the value is not nlohmann's own) and written here, in
+// the format the event logs keep: numbers to 9 significant digits,
+// integers exactly, non-finite numbers as null.
 #pragma once
 
 #include <cstdint>

@@ -113,7 +113,7 @@ struct envelope {
   message_body body;
 };
 
-/// CRC-32 (IEEE 802.3, as zlib's crc32) of `data`.
+/// CRC-32 (IEEE 802.3; zlib computes it) of `data`.
 std::uint32_t crc32(const void* data, std::size_t size);
 /// The CRC-32 of what `crc` covered followed by `data` (crc32_update(0, ...)
 /// is crc32(...)).

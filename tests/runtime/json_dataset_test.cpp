@@ -50,6 +50,24 @@ TEST(json, lone_surrogates_become_replacement_characters) {
   EXPECT_EQ(j.value().as_array()[2].as_string(), "\xf0\x9f\x98\x80");
 }
 
+TEST(json, an_escaped_backslash_before_u_is_text_not_a_surrogate) {
+  auto j = json::parse(R"(["\\ud800", "a\\"])");
+  ASSERT_TRUE(j.ok()) << j.err().text;
+  EXPECT_EQ(j.value().as_array()[0].as_string(), "\\ud800");
+  EXPECT_EQ(j.value().as_array()[1].as_string(), "a\\");
+}
+
+TEST(json, invalid_utf8_and_deep_nesting_are_refused_naming_why) {
+  auto bad = json::parse("[\"caf\xe9\"]"); // Latin-1, not UTF-8
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.err().text.find("UTF-8"), std::string::npos) << bad.err().text;
+  EXPECT_NE(bad.err().text.find("offset"), std::string::npos) << bad.err().text;
+  auto deep = json::parse(std::string(200, '[') + std::string(200, ']'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.err().text.find("nesting too deep"), std::string::npos) << deep.err().text;
+  EXPECT_TRUE(json::parse(std::string(100, '[') + std::string(100, ']')).ok());
+}
+
 TEST(json, non_finite_numbers_are_written_as_null) {
   json j = json::object{{"x", NAN}};
   EXPECT_EQ(j.dump(), R"({"x":null})");
