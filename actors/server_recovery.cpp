@@ -147,7 +147,7 @@ void restore(server_ptr self, const checkpoint_data& ck) {
       st.server_step_state = bytes;
   st.prompts.version = st.version;
   st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
-  st.wall = real_clock(1.0, number(s, {"t"}));
+  st.wall = real_clock(1.0, number_at(s, {"t"}));
   st.resumed = true;
 }
 

@@ -171,8 +171,6 @@ void maybe_start(server_ptr self, const context_ptr& ctx);
 
 // -- server_versions.cpp --------------------------------------------------------------
 
-/// The number at `path` in `j`, NaN when absent or not a number.
-double number(const json& j, std::initializer_list<const char*> path);
 /// Scores the current version (if `due`) and records it; then `next`.
 void evaluate(server_ptr self, const context_ptr& ctx, bool due, std::function<void()> next);
 /// Is the current round's (sync) or version's (async) score due (or the last)?

@@ -9,16 +9,6 @@
 
 namespace fedsp::server_room {
 
-double number(const json& j, std::initializer_list<const char*> path) {
-  const json* at = &j;
-  for (auto* k : path) {
-    at = at->find(k);
-    if (at == nullptr)
-      return NAN;
-  }
-  return at->is_number() ? at->as_number() : NAN;
-}
-
 json eval_record(const eval_report_msg& rep) {
   auto m = [&](const char* k) { return metric_or(rep.metrics, k, NAN); };
   json rec = json::object{{"global", json::object{{"test_acc", m("acc")},
@@ -60,9 +50,9 @@ void score_each_client(server_ptr self, const context_ptr& ctx,
     double a = 0, an = 0;
     json per = json::array{};
     for (auto& r : *acc) {
-      a += number(r, {"global", "test_acc"});
-      an += number(r, {"global", "test_acc_norm"});
-      per.as_array().push_back(number(r, {"global", "test_acc"}));
+      a += number_at(r, {"global", "test_acc"});
+      an += number_at(r, {"global", "test_acc_norm"});
+      per.as_array().push_back(number_at(r, {"global", "test_acc"}));
     }
     auto n = static_cast<double>(std::max<std::size_t>(1, acc->size()));
     then(json::object{{"global", json::object{{"test_acc", a / n}, {"test_acc_norm", an / n}}},
@@ -89,15 +79,15 @@ void evaluate(server_ptr self, const context_ptr& ctx, bool due, std::function<v
     if (st.version == 0 && st.rounds.as_array().empty()) {
       st.initial_eval = rec;
       ctx->log->info("version 0 (before training): test acc {:.3f} acc_norm {:.3f}",
-                     number(rec, {"global", "test_acc"}), number(rec, {"global", "test_acc_norm"}));
+                     number_at(rec, {"global", "test_acc"}), number_at(rec, {"global", "test_acc_norm"}));
     } else if (!st.rounds.as_array().empty() && rec.find("global") != nullptr) {
       auto& last = st.rounds.as_array().back();
-      last.set("test_acc", number(rec, {"global", "test_acc"}));
-      last.set("test_acc_norm", number(rec, {"global", "test_acc_norm"}));
-      last.set("test_loss", number(rec, {"global", "test_loss"}));
+      last.set("test_acc", number_at(rec, {"global", "test_acc"}));
+      last.set("test_acc_norm", number_at(rec, {"global", "test_acc_norm"}));
+      last.set("test_loss", number_at(rec, {"global", "test_loss"}));
       if (rec.find("aux") != nullptr) {
-        last.set("aux_test_acc", number(rec, {"aux", "test_acc"}));
-        last.set("aux_test_acc_norm", number(rec, {"aux", "test_acc_norm"}));
+        last.set("aux_test_acc", number_at(rec, {"aux", "test_acc"}));
+        last.set("aux_test_acc_norm", number_at(rec, {"aux", "test_acc_norm"}));
       }
     }
     if (rec.find("global") != nullptr)
@@ -123,7 +113,7 @@ void log_progress(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
   auto& f = sc_of(self).federation;
   auto& last = st.rounds.as_array().back();
-  auto num = [&](const char* k) { return number(last, {k}); };
+  auto num = [&](const char* k) { return number_at(last, {k}); };
   auto where = is_async(self) ? fmt::format("version {}/{}", st.version, f.max_versions())
                               : fmt::format("round {}/{} | version {}", st.round, f.rounds,
                                             st.version);

@@ -12,6 +12,16 @@
 
 namespace fedsp {
 
+double number_at(const json& j, std::initializer_list<const char*> path) {
+  const json* at = &j;
+  for (auto* k : path) {
+    at = at->find(k);
+    if (at == nullptr)
+      return NAN;
+  }
+  return at->is_number() ? at->as_number() : NAN;
+}
+
 const json* json::find(std::string_view key) const {
   if (!is_object())
     return nullptr;

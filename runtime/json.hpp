@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -76,6 +77,10 @@ public:
 private:
   std::variant<std::nullptr_t, bool, double, std::string, array, object> v_;
 };
+
+/// The number at `path` (a key per level) in `j`; NaN when a key is absent
+/// or the value is not a number.
+double number_at(const json& j, std::initializer_list<const char*> path);
 
 /// Escapes a string for inclusion in JSON (without the surrounding quotes).
 void json_escape(std::string_view in, std::string& out);

@@ -74,25 +74,15 @@ outcome run(const std::string& text, const std::string& tag) {
   return out;
 }
 
-double num(const json& j, std::initializer_list<const char*> path) {
-  const json* at = &j;
-  for (auto* k : path) {
-    at = at->find(k);
-    if (at == nullptr)
-      return NAN;
-  }
-  return at->is_number() ? at->as_number() : NAN;
-}
-
-double accuracy(const outcome& o) { return num(o.summary, {"final", "global", "test_acc"}); }
+double accuracy(const outcome& o) { return number_at(o.summary, {"final", "global", "test_acc"}); }
 
 /// The invariants every faulty run keeps, and that the fault did happen.
 void expect_survived(const outcome& o, const char* kind) {
   EXPECT_TRUE(o.check.ok()) << kind;
   EXPECT_TRUE(o.check.finished) << kind;
-  EXPECT_EQ(num(o.summary, {"final_version"}), 12) << kind;
+  EXPECT_EQ(number_at(o.summary, {"final_version"}), 12) << kind;
   EXPECT_EQ(o.check.last_version, 12u) << kind;
-  EXPECT_GT(num(o.summary, {"faults_injected", kind}), 0) << kind << " was never injected";
+  EXPECT_GT(number_at(o.summary, {"faults_injected", kind}), 0) << kind << " was never injected";
 }
 
 const outcome& fault_free() {
@@ -124,7 +114,7 @@ TEST(faults, duplicates_are_refused_and_counted) {
   auto o = run(base + "faults:\n  - kind: message_duplicate\n    direction: up\n    probability: 0.5\n",
                "dup_up");
   expect_survived(o, "message_duplicate");
-  EXPECT_GT(num(o.summary, {"rejects", "duplicate"}), 0);
+  EXPECT_GT(number_at(o.summary, {"rejects", "duplicate"}), 0);
 }
 
 // Lost and corrupted messages cost tasks (detected by silence), not updates
@@ -132,14 +122,14 @@ TEST(faults, duplicates_are_refused_and_counted) {
 TEST(faults, dropped_and_corrupted_messages_cost_tasks_only) {
   auto drop = run(base + "faults:\n  - kind: message_drop\n    probability: 0.15\n", "drop");
   expect_survived(drop, "message_drop");
-  EXPECT_GT(num(drop.summary, {"tasks_lost"}), 0);
+  EXPECT_GT(number_at(drop.summary, {"tasks_lost"}), 0);
   // Heavily corrupted messages (4 KiB of flipped bytes each) are caught by the
   // decoder: refused with a reason, and their tasks lost.
   auto bad = run(base + "faults:\n  - kind: message_corrupt\n    probability: 0.3\n    bytes: 4096\n",
                  "corrupt");
   expect_survived(bad, "message_corrupt");
-  EXPECT_GT(num(bad.summary, {"tasks_lost"}) + num(bad.summary, {"tasks_failed"}), 0);
-  EXPECT_GT(num(bad.summary, {"rejects", "malformed"}), 0);
+  EXPECT_GT(number_at(bad.summary, {"tasks_lost"}) + number_at(bad.summary, {"tasks_failed"}), 0);
+  EXPECT_GT(number_at(bad.summary, {"rejects", "malformed"}), 0);
   // Mild enough to stay near the fault-free model.
   EXPECT_NEAR(accuracy(drop), accuracy(fault_free()), 0.15);
 }
@@ -149,7 +139,7 @@ TEST(faults, a_partition_loses_the_cut_off_clients_tasks) {
                       "duration_s: 10\n",
                "partition");
   expect_survived(o, "partition");
-  EXPECT_GT(num(o.summary, {"tasks_lost"}), 0);
+  EXPECT_GT(number_at(o.summary, {"tasks_lost"}), 0);
 }
 
 TEST(faults, a_dropout_window_takes_clients_away_mid_task) {
@@ -158,7 +148,7 @@ TEST(faults, a_dropout_window_takes_clients_away_mid_task) {
                       "    duration_s: 10\n",
                "dropout");
   expect_survived(o, "client_dropout");
-  EXPECT_GT(num(o.summary, {"dropouts"}) + num(o.summary, {"tasks_lost"}), 0);
+  EXPECT_GT(number_at(o.summary, {"dropouts"}) + number_at(o.summary, {"tasks_lost"}), 0);
 }
 
 TEST(faults, a_straggler_burst_slows_the_run_down) {
@@ -167,20 +157,20 @@ TEST(faults, a_straggler_burst_slows_the_run_down) {
                "burst");
   EXPECT_TRUE(o.check.ok());
   EXPECT_EQ(o.check.last_version, 12u);
-  EXPECT_GT(num(o.summary, {"t_end"}), 2.5 * num(fault_free().summary, {"t_end"}));
+  EXPECT_GT(number_at(o.summary, {"t_end"}), 2.5 * number_at(fault_free().summary, {"t_end"}));
 }
 
 TEST(faults, crashed_clients_are_dropped_and_the_run_goes_on) {
   auto o = run(base + "faults:\n  - kind: client_crash\n    clients: [0, 5]\n    at_version: 3\n",
                "client_crash");
   expect_survived(o, "client_crash");
-  EXPECT_EQ(num(o.summary, {"clients"}), 6);
+  EXPECT_EQ(number_at(o.summary, {"clients"}), 6);
 }
 
 TEST(faults, a_crashed_aggregator_is_restarted_from_its_log) {
   auto o = run(base + "faults:\n  - kind: aggregator_crash\n    at_version: 4\n", "aggregator");
   expect_survived(o, "aggregator_crash");
-  EXPECT_EQ(num(o.summary, {"aggregator_restarts"}), 1);
+  EXPECT_EQ(number_at(o.summary, {"aggregator_restarts"}), 1);
 }
 
 TEST(faults, a_crashed_worker_hands_its_jobs_to_another) {
@@ -197,7 +187,7 @@ TEST(faults, a_crashed_server_restarts_from_disk_and_finishes) {
                "server");
   expect_survived(o, "server_crash");
   EXPECT_EQ(o.check.resumes, 1u);
-  EXPECT_EQ(num(o.summary, {"resumes"}), 1);
+  EXPECT_EQ(number_at(o.summary, {"resumes"}), 1);
 }
 
 TEST(faults, synchronous_rounds_survive_drops_and_an_aggregator_crash) {
@@ -222,8 +212,8 @@ faults:
   auto o = run(text, "sync");
   EXPECT_TRUE(o.check.ok());
   EXPECT_TRUE(o.check.finished);
-  EXPECT_EQ(num(o.summary, {"rounds"}), 12);
-  EXPECT_EQ(num(o.summary, {"aggregator_restarts"}), 1);
+  EXPECT_EQ(number_at(o.summary, {"rounds"}), 12);
+  EXPECT_EQ(number_at(o.summary, {"aggregator_restarts"}), 1);
 }
 
 // The real clock takes other paths: timers for the run driver, the link
@@ -253,9 +243,9 @@ TEST(faults, on_the_real_clock_the_faults_are_survived_too) {
   EXPECT_TRUE(o.check.ok());
   EXPECT_EQ(o.check.last_version, 12u);
   EXPECT_EQ(o.summary.find("clock")->as_string(), "real");
-  EXPECT_EQ(num(o.summary, {"resumes"}), 1);
+  EXPECT_EQ(number_at(o.summary, {"resumes"}), 1);
   for (auto kind : {"message_drop", "straggler_burst", "aggregator_crash", "server_crash"})
-    EXPECT_GT(num(o.summary, {"faults_injected", kind}), 0) << kind;
+    EXPECT_GT(number_at(o.summary, {"faults_injected", kind}), 0) << kind;
 }
 
 TEST(faults, the_combined_scenario_survives_every_fault_at_once) {
@@ -267,7 +257,7 @@ TEST(faults, the_combined_scenario_survives_every_fault_at_once) {
   for (auto kind : {"message_drop", "message_duplicate", "message_delay", "message_reorder",
                     "message_corrupt", "partition", "straggler_burst", "client_crash",
                     "aggregator_crash", "worker_crash", "server_crash"})
-    EXPECT_GT(num(o.summary, {"faults_injected", kind}), 0) << kind;
+    EXPECT_GT(number_at(o.summary, {"faults_injected", kind}), 0) << kind;
 }
 
 } // namespace

@@ -64,35 +64,25 @@ method_run run_method(const std::string& method, std::uint32_t server_examples =
   return out;
 }
 
-double num(const json& j, std::initializer_list<const char*> path) {
-  const json* at = &j;
-  for (auto* k : path) {
-    at = at->find(k);
-    if (at == nullptr)
-      return NAN;
-  }
-  return at->is_number() ? at->as_number() : NAN;
-}
-
 TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
   auto r = run_method("fedsp");
   EXPECT_EQ(r.events["model_sent"], 3);
   EXPECT_EQ(r.events["distill"], 1);
   EXPECT_EQ(r.events["server_step"], 2);
-  EXPECT_EQ(num(r.summary, {"final_version"}), 2);
+  EXPECT_EQ(number_at(r.summary, {"final_version"}), 2);
   // The auxiliary model (one shared block) is smaller than the global one.
-  EXPECT_LT(num(r.summary, {"parameters", "auxiliary"}), num(r.summary, {"parameters", "global"}));
-  EXPECT_FALSE(std::isnan(num(r.summary, {"final", "aux", "test_acc"})));
+  EXPECT_LT(number_at(r.summary, {"parameters", "auxiliary"}), number_at(r.summary, {"parameters", "global"}));
+  EXPECT_FALSE(std::isnan(number_at(r.summary, {"final", "aux", "test_acc"})));
   // Per client: the model once (in several chunks), then only prompts, far smaller.
   for (auto& [name, t] : r.summary.find("traffic")->as_object()) {
-    EXPECT_GT(num(t, {"model_bytes_received"}), 10 * num(t, {"bytes_received"})) << name;
-    EXPECT_GT(num(t, {"bytes_sent"}), 0) << name;
+    EXPECT_GT(number_at(t, {"model_bytes_received"}), 10 * number_at(t, {"bytes_received"})) << name;
+    EXPECT_GT(number_at(t, {"bytes_sent"}), 0) << name;
   }
   for (auto& e : r.all) {
     if (e.find("type")->as_string() == "model_sent")
-      EXPECT_GT(num(e, {"chunks"}), 1);
+      EXPECT_GT(number_at(e, {"chunks"}), 1);
     if (e.find("type")->as_string() == "server_step") // all 8 public examples by default
-      EXPECT_EQ(num(e, {"examples"}), 8);
+      EXPECT_EQ(number_at(e, {"examples"}), 8);
   }
 }
 
@@ -101,7 +91,7 @@ TEST(methods, fedsp_server_step_uses_only_the_labelled_examples_it_is_given) {
   EXPECT_EQ(r.events["server_step"], 2);
   for (auto& e : r.all)
     if (e.find("type")->as_string() == "server_step")
-      EXPECT_EQ(num(e, {"examples"}), 3);
+      EXPECT_EQ(number_at(e, {"examples"}), 3);
 }
 
 TEST(methods, fedprompt_ships_the_global_model_and_has_no_server_step) {
@@ -109,15 +99,15 @@ TEST(methods, fedprompt_ships_the_global_model_and_has_no_server_step) {
   EXPECT_EQ(r.events["model_sent"], 3);
   EXPECT_EQ(r.events["server_step"], 0);
   EXPECT_EQ(r.events["distill"], 0);
-  EXPECT_EQ(num(r.summary, {"parameters", "auxiliary"}), 0);
-  EXPECT_TRUE(std::isnan(num(r.summary, {"final", "aux", "test_acc"})));
+  EXPECT_EQ(number_at(r.summary, {"parameters", "auxiliary"}), 0);
+  EXPECT_TRUE(std::isnan(number_at(r.summary, {"final", "aux", "test_acc"})));
 }
 
 TEST(methods, fedprompt_single_uses_the_auxiliary_model_without_a_server_step) {
   auto r = run_method("fedprompt_single");
   EXPECT_EQ(r.events["distill"], 1);
   EXPECT_EQ(r.events["server_step"], 0);
-  EXPECT_GT(num(r.summary, {"parameters", "auxiliary"}), 0);
+  EXPECT_GT(number_at(r.summary, {"parameters", "auxiliary"}), 0);
 }
 
 TEST(methods, local_only_reports_each_clients_own_prompts) {
@@ -129,12 +119,12 @@ TEST(methods, local_only_reports_each_clients_own_prompts) {
   double mean = 0;
   for (auto& a : per->as_array())
     mean += a.as_number() / 3;
-  EXPECT_NEAR(num(r.summary, {"final", "global", "test_acc"}), mean, 1e-9);
+  EXPECT_NEAR(number_at(r.summary, {"final", "global", "test_acc"}), mean, 1e-9);
 }
 
 TEST(methods, centralized_runs_one_party_with_all_the_data) {
   auto r = run_method("centralized");
-  EXPECT_EQ(num(r.summary, {"clients"}), 1);
+  EXPECT_EQ(number_at(r.summary, {"clients"}), 1);
   EXPECT_EQ(r.events["join"], 1);
 }
 
@@ -142,9 +132,9 @@ TEST(methods, zeroshot_trains_nothing) {
   auto r = run_method("zeroshot");
   EXPECT_EQ(r.events["task"], 0);
   EXPECT_EQ(r.events["model_sent"], 0);
-  EXPECT_EQ(num(r.summary, {"final_version"}), 0);
-  EXPECT_EQ(num(r.summary, {"initial", "global", "test_acc"}),
-            num(r.summary, {"final", "global", "test_acc"}));
+  EXPECT_EQ(number_at(r.summary, {"final_version"}), 0);
+  EXPECT_EQ(number_at(r.summary, {"initial", "global", "test_acc"}),
+            number_at(r.summary, {"final", "global", "test_acc"}));
 }
 
 } // namespace
