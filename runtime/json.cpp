@@ -5,7 +5,6 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -129,8 +128,8 @@ std::string json::dump() const {
 // nlohmann/json's parser (Debian's nlohmann-json3-dev) reads the text and
 // reports it as SAX events; `builder` turns them into this value type.
 // Why not nlohmann's own value: its insertion-ordered object looks keys up
-// linearly, and GPT-2's 50,257-key vocabulary took 3.4 s to read against
-// 20 ms here (bench/README.md, "JSON").
+// linearly, and GPT-2's 50,257-key vocabulary took 1.9 s to read against
+// 16 ms here (bench/README.md, "JSON").
 
 namespace {
 
