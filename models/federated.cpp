@@ -475,10 +475,10 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
   });
 }
 
-result<client_round_report> client_session::round(const prompt_set& prompts, std::uint64_t seed) {
+result<client_round_report> client_session::round(prompt_set prompts, std::uint64_t seed) {
   auto& m = *impl_;
   if (m.simple) {
-    auto r = m.simple->train(prompts, seed);
+    auto r = m.simple->train(std::move(prompts), seed);
     if (!r)
       return r.err();
     client_round_report out;

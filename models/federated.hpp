@@ -137,7 +137,7 @@ public:
 
   /// One round with the steps and rates of the scenario it was created
   /// from (fixed at creation: the stages' schedules span the whole run).
-  result<client_round_report> round(const prompt_set& prompts, std::uint64_t seed);
+  result<client_round_report> round(prompt_set prompts, std::uint64_t seed);
   std::int64_t parameters() const;
 
 private:

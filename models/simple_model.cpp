@@ -1,6 +1,5 @@
 #include "models/simple_model.hpp"
 
-#include <algorithm>
 #include <cmath>
 
 #include "runtime/profile.hpp"
@@ -27,33 +26,34 @@ result<std::shared_ptr<const simple_model>> simple_model::create(const scenario&
     rng r(mix_seed(sc.seed, 40));
     s->teacher_.resize(static_cast<std::size_t>(s->classes_) * s->in_);
     for (auto& w : s->teacher_)
-      w = normal01(r);
+      w = static_cast<float>(normal01(r));
     if (with_test_set)
       s->samples(mix_seed(sc.seed, 41), 1000, s->test_x_, s->test_y_);
   }
   return std::shared_ptr<const simple_model>(s);
 }
 
-void simple_model::samples(std::uint64_t seed, std::size_t n, std::vector<double>& x,
-                           std::vector<int>& y) const {
-  rng r(seed);
+namespace {
+
+/// A float buffer as a tensor, without a copy (the buffer outlives it).
+torch::Tensor view(const float* data, std::vector<std::int64_t> shape) {
+  return torch::from_blob(const_cast<float*>(data), shape, torch::kFloat32);
+}
+
+} // namespace
+
+void simple_model::samples(std::uint64_t seed, std::size_t n, std::vector<float>& x,
+                           std::vector<std::int64_t>& y) const {
+  // Inputs are standard normal from a generator seeded by `seed`; labels are
+  // the teacher's argmax. Both are written into the caller's buffers.
+  auto gen = at::detail::createCPUGenerator(seed);
   x.resize(n * in_);
   y.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    double* xi = &x[i * in_];
-    for (std::uint32_t j = 0; j < in_; ++j)
-      xi[j] = normal01(r);
-    int best = 0;
-    double best_v = -1e300;
-    for (std::uint32_t c = 0; c < classes_; ++c) {
-      double v = 0;
-      for (std::uint32_t j = 0; j < in_; ++j)
-        v += teacher_[c * in_ + j] * xi[j];
-      if (v > best_v)
-        best_v = v, best = static_cast<int>(c);
-    }
-    y[i] = best;
-  }
+  auto xt = view(x.data(), {static_cast<std::int64_t>(n), in_});
+  at::normal_out(xt, 0.0, 1.0, {static_cast<std::int64_t>(n), in_}, gen);
+  auto yt = torch::from_blob(y.data(), {static_cast<std::int64_t>(n)}, torch::kInt64);
+  auto scores = torch::mm(xt, view(teacher_.data(), {classes_, in_}).t());
+  at::argmax_out(yt, scores, 1);
 }
 
 prompt_set simple_model::initial() const {
@@ -89,118 +89,63 @@ double simple_model::task_flops() const {
   return mlp_ ? 6.0 * static_cast<double>(parameters()) * samples_ * steps_ : 0.0;
 }
 
-/// Logits into z (and hidden activations into h); returns nothing useful.
-double simple_model::forward(const prompt_set& p, const double* x, std::vector<double>& h,
-                             std::vector<double>& z) const {
-  auto& w1 = p.tensors[0].data;
-  auto& b1 = p.tensors[1].data;
-  auto& w2 = p.tensors[2].data;
-  auto& b2 = p.tensors[3].data;
-  h.assign(hidden_, 0.0);
-  z.assign(classes_, 0.0);
-  for (std::uint32_t k = 0; k < hidden_; ++k) {
-    double a = b1[k];
-    const float* row = &w1[static_cast<std::size_t>(k) * in_];
-    for (std::uint32_t j = 0; j < in_; ++j)
-      a += row[j] * x[j];
-    h[k] = a > 0 ? a : 0;
-  }
-  for (std::uint32_t c = 0; c < classes_; ++c) {
-    double a = b2[c];
-    const float* row = &w2[static_cast<std::size_t>(c) * hidden_];
-    for (std::uint32_t k = 0; k < hidden_; ++k)
-      a += row[k] * h[k];
-    z[c] = a;
-  }
-  return 0;
-}
-
-namespace {
-
-/// Softmax in place; returns -log p[label].
-double softmax_ce(std::vector<double>& z, int label) {
-  double mx = *std::max_element(z.begin(), z.end());
-  double sum = 0;
-  for (auto& v : z)
-    sum += (v = std::exp(v - mx));
-  for (auto& v : z)
-    v /= sum;
-  return -std::log(std::max(z[static_cast<std::size_t>(label)], 1e-300));
-}
-
-} // namespace
-
 std::pair<double, double> simple_model::evaluate(const prompt_set& params) const {
   if (!mlp_)
     return {NAN, NAN};
-  std::vector<double> h, z;
-  double correct = 0, loss = 0;
-  for (std::size_t i = 0; i < test_y_.size(); ++i) {
-    forward(params, &test_x_[i * in_], h, z);
-    auto pred = std::max_element(z.begin(), z.end()) - z.begin();
-    correct += pred == test_y_[i];
-    loss += softmax_ce(z, test_y_[i]);
-  }
-  auto n = static_cast<double>(test_y_.size());
-  return {correct / n, loss / n};
+  c10::InferenceMode guard;
+  auto n = static_cast<std::int64_t>(test_y_.size());
+  auto x = view(test_x_.data(), {n, in_});
+  auto& p = params.tensors;
+  auto h = torch::relu(torch::addmm(view(p[1].data.data(), {hidden_}), x,
+                                    view(p[0].data.data(), {hidden_, in_}).t()));
+  auto z = torch::addmm(view(p[3].data.data(), {classes_}), h,
+                        view(p[2].data.data(), {classes_, hidden_}).t());
+  auto y = torch::from_blob(const_cast<std::int64_t*>(test_y_.data()), {n}, torch::kInt64);
+  double acc = z.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
+  double loss = torch::nn::functional::cross_entropy(z.to(torch::kFloat64), y).item<double>();
+  return {acc, loss};
 }
 
-result<simple_model::round_result> simple_model::train(const prompt_set& params,
+result<simple_model::round_result> simple_model::train(prompt_set params,
                                                        std::uint64_t seed) const {
   round_result out;
-  out.params = params;
+  out.params = std::move(params);
   if (!mlp_)
     return out; // the null trainer
-  if (params.tensors.size() != 4)
+  if (out.params.tensors.size() != 4)
     return error{errc::shape_mismatch, "mlp parameters need 4 tensors"};
-  auto& p = out.params;
-  std::vector<double> x, h, z, gh(hidden_);
-  std::vector<int> y;
-  std::vector<double> g1(p.tensors[0].data.size()), gb1(hidden_), g2(p.tensors[2].data.size()),
-    gb2(classes_);
+  // One LibTorch graph-free step per SGD step: the gradients are written out
+  // (softmax cross-entropy, ReLU), and the update goes straight into the
+  // output's buffers, which the tensors below view.
+  c10::InferenceMode guard;
+  auto& p = out.params.tensors;
+  auto w1 = view(p[0].data.data(), {hidden_, in_});
+  auto b1 = view(p[1].data.data(), {hidden_});
+  auto w2 = view(p[2].data.data(), {classes_, hidden_});
+  auto b2 = view(p[3].data.data(), {classes_});
+  auto n = static_cast<std::int64_t>(samples_);
+  std::vector<float> xs;
+  std::vector<std::int64_t> ys;
   for (std::uint32_t step = 0; step < steps_; ++step) {
-    samples(mix_seed(seed, step), samples_, x, y);
-    std::fill(g1.begin(), g1.end(), 0.0);
-    std::fill(gb1.begin(), gb1.end(), 0.0);
-    std::fill(g2.begin(), g2.end(), 0.0);
-    std::fill(gb2.begin(), gb2.end(), 0.0);
-    double loss = 0;
-    for (std::uint32_t i = 0; i < samples_; ++i) {
-      const double* xi = &x[static_cast<std::size_t>(i) * in_];
-      forward(p, xi, h, z);
-      loss += softmax_ce(z, y[i]);
-      z[static_cast<std::size_t>(y[i])] -= 1.0; // dL/dz
-      auto& w2 = p.tensors[2].data;
-      std::fill(gh.begin(), gh.end(), 0.0);
-      for (std::uint32_t c = 0; c < classes_; ++c) {
-        gb2[c] += z[c];
-        for (std::uint32_t k = 0; k < hidden_; ++k) {
-          g2[c * hidden_ + k] += z[c] * h[k];
-          gh[k] += z[c] * w2[c * hidden_ + k];
-        }
-      }
-      for (std::uint32_t k = 0; k < hidden_; ++k) {
-        if (h[k] <= 0)
-          continue;
-        gb1[k] += gh[k];
-        double* row = &g1[static_cast<std::size_t>(k) * in_];
-        for (std::uint32_t j = 0; j < in_; ++j)
-          row[j] += gh[k] * xi[j];
-      }
-    }
-    loss /= samples_;
+    samples(mix_seed(seed, step), samples_, xs, ys);
+    auto x = view(xs.data(), {n, in_});
+    auto y = torch::from_blob(ys.data(), {n}, torch::kInt64);
+    auto h = torch::relu(torch::addmm(b1, x, w1.t()));
+    auto z = torch::addmm(b2, h, w2.t());
+    auto logp = torch::log_softmax(z, 1);
+    double loss = -logp.gather(1, y.unsqueeze(1)).sum().item<double>() / samples_;
     if (step == 0)
       out.loss_before = loss;
     out.loss_after = loss;
-    double scale = lr_ / samples_;
-    auto apply = [&](tensor_buffer& t, const std::vector<double>& g) {
-      for (std::size_t i = 0; i < t.data.size(); ++i)
-        t.data[i] = static_cast<float>(t.data[i] - scale * g[i]);
-    };
-    apply(p.tensors[0], g1);
-    apply(p.tensors[1], gb1);
-    apply(p.tensors[2], g2);
-    apply(p.tensors[3], gb2);
+    // dL/dz of the summed loss: softmax minus the one-hot label.
+    auto dz = logp.exp_();
+    dz.scatter_add_(1, y.unsqueeze(1), torch::full({n, 1}, -1.0f));
+    auto dh = torch::mm(dz, w2).mul_(h.gt(0));
+    float scale = static_cast<float>(lr_ / samples_);
+    w2.addmm_(dz.t(), h, 1.0f, -scale);
+    b2.sub_(dz.sum(0), scale);
+    w1.addmm_(dh.t(), x, 1.0f, -scale);
+    b1.sub_(dh.sum(0), scale);
   }
   return out;
 }

@@ -12,7 +12,10 @@
 //         scenario's seed, so the test accuracy has something to learn.
 //
 // The whole parameter set is what travels (as a prompt_set); there is no
-// model to ship, no server step, and no torch: plain loops in double.
+// model to ship and no server step. The mlp step runs on LibTorch in float32
+// (matrix products through its BLAS), viewing the parameter buffers in place:
+// the update is written straight into the task's output. The header keeps
+// torch out of its includers.
 #pragma once
 
 #include <cstdint>
@@ -41,28 +44,30 @@ public:
     prompt_set params;
     double loss_before = 0, loss_after = 0;
   };
-  /// One client task from `params`, with samples drawn from `seed`.
-  result<round_result> train(const prompt_set& params, std::uint64_t seed) const;
+  /// One client task from `params` (taken: the mlp steps them in place,
+  /// the null trainer hands them back as they are), samples from `seed`.
+  result<round_result> train(prompt_set params, std::uint64_t seed) const;
 
   /// mlp: accuracy and mean cross-entropy on the fixed test samples;
   /// null: NaN for both.
   std::pair<double, double> evaluate(const prompt_set& params) const;
 
+  /// n synthetic samples from `seed` into x (n x in) and their labels; a
+  /// task's step k draws from mix_seed(task seed, k).
+  void samples(std::uint64_t seed, std::size_t n, std::vector<float>& x,
+               std::vector<std::int64_t>& y) const;
+
 private:
   simple_model() = default;
-  void samples(std::uint64_t seed, std::size_t n, std::vector<double>& x,
-               std::vector<int>& y) const;
-  double forward(const prompt_set& p, const double* x, std::vector<double>& h,
-                 std::vector<double>& z) const;
 
   bool mlp_ = false;
   std::uint32_t in_ = 0, hidden_ = 0, classes_ = 0, samples_ = 0, steps_ = 0;
   std::uint64_t null_size_ = 0;
   double lr_ = 0;
   std::uint64_t seed_ = 0;
-  std::vector<double> teacher_;          // classes x in
-  std::vector<double> test_x_;           // test samples
-  std::vector<int> test_y_;
+  std::vector<float> teacher_;           // classes x in
+  std::vector<float> test_x_;            // test samples
+  std::vector<std::int64_t> test_y_;
 };
 
 } // namespace fedsp

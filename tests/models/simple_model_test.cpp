@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <torch/torch.h>
+
 #include "models/simple_model.hpp"
+#include "runtime/rng.hpp"
 
 namespace fedsp {
 namespace {
@@ -55,6 +58,46 @@ TEST(simple_model, mlp_has_the_issue_s_size_and_learns_the_teacher) {
   auto bad = p;
   bad.tensors.pop_back();
   EXPECT_EQ(m->train(bad, 1).err().code, errc::shape_mismatch);
+}
+
+TEST(simple_model, an_mlp_step_is_the_step_autograd_takes) {
+  // The kernel writes its gradients out by hand (softmax cross-entropy,
+  // ReLU); LibTorch's autograd on the same weights and samples is the
+  // independent reference.
+  auto sc = with("model:\n  kind: mlp\n  mlp_input: 12\n  mlp_hidden: 20\n  mlp_classes: 5\n"
+                 "  mlp_samples: 16\nmethod:\n  name: fedprompt\ntraining:\n"
+                 "  prompt_steps: 1\n  prompt_lr: 0.3\n");
+  auto m = simple_model::create(sc, false).value();
+  auto p = m->initial();
+  for (auto& t : p.tensors) // non-zero biases too
+    for (std::size_t i = 0; i < t.data.size(); ++i)
+      t.data[i] += 0.01f * static_cast<float>(i % 7);
+  std::vector<float> xs;
+  std::vector<std::int64_t> ys;
+  m->samples(mix_seed(9, 0), 16, xs, ys);
+  auto tensor = [](const tensor_buffer& t) {
+    std::vector<std::int64_t> shape(t.shape.begin(), t.shape.end());
+    return torch::tensor(t.data).reshape(shape).clone().requires_grad_(true);
+  };
+  auto w1 = tensor(p.tensors[0]), b1 = tensor(p.tensors[1]);
+  auto w2 = tensor(p.tensors[2]), b2 = tensor(p.tensors[3]);
+  auto x = torch::tensor(xs).reshape({16, 12});
+  auto y = torch::tensor(ys);
+  auto z = torch::nn::functional::linear(torch::relu(torch::nn::functional::linear(x, w1, b1)),
+                                         w2, b2);
+  auto loss = torch::nn::functional::cross_entropy(z, y);
+  loss.backward();
+  auto r = m->train(p, 9).value();
+  EXPECT_NEAR(r.loss_before, loss.item<double>(), 1e-5);
+  std::vector<torch::Tensor> refs{w1, b1, w2, b2};
+  for (std::size_t t = 0; t < 4; ++t) {
+    auto want = (refs[t] - 0.3 * refs[t].grad()).detach().flatten();
+    auto& got = r.params.tensors[t].data;
+    ASSERT_EQ(static_cast<std::size_t>(want.numel()), got.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[static_cast<std::int64_t>(i)].item<float>(), 1e-5)
+        << p.tensors[t].name << "[" << i << "]";
+  }
 }
 
 TEST(simple_model, scenarios_refuse_kinds_with_other_methods) {
