@@ -226,24 +226,37 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
       self->state.max_staleness = bound;
       self->state.staleness = s;
     },
-    [=](const wire_buffer& buf) -> wire_buffer {
-      auto env = decode(buf);
-      if (!env)
-        return reject(env.err(), 0, "?");
-      auto* up = std::get_if<update_msg>(&env.value().body);
+    [=](wire_buffer& buf) -> wire_buffer {
+      // An update's f32 prompts are read where they lie (in this process,
+      // the client's own buffers: no copy); anything else is decoded.
+      envelope env;
+      std::vector<const float*> in_place;
+      if (auto view = decode_update_in_place(buf)) {
+        env.sender = std::move(view.value().sender);
+        env.body = std::move(view.value().msg);
+        in_place = std::move(view.value().data);
+      } else if (view.err().code != errc::unsupported) {
+        return reject(view.err(), 0, "?");
+      } else {
+        auto decoded = decode(buf);
+        if (!decoded)
+          return reject(decoded.err(), 0, "?");
+        env = std::move(decoded).value();
+      }
+      auto* up = std::get_if<update_msg>(&env.body);
       if (up == nullptr)
         return reject(error{errc::unsupported,
                             std::string("aggregator takes update, got ")
-                              + kind_name(env.value().body)},
-                      0, env.value().sender);
-      if (auto err = validate(self->state, env.value(), *up, layout)) {
+                              + kind_name(env.body)},
+                      0, env.sender);
+      if (auto err = validate(self->state, env, *up, layout)) {
         // A rejection for a task that is not this sender's must not disturb
         // the real owner's task.
         bool own = self->state.open.count(up->task_id)
                    && self->state.open[up->task_id].expect.client_id == up->client_id
-                   && env.value().sender == client_name(up->client_id)
+                   && env.sender == client_name(up->client_id)
                    && err->code != errc::duplicate;
-        return reject(*err, own ? up->task_id : 0, env.value().sender, up->task_id);
+        return reject(*err, own ? up->task_id : 0, env.sender, up->task_id);
       }
       auto& task = self->state.open[up->task_id];
       task.answered = true;
@@ -262,8 +275,12 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
       h.metrics = std::move(up->metrics);
       // Versions change only by folding, so the staleness (and the weight)
       // is final now: the delta goes into the running sum at once.
-      if (expect.keep_prompts || !expect.base)
+      if (expect.keep_prompts || !expect.base) {
         h.prompts = up->prompts;
+        for (std::size_t t = 0; t < in_place.size(); ++t) // (read in place: copied here)
+          h.prompts->tensors[t].data.assign(in_place[t],
+                                            in_place[t] + h.prompts->tensors[t].numel());
+      }
       if (st.wal) { // logged before it counts and before the Ack
         std::optional<error> err;
         std::uint64_t base_id = 0;
@@ -273,8 +290,9 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
             base_id = ++st.next_base_id;
             auto b = encode(envelope{"wal", eval_request_msg{expect.base_version, *expect.base,
                                                              "base"}});
-            err = st.wal->append({{&base_tag, 1}, bytes_of(base_id),
-                                  {reinterpret_cast<const char*>(b.bytes()), b.size_bytes()}});
+            std::vector<std::string_view> parts{{&base_tag, 1}, bytes_of(base_id)};
+            b.for_each_piece([&](const char* p, std::size_t n) { parts.emplace_back(p, n); });
+            err = st.wal->append(parts);
             if (!err)
               st.wal_bases[expect.base.get()] = {expect.base, base_id};
           } else {
@@ -283,22 +301,32 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
         }
         if (!err) {
           std::uint8_t keep = expect.keep_prompts ? 1 : 0;
-          err = st.wal->append({{&update_tag, 1}, bytes_of(round), bytes_of(h.staleness),
-                                bytes_of(base_id), bytes_of(keep),
-                                {reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes()}});
+          std::vector<std::string_view> parts{{&update_tag, 1}, bytes_of(round),
+                                              bytes_of(h.staleness), bytes_of(base_id),
+                                              bytes_of(keep)};
+          buf.for_each_piece([&](const char* p, std::size_t n) { parts.emplace_back(p, n); });
+          err = st.wal->append(parts);
         }
         if (err) { // not logged, so not accepted; and the run stops
           task.answered = false;
           ctx->stop_on("write-ahead log: " + err->text
                        + "; the run stops (free the space, then 'fedsp resume')");
-          return reject(*err, task_id, env.value().sender, task_id);
+          return reject(*err, task_id, env.sender, task_id);
         }
       }
+      auto received_bytes = buf.size_bytes();
       if (expect.base) {
-        if (auto err = st.sum.add(task_id, h.num_samples, h.staleness, expect.base,
-                                  std::move(up->prompts), st.staleness)) {
+        // Read in place, the message itself is kept until the sum takes it in.
+        auto err = in_place.empty()
+                     ? st.sum.add(task_id, h.num_samples, h.staleness, expect.base,
+                                  std::move(up->prompts), st.staleness)
+                     : st.sum.add_in_place(task_id, h.num_samples, h.staleness, expect.base,
+                                           up->prompts, std::move(in_place),
+                                           std::make_shared<const wire_buffer>(std::move(buf)),
+                                           st.staleness);
+        if (err) {
           task.answered = false;
-          return reject(*err, task_id, env.value().sender, task_id);
+          return reject(*err, task_id, env.sender, task_id);
         }
       }
       // After the log, before the Ack, handed to the kernel at once: an
@@ -317,7 +345,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
       st.held.push_back(std::move(h));
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {
-        ctx->traffic->from_client(client, buf.size_bytes());
+        ctx->traffic->from_client(client, received_bytes);
         ctx->traffic->to_client(client, ack.size_bytes());
       }
       return ack;
@@ -354,26 +382,26 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                    + std::to_string(n_held) + " update(s), " + std::to_string(needed)
                    + " needed";
       } else if (strategy_named(req.strategy).keeps_update_prompts) { // fedasync: mixed one by one
-        folded = req.current;
+        folded = *req.current;
         for (auto& h : st.held) {
           if (!h.prompts) {
             folded = error{errc::unsupported, "fedasync needs the updates' prompts kept"};
             break;
           }
           stale_update in{h.task_id, h.num_samples, h.staleness,
-                          h.base ? h.base.get() : &req.current, &*h.prompts};
+                          h.base ? h.base.get() : req.current.get(), &*h.prompts};
           folded = mix_async(folded.value(), in, req.staleness, req.alpha);
           if (!folded)
             break;
         }
       } else if (st.sum.count() == n_held) {
-        folded = st.sum.apply(req.current, req.eta);
+        folded = st.sum.apply(*req.current, req.eta);
       } else { // updates without a base: fold them as a batch against `current`
         std::vector<stale_update> inputs;
         for (auto& h : st.held)
           inputs.push_back({h.task_id, h.num_samples, h.staleness,
-                            h.base ? h.base.get() : &req.current, &*h.prompts});
-        folded = fold_buffered(req.current, inputs, req.staleness, req.eta);
+                            h.base ? h.base.get() : req.current.get(), &*h.prompts});
+        folded = fold_buffered(*req.current, inputs, req.staleness, req.eta);
       }
       if (n_held >= needed && !folded)
         out.note = folded.err().message();

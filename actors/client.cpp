@@ -73,7 +73,9 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto seed = t.seed;
     auto task_id = t.task_id;
     auto base_version = t.base_version;
-    compute_job job{[=] { *out = session->round(*prompts, seed); }};
+    // (the job runs once: the prompts move into the trainer, whose output
+    // the update references without a copy)
+    compute_job job{[=] { *out = session->round(std::move(*prompts), seed); }};
     run_job(
       std::move(job),
         [=](double seconds) {
@@ -149,10 +151,26 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
 
   // Heartbeats while tasks are held; a model transfer that stalls breaks
   // the client (docs/faults.md "Detection").
+  // A client ticks only while it has something to watch: tasks it holds, or
+  // a model still arriving; an idle client is on no timer. Its ticks come
+  // from the process's pulse (spawn_pulse), not from timers of its own.
   auto silence = std::chrono::duration<double>(cfg.sc->federation.silence_s);
-  auto beat = std::chrono::duration_cast<std::chrono::microseconds>(silence / 4);
+  auto beat = client_beat(*cfg.sc);
+  auto watching = [=] {
+    auto& st = self->state;
+    return !st.held.empty()
+           || (st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete());
+  };
+  auto arm = [=] {
+    if (self->state.ticking)
+      return;
+    self->state.ticking = true;
+    if (cfg.board)
+      cfg.board->wants[cfg.slot].store(true, std::memory_order_relaxed);
+    else
+      self->delayed_send(self, beat, tick_atom::value);
+  };
   self->state.model_progress = std::chrono::steady_clock::now();
-  self->delayed_send(self, beat, tick_atom::value);
 
   // Join is a request: the server learns this actor's handle from it and
   // answers with Welcome (the prompt layout every task must match).
@@ -173,6 +191,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
         self->state.model_progress = std::chrono::steady_clock::now();
         if (w->model_chunks == 0) // nothing to receive (model.kind null / mlp)
           build_session();
+        else
+          arm(); // the model's chunks are watched for a stall
       },
       [=](caf::error& err) {
         ctx->log->error("{}: join failed: {}", me, self->system().render(err));
@@ -181,7 +201,9 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
   return {
     [=](tick_atom) {
       auto& st = self->state;
-      self->delayed_send(self, beat, tick_atom::value);
+      st.ticking = false;
+      if (watching())
+        arm();
       if (st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete()
           && std::chrono::steady_clock::now() - st.model_progress > silence) {
         st.broken = error{errc::io, "model transfer stalled: "
@@ -256,6 +278,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       }
       if (!st.held.insert(task->task_id).second)
         return; // a duplicate of a task already here
+      arm(); // heartbeats while it is held
       if (auto err = check_layout(st.layout, task->prompts)) {
         refuse(*err, task->task_id);
         return;
@@ -271,6 +294,26 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       train(*task);
     },
   };
+}
+
+std::chrono::microseconds client_beat(const scenario& sc) {
+  auto silence = std::chrono::duration<double>(sc.federation.silence_s);
+  return std::chrono::duration_cast<std::chrono::microseconds>(silence / 4);
+}
+
+caf::actor spawn_pulse(caf::actor_system& sys, std::chrono::microseconds beat,
+                       std::shared_ptr<pulse_board> board, std::vector<caf::actor> clients) {
+  return sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+    self->delayed_send(self, beat, tick_atom::value);
+    return {
+      [=](tick_atom) {
+        self->delayed_send(self, beat, tick_atom::value);
+        for (std::size_t i = 0; i < clients.size() && i < board->wants.size(); ++i)
+          if (clients[i] && board->wants[i].exchange(false, std::memory_order_relaxed))
+            self->send(clients[i], tick_atom::value);
+      },
+    };
+  });
 }
 
 } // namespace fedsp

@@ -13,12 +13,14 @@
 // the client; its data and its copy of the model never do.
 //
 // Liveness: every federation.silence_s / 4 wall seconds, while it holds
-// tasks, the client sends a Heartbeat listing them. A model whose chunks
+// tasks, the client sends a Heartbeat listing them (its ticks come from the
+// process's pulse, below). A model whose chunks
 // stop coming for silence_s (a lost chunk) breaks the client: its tasks are
 // refused. A job whose worker dies goes to the next worker (`spares`);
 // when none is left, the task is refused.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -37,7 +39,27 @@ struct client_config {
   caf::actor server;                                   // receives Join and Update
   worker_actor worker;                                 // runs the training
   std::vector<worker_actor> spares;  // tried in turn when `worker` dies mid-job
+  std::shared_ptr<struct pulse_board> board; // the process's beat (spawn_pulse);
+  std::size_t slot = 0;                      // this client's flag on it. None:
+                                             // a timer of the client's own
 };
+
+/// The clients of a process wanting a tick, one flag each. A client that
+/// wants one sets its flag: no message and no timer of its own (arming a
+/// CAF timer wakes CAF's clock thread: 15 µs an update at 100,000 clients).
+struct pulse_board {
+  explicit pulse_board(std::size_t n) : wants(n) {}
+  std::vector<std::atomic<bool>> wants;
+};
+
+/// One timer for all the clients of a process: every `beat` it ticks each
+/// client whose flag is set, once, and clears the flag (a client still
+/// watching sets it again from its tick). `clients[i]` owns flag i.
+caf::actor spawn_pulse(caf::actor_system& sys, std::chrono::microseconds beat,
+                       std::shared_ptr<pulse_board> board, std::vector<caf::actor> clients);
+
+/// The clients' beat for a scenario: federation.silence_s / 4.
+std::chrono::microseconds client_beat(const scenario& sc);
 
 struct client_state {
   prompt_set layout;          // from Welcome
@@ -51,6 +73,7 @@ struct client_state {
   std::set<std::uint64_t> held;  // tasks received and not yet answered: listed
                                  // in the heartbeats (the server's liveness check)
   std::chrono::steady_clock::time_point model_progress; // welcome or the last chunk
+  bool ticking = false;       // a tick is pending (only while something is watched)
   static inline const char* name = "client";
 };
 

@@ -1,5 +1,7 @@
 #include "actors/evaluator.hpp"
 
+#include <cmath>
+
 namespace fedsp {
 
 namespace {
@@ -47,9 +49,15 @@ evaluator(evaluator_actor::stateful_pointer<evaluator_state> self, context_ptr c
                                    {"acc", r.global_acc}, {"acc_norm", r.global_acc_norm},
                                    {"loss", r.global_loss}, {"n", r.n},
                                    {"wall_seconds", seconds}};
-            metric_list metrics{{"acc", r.global_acc},
-                                {"acc_norm", r.global_acc_norm},
-                                {"loss", r.global_loss}};
+            // Only what was measured travels: a model with no test set
+            // (model.kind null) scores NaN, which the report leaves out and
+            // the server then calls "not scored".
+            metric_list metrics;
+            for (auto& [name, v] : metric_list{{"acc", r.global_acc},
+                                               {"acc_norm", r.global_acc_norm},
+                                               {"loss", r.global_loss}})
+              if (std::isfinite(v))
+                metrics.emplace_back(name, v);
             if (r.aux_acc >= 0) {
               ev.set("aux_acc", r.aux_acc);
               ev.set("aux_acc_norm", r.aux_acc_norm);

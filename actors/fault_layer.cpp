@@ -91,6 +91,7 @@ void release(link_ptr self, const link_config& cfg, std::uint64_t h) {
 void corrupt(wire_buffer& buf, std::uint32_t n, std::uint64_t key) {
   if (buf.words.empty())
     return;
+  buf.flatten(); // (its own copy of any shared segment: others still read them)
   rng r(key);
   auto* bytes = reinterpret_cast<unsigned char*>(buf.words.data());
   for (std::uint32_t i = 0; i < n; ++i)

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <algorithm>
 #include <thread>
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -37,6 +38,16 @@ class federation_config : public caf::actor_system_config {
 public:
   federation_config() {
     add_message_type<wire_buffer>("fedsp::wire_buffer");
+    // CAF's "sharing" scheduler (one queue, idle threads sleep on it) with
+    // one thread per core. The default, work stealing with at least four
+    // threads, spins idle threads on the busy one's queue: on two cores an
+    // actor that messages many others at once (the server's Shutdown to
+    // 100,000 clients) then waits on that queue for minutes, and 100,000
+    // clients took 11 min end to end against 18 s now (bench/README.md,
+    // "100,000 clients in one process").
+    set("scheduler.policy", caf::atom("sharing"));
+    set("scheduler.max-threads",
+        static_cast<std::size_t>(std::max(2u, std::thread::hardware_concurrency())));
   }
 };
 
@@ -315,6 +326,7 @@ struct run_actors {
   server_actor server;
   std::vector<client_actor> clients; // by id; none for one a crash killed
   std::vector<caf::actor> links;
+  caf::actor pulse; // the clients' beat
   caf::actor driver;
 
   /// Stops them all: `kill` for a server crash (nothing in order; what
@@ -330,6 +342,8 @@ struct run_actors {
       self->send_exit(l, how);
     for (auto& w : workers)
       self->send_exit(w, how);
+    if (pulse)
+      self->send_exit(pulse, how);
   }
 };
 
@@ -401,6 +415,7 @@ void spawn_clients(caf::actor_system& sys, const context_ptr& ctx, const run_inp
                    const std::set<std::uint32_t>& crashed, run_actors& a) {
   auto srv = caf::actor_cast<caf::actor>(a.server); // a link relays its envelopes untyped
   auto workers_n = static_cast<std::uint32_t>(a.workers.size());
+  auto board = std::make_shared<pulse_board>(in.clients_n);
   for (std::uint32_t c = 0; c < in.clients_n; ++c) {
     if (crashed.count(c)) {
       a.clients.push_back(client_actor{});
@@ -412,11 +427,16 @@ void spawn_clients(caf::actor_system& sys, const context_ptr& ctx, const run_inp
         link, ctx, link_config{c, srv, in.faults, in.sc.seed, in.sc.federation.silence_s / 4}));
       to = a.links.back();
     }
-    client_config ccfg{c, in.shards[c], in.shared_sc, to, a.workers[(c + 1) % workers_n], {}};
+    client_config ccfg{c, in.shards[c], in.shared_sc, to, a.workers[(c + 1) % workers_n], {},
+                       board, c};
     for (std::uint32_t k = 2; k <= workers_n; ++k) // the others, in turn
       ccfg.spares.push_back(a.workers[(c + k) % workers_n]);
     a.clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
   }
+  std::vector<caf::actor> handles;
+  for (auto& c : a.clients)
+    handles.push_back(caf::actor_cast<caf::actor>(c));
+  a.pulse = spawn_pulse(sys, client_beat(in.sc), board, std::move(handles));
 }
 
 /// Runs the federation's actors until the run ends (finished, failed, or a

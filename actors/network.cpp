@@ -352,14 +352,19 @@ int join_federation(const join_options& opts) {
       workers.push_back(sc.value().model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
                                                        : sys.spawn(worker));
     std::vector<client_actor> clients;
+    auto board = std::make_shared<pulse_board>(opts.last - opts.first + 1);
     for (auto c = opts.first; c <= opts.last; ++c) {
       client_config ccfg{c, shards.value()[c], shared_sc, caf::actor_cast<caf::actor>(server),
-                         workers[c % workers_n], {}};
+                         workers[c % workers_n], {}, board, c - opts.first};
       for (std::uint32_t k = 1; k < workers_n; ++k)
         ccfg.spares.push_back(workers[(c + k) % workers_n]);
       clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
       self->monitor(clients.back());
     }
+    std::vector<caf::actor> handles;
+    for (auto& c : clients)
+      handles.push_back(caf::actor_cast<caf::actor>(c));
+    auto pulse = spawn_pulse(sys, client_beat(sc.value()), board, std::move(handles));
     self->monitor(server);
     log->info("hosting clients {}-{} of '{}' for the server at {}", opts.first, opts.last,
               sc.value().name, where);
@@ -388,6 +393,7 @@ int join_federation(const join_options& opts) {
       self->send_exit(c, caf::exit_reason::user_shutdown);
     for (auto& w : workers)
       self->send_exit(w, caf::exit_reason::user_shutdown);
+    self->send_exit(pulse, caf::exit_reason::user_shutdown);
     if (!server_gone) {
       log->info("the server ended the run");
       return 0;

@@ -190,6 +190,7 @@ caf::result<wire_buffer> on_answer(server_ptr self, const context_ptr& ctx,
   caf::result<wire_buffer> answer = wire_buffer{};
   if (buf != nullptr) { // (its bytes are counted by the aggregator, on acceptance)
     t.update = std::move(*buf);
+    t.held = held_update_token(&st.updates_waiting);
     t.reply = self->make_response_promise();
     answer = t.reply;
   } else {
@@ -390,9 +391,8 @@ server_actor::behavior_type preparing(server_ptr self, const context_ptr& ctx) {
 server_actor::behavior_type server(server_ptr self, context_ptr ctx, server_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  st.prompts = st.cfg.session->initial_prompts();
-  st.version = st.prompts.version;
-  st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
+  st.set_prompts(st.cfg.session->initial_prompts());
+  st.version = st.prompts().version;
   st.clients = client_registry(*st.cfg.sc, st.cfg.expected_clients);
   if (st.cfg.resume)
     restore(self, *st.cfg.resume);

@@ -61,7 +61,7 @@ void send_task(server_ptr self, const context_ptr& ctx, task_entry& t) {
 /// those sent, so pacing changes memory and speed, never the events.
 void flush_sends(server_ptr self, const context_ptr& ctx) {
   auto& st = self->state;
-  while (st.in_flight < server_state::max_in_flight && !st.unsent.empty()) {
+  while (st.in_flight + st.updates_waiting < server_state::max_in_flight && !st.unsent.empty()) {
     auto [finish, task_id] = st.unsent.top();
     st.unsent.pop();
     auto it = st.tasks.find(task_id);
@@ -79,14 +79,18 @@ void answered(server_ptr self, const context_ptr& ctx) {
   flush_sends(self, ctx);
 }
 
-/// The encoded size of a task on the current prompts (the same for every
-/// task of a version: fixed-width fields), for modelling its transfer.
+/// The encoded size of a task on `base`, as one flat message, for modelling
+/// its transfer. Every field but the prompts' values has a fixed width, so
+/// the size depends on the prompts' layout (names and shapes) alone: it is
+/// encoded once per layout (once per run), not once per version.
 std::size_t task_bytes(server_ptr self, const prompt_set& base) {
   auto& st = self->state;
-  if (st.task_bytes_version != st.version || st.task_bytes == 0) {
+  if (st.task_bytes == 0 || check_layout(st.task_bytes_layout, base)) {
     task_msg probe{0, 0, st.version, base, nullptr, 0, 0.f, 0, 0, 0.0, 0};
-    st.task_bytes = encode(envelope{self_name, std::move(probe)}).size_bytes();
-    st.task_bytes_version = st.version;
+    st.task_bytes = encode(envelope{self_name, probe}).size_bytes();
+    st.task_bytes_layout = base;
+    for (auto& t : st.task_bytes_layout.tensors)
+      t.data = {}; // (names and shapes are all it compares)
   }
   return st.task_bytes;
 }
@@ -329,7 +333,11 @@ void deliver(server_ptr self, const context_ptr& ctx, std::uint64_t task_id) {
   st.busy = true;
   auto answer = entry.reply;
   auto agg = st.aggregator;
-  self->request(agg, caf::infinite, std::move(*entry.update))
+  auto update = std::move(*entry.update);
+  entry.held.release(); // handed on: its slot takes the next task
+  if (is_virtual(self))
+    flush_sends(self, ctx);
+  self->request(agg, caf::infinite, std::move(update))
     .then(
       [=](const wire_buffer& reply) mutable {
         auto& st = self->state;

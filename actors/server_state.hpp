@@ -13,6 +13,7 @@
 #pragma once
 
 #include <queue>
+#include <utility>
 #include <set>
 
 #include "actors/client_registry.hpp"
@@ -24,6 +25,32 @@ namespace fedsp {
 //   awaiting_joins --all joined and (run)--> running: version 0 is scored,
 //   then rounds (sync) or a steady stream of tasks (async) until the rounds,
 //   versions or time budget are spent; the last version is scored; finished.
+/// While it lives, one more update is counted as held by the server (it
+/// arrived and is not yet handed to the aggregator). Move-only; it counts
+/// down however the task entry holding it goes (delivered, dropped, lost).
+class held_update_token {
+public:
+  held_update_token() = default;
+  explicit held_update_token(std::size_t* n) : n_(n) { ++*n_; }
+  held_update_token(held_update_token&& o) noexcept : n_(std::exchange(o.n_, nullptr)) {}
+  held_update_token& operator=(held_update_token&& o) noexcept {
+    release();
+    n_ = std::exchange(o.n_, nullptr);
+    return *this;
+  }
+  held_update_token(const held_update_token&) = delete;
+  held_update_token& operator=(const held_update_token&) = delete;
+  ~held_update_token() { release(); }
+  void release() {
+    if (n_ != nullptr)
+      --*n_;
+    n_ = nullptr;
+  }
+
+private:
+  std::size_t* n_ = nullptr;
+};
+
 struct server_state {
   struct task_entry {
     std::uint64_t id = 0;
@@ -34,6 +61,7 @@ struct server_state {
     double finish = 0;                 // modelled finish (virtual clock)
     bool arrived = false;              // the client's answer is here
     std::optional<wire_buffer> update; // ... an Update (none: it refused)
+    held_update_token held;            // counts `update` in updates_waiting
     std::string refusal;
     caf::response_promise reply;       // the client's request, answered on delivery
     bool late = false;                 // its round closed before it arrived
@@ -52,8 +80,12 @@ struct server_state {
   std::vector<model_chunk_msg> model_chunks; // what every client receives
   real_clock wall;
 
-  prompt_set prompts;             // the current global prompts
-  std::shared_ptr<const prompt_set> prompts_ptr; // ... shared with open tasks
+  // The current global prompts, one copy shared with every open task (and
+  // the aggregator, and the messages that carry them): set_prompts() moves
+  // a new version in; nothing copies it per task or per request.
+  std::shared_ptr<const prompt_set> prompts_ptr;
+  const prompt_set& prompts() const { return *prompts_ptr; }
+  void set_prompts(prompt_set ps) { prompts_ptr = std::make_shared<const prompt_set>(std::move(ps)); }
   std::uint64_t version = 0;      // their version
   std::map<std::uint32_t, prompt_set> own_prompts; // local-only: per client
   std::uint32_t round = 0;        // sync: the current (or last) round
@@ -67,7 +99,11 @@ struct server_state {
                       std::vector<std::pair<double, std::uint64_t>>, std::greater<>>
     unsent;
   std::uint32_t in_flight = 0;
-  std::uint64_t task_bytes_version = ~std::uint64_t{0};
+  // Updates that arrived before the clock reached them: they take a slot of
+  // max_in_flight too, or fast clients would have every update of a round
+  // held here at once (100,000 x the update size: bench/README.md).
+  std::size_t updates_waiting = 0;
+  prompt_set task_bytes_layout; // the layout task_bytes was measured on
   std::size_t task_bytes = 0;
 
   // sync round
@@ -160,7 +196,8 @@ void go_on(server_ptr self, const context_ptr& ctx);
 void start_round(server_ptr self, const context_ptr& ctx);
 /// Async: keeps `concurrency` tasks in flight.
 void refill(server_ptr self, const context_ptr& ctx);
-/// Virtual clock: sends queued tasks while fewer than max_in_flight compute.
+/// Virtual clock: sends queued tasks while fewer than max_in_flight compute
+/// or wait here to be delivered.
 void flush_sends(server_ptr self, const context_ptr& ctx);
 /// A task's real answer arrived (or never will): one fewer in flight.
 void answered(server_ptr self, const context_ptr& ctx);

@@ -64,7 +64,7 @@ void score_each_client(server_ptr self, const context_ptr& ctx,
   ids.pop_back();
   auto& st = self->state;
   auto it = st.own_prompts.find(id);
-  score(self, ctx, it == st.own_prompts.end() ? st.prompts : it->second, [=](json rec) {
+  score(self, ctx, it == st.own_prompts.end() ? st.prompts() : it->second, [=](json rec) {
     acc->push_back(std::move(rec));
     score_each_client(self, ctx, acc, ids, then);
   });
@@ -78,8 +78,12 @@ void evaluate(server_ptr self, const context_ptr& ctx, bool due, std::function<v
     st.last_eval_version = st.version;
     if (st.version == 0 && st.rounds.as_array().empty()) {
       st.initial_eval = rec;
-      ctx->log->info("version 0 (before training): test acc {:.3f} acc_norm {:.3f}",
-                     number_at(rec, {"global", "test_acc"}), number_at(rec, {"global", "test_acc_norm"}));
+      auto acc = number_at(rec, {"global", "test_acc"});
+      if (std::isnan(acc))
+        ctx->log->info("version 0 (before training): not scored");
+      else
+        ctx->log->info("version 0 (before training): test acc {:.3f} acc_norm {:.3f}", acc,
+                       number_at(rec, {"global", "test_acc_norm"}));
     } else if (!st.rounds.as_array().empty() && rec.find("global") != nullptr) {
       auto& last = st.rounds.as_array().back();
       last.set("test_acc", number_at(rec, {"global", "test_acc"}));
@@ -106,7 +110,7 @@ void evaluate(server_ptr self, const context_ptr& ctx, bool due, std::function<v
     score_each_client(self, ctx, std::make_shared<std::vector<json>>(), ids, record);
     return;
   }
-  score(self, ctx, st.prompts, record);
+  score(self, ctx, st.prompts(), record);
 }
 
 void log_progress(server_ptr self, const context_ptr& ctx) {
@@ -153,9 +157,8 @@ bool eval_due(server_ptr self, bool last) {
 void publish(server_ptr self, const context_ptr& ctx, prompt_set prompts, json rec) {
   auto& st = self->state;
   ++st.version;
-  st.prompts = std::move(prompts);
-  st.prompts.version = st.version;
-  st.prompts_ptr = std::make_shared<const prompt_set>(st.prompts);
+  prompts.version = st.version;
+  st.set_prompts(std::move(prompts));
   self->send(st.aggregator, version_atom::value, st.version,
              sc_of(self).federation.max_staleness, sc_of(self).federation.staleness);
   rec.set("version", st.version);
@@ -181,7 +184,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
   req.close_round = f.late_updates == "drop";
   req.min_updates = min_updates;
   req.version = st.version;
-  req.current = st.prompts;
+  req.current = st.prompts_ptr;
   req.strategy = f.aggregator;
   req.staleness = f.staleness;
   req.eta = f.server_rate;
@@ -189,7 +192,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
   auto agg = st.aggregator;
   self->request(agg, caf::infinite, close_atom::value, std::move(req))
     .then(
-      [=](const aggregate_outcome& out) mutable {
+      [=](aggregate_outcome& out) mutable {
         auto& st = self->state;
         st.updates_discarded += out.discarded;
         st.updates_held = out.held;
@@ -225,17 +228,17 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
         if (!st.cfg.plan.aggregate) { // local-only: each keeps its own
           for (auto& [id, ps] : out.per_client)
             st.own_prompts[id] = ps;
-          publish(self, ctx, st.prompts, std::move(rec));
+          publish(self, ctx, st.prompts(), std::move(rec));
           return;
         }
         if (!st.cfg.plan.server_step) {
-          publish(self, ctx, out.prompts, std::move(rec));
+          publish(self, ctx, std::move(out.prompts), std::move(rec));
           return;
         }
         // FedSP: the aggregated prompts are tuned on the global model first.
         auto step = std::make_shared<result<server_step_report>>(error{errc::unknown, "not run"});
         auto session = st.cfg.session;
-        auto avg = std::make_shared<prompt_set>(out.prompts);
+        auto avg = std::make_shared<prompt_set>(std::move(out.prompts));
         auto seed = mix_seed(sc_of(self).seed, 500'000 + st.version + 1);
         compute_job job{[=] { *step = session->server_step(*avg, seed); }};
         self->request(st.cfg.worker, caf::infinite, run_atom::value, std::move(job))

@@ -40,14 +40,24 @@ inline constexpr std::size_t max_wire_words = (std::size_t{1} << 30) / 8;
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_buffer& x) {
   if constexpr (std::is_base_of<caf::serializer, Inspector>::value) {
-    auto n = x.words.size();
+    // Shared segments go right behind the words: the peer reads one flat
+    // message, the same bytes as `x.flatten()` would hold.
+    auto n = x.size_bytes() / 8;
     if (n > max_wire_words) // (CAF would also cut its length to 32 bits)
       return caf::make_error(caf::sec::invalid_argument,
                              "a fedsp::wire_buffer of " + std::to_string(n)
                                + " words is not sent; at most "
                                + std::to_string(max_wire_words) + " are taken");
-    return caf::error::eval([&] { return f.begin_sequence(n); },
-                            [&] { return n > 0 ? f.apply_raw(n * 8, x.words.data()) : caf::none; },
+    auto pieces = [&]() -> caf::error {
+      if (!x.words.empty())
+        if (auto err = f.apply_raw(x.words.size() * 8, x.words.data()))
+          return err;
+      for (auto& s : x.shared)
+        if (auto err = f.apply_raw(s.words * 8, const_cast<std::uint64_t*>(s.data)))
+          return err;
+      return caf::none;
+    };
+    return caf::error::eval([&] { return f.begin_sequence(n); }, pieces,
                             [&] { return f.end_sequence(); });
   } else if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
     std::size_t n = 0;
@@ -112,7 +122,7 @@ struct aggregate_request {
   bool close_round = true;        // its open tasks are closed (late = dropped)
   std::uint32_t min_updates = 1;  // fewer: no aggregate
   std::uint64_t version = 0;      // the current version
-  prompt_set current;             // ... and its prompts
+  std::shared_ptr<const prompt_set> current; // ... and its prompts (the server's own)
   std::string strategy = "fedavg"; // fedavg | fedbuff | fedasync
   staleness_fn staleness;
   double eta = 1.0;               // fedavg / fedbuff server rate
@@ -183,6 +193,16 @@ struct run_context {
     auto buf = encode(env);
     if (dump != nullptr)
       dump->write(kind_name(env.body), env.sender, buf);
+    return buf;
+  }
+  /// The same, taking the envelope: its prompts are referenced by the
+  /// message, not copied (codec.hpp, encode).
+  wire_buffer seal(envelope&& env) const {
+    auto kind = kind_name(env.body);
+    auto sender = env.sender;
+    auto buf = encode(std::move(env));
+    if (dump != nullptr)
+      dump->write(kind, sender, buf);
     return buf;
   }
 };

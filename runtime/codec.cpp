@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include <capnp/message.h>
@@ -132,8 +135,21 @@ overload(Fs...) -> overload<Fs...>;
 
 // -- encoding ---------------------------------------------------------------------
 
+/// Where write_prompts may reference tensor data instead of copying it:
+/// the data's owner (kept by the encoded buffer) and the message's orphanage.
+/// `refs` collects the referenced ranges, which become shared segments.
+struct external_data {
+  std::shared_ptr<const void> owner;
+  capnp::Orphanage orphanage;
+  std::vector<const void*> refs;
+};
+
+/// Tensors smaller than this are copied even where they could be
+/// referenced: a segment of their own costs more than the copy.
+constexpr std::size_t min_referenced_bytes = 4096;
+
 void write_prompts(w::PromptSet::Builder out, const prompt_set& ps,
-                   wire_dtype dtype, bool layout_only) {
+                   wire_dtype dtype, bool layout_only, external_data* ext = nullptr) {
   out.setVersion(ps.version);
   auto tensors = out.initTensors(static_cast<unsigned>(ps.tensors.size()));
   for (unsigned i = 0; i < ps.tensors.size(); ++i) {
@@ -151,6 +167,15 @@ void write_prompts(w::PromptSet::Builder out, const prompt_set& ps,
     switch (dtype) {
       case wire_dtype::f32: {
         t.setDtype(w::DType::F32);
+        // Referenced in place: word-aligned (operator new's vectors are) and
+        // a whole number of words, so the segment holds exactly the data.
+        if (ext != nullptr && n * 4 >= min_referenced_bytes && n * 4 % 8 == 0
+            && reinterpret_cast<std::uintptr_t>(src.data.data()) % 8 == 0) {
+          auto* p = reinterpret_cast<const kj::byte*>(src.data.data());
+          t.adoptData(ext->orphanage.referenceExternalData(capnp::Data::Reader(p, n * 4)));
+          ext->refs.push_back(p);
+          break;
+        }
         auto bytes = t.initData(static_cast<unsigned>(n * 4));
         std::memcpy(bytes.begin(), src.data.data(), n * 4);
         break;
@@ -190,8 +215,12 @@ constexpr unsigned max_tensors = 4096;
 constexpr unsigned max_rank = 16;
 constexpr unsigned max_metrics = 1024;
 
+/// With `in_place`, f32 tensors are not copied: their data stays empty and
+/// `*in_place` gets a pointer per tensor into the message (checked finite);
+/// prompts in another dtype are `unsupported` then.
 result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
-                                std::size_t max_bytes, bool layout_only) {
+                                std::size_t max_bytes, bool layout_only,
+                                std::vector<const float*>* in_place = nullptr) {
   prompt_set ps;
   ps.version = in.getVersion();
   auto tensors = in.getTensors();
@@ -237,9 +266,31 @@ result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
                    label + ": shape " + describe_shape(buf) + " needs "
                      + std::to_string(numel * elem) + " bytes, data has "
                      + std::to_string(data.size())};
-    if (elem == 4 && reinterpret_cast<std::uintptr_t>(data.begin()) % alignof(float) == 0) {
-      auto* f = reinterpret_cast<const float*>(data.begin()); // no zero-fill first
-      buf.data.assign(f, f + numel);
+    bool aligned = reinterpret_cast<std::uintptr_t>(data.begin()) % alignof(float) == 0;
+    if (in_place != nullptr) {
+      if (elem != 4 || !aligned)
+        return error{errc::unsupported, label + ": not f32 in place"};
+      auto* f = reinterpret_cast<const float*>(data.begin());
+      if (auto err = check_finite(buf.name, f, numel)) {
+        err->text = std::string(where) + ": " + err->text;
+        return *err;
+      }
+      in_place->push_back(f);
+    } else if (elem == 4 && aligned) {
+      // Copied and checked a block at a time, while the block is in cache:
+      // one pass over memory, not two.
+      auto* f = reinterpret_cast<const float*>(data.begin());
+      buf.data.reserve(numel); // (no zero-fill first)
+      constexpr std::size_t block = 8192;
+      for (std::size_t lo = 0; lo < numel; lo += block) {
+        auto n = std::min<std::size_t>(block, numel - lo);
+        buf.data.insert(buf.data.end(), f + lo, f + lo + n);
+        if (check_finite(buf.name, buf.data.data() + lo, n)) {
+          auto err = *check_finite(buf.name, f, numel); // (names the element in the tensor)
+          err.text = std::string(where) + ": " + err.text;
+          return err;
+        }
+      }
     } else if (elem == 4) {
       buf.data.resize(numel);
       std::memcpy(buf.data.data(), data.begin(), numel * 4);
@@ -252,13 +303,18 @@ result<prompt_set> read_prompts(w::PromptSet::Reader in, const char* where,
         buf.data[k] = f16 ? f16_to_float(h) : bf16_to_float(h);
       }
     }
+    if (in_place == nullptr && !(elem == 4 && aligned)) // (the block copy checked its own)
+      if (auto err = check_finite(buf.name, buf.data.data(), buf.data.size())) {
+        err->text = std::string(where) + ": " + err->text;
+        return *err;
+      }
     ps.tensors.push_back(std::move(buf));
   }
-  if (!layout_only)
-    if (auto err = check_values(ps)) {
-      err->text = std::string(where) + ": " + err->text;
-      return *err;
-    }
+  // Values are checked above, tensor by tensor; names here.
+  std::set<std::string> names;
+  for (auto& t : ps.tensors)
+    if (!names.insert(t.name).second)
+      return malformed(std::string(where) + ": duplicate tensor name '" + t.name + "'");
   return ps;
 }
 
@@ -276,7 +332,8 @@ result<metric_list> read_metrics(capnp::List<w::Metric>::Reader in) {
   return out;
 }
 
-result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
+result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes,
+                             std::vector<const float*>* in_place = nullptr) {
   if (root.getProtocolVersion() != w::PROTOCOL_VERSION)
     return error{errc::unsupported_version,
                  "protocol version " + std::to_string(root.getProtocolVersion())
@@ -335,7 +392,7 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes) {
     }
     case w::Envelope::Body::UPDATE: {
       auto m = body.getUpdate();
-      auto ps = read_prompts(m.getPrompts(), "update prompts", max_bytes, false);
+      auto ps = read_prompts(m.getPrompts(), "update prompts", max_bytes, false, in_place);
       if (!ps)
         return ps.err();
       update_msg out;
@@ -431,12 +488,55 @@ std::size_t payload_words(const message_body& body, wire_dtype dtype) {
   return ps == nullptr ? 0 : ps->numel() * elem / 8 + 8 * ps->tensors.size();
 }
 
-} // namespace
+/// The builder's segments as a wire_buffer: the table and segment 0 in
+/// `words`; the rest shared, each referenced range with `owner`, any other
+/// (a builder segment beyond the first) copied once into its own keeping.
+wire_buffer assemble(capnp::MessageBuilder& mb, const external_data& ext) {
+  auto segs = mb.getSegmentsForOutput();
+  wire_buffer out;
+  if (segs.size() == 1 || ext.refs.empty()) {
+    // Serialise straight into the output words (no intermediate flat array).
+    out.words.resize(capnp::computeSerializedSizeInWords(mb));
+    kj::ArrayOutputStream stream(kj::arrayPtr(
+      reinterpret_cast<kj::byte*>(out.words.data()), out.words.size() * 8));
+    capnp::writeMessage(stream, mb);
+    return out;
+  }
+  auto n = segs.size();
+  auto table_words = n / 2 + 1;
+  out.words.assign(table_words + segs[0].size(), 0);
+  auto* table = reinterpret_cast<std::uint32_t*>(out.words.data());
+  table[0] = static_cast<std::uint32_t>(n - 1);
+  for (std::size_t i = 0; i < n; ++i)
+    table[1 + i] = static_cast<std::uint32_t>(segs[i].size());
+  std::memcpy(out.words.data() + table_words, segs[0].begin(), segs[0].size() * 8);
+  for (std::size_t i = 1; i < n; ++i) {
+    auto* begin = reinterpret_cast<const std::uint64_t*>(segs[i].begin());
+    bool referenced = std::find(ext.refs.begin(), ext.refs.end(),
+                                static_cast<const void*>(begin)) != ext.refs.end();
+    if (referenced) {
+      out.shared.push_back({ext.owner, begin, segs[i].size()});
+    } else {
+      auto copy = std::make_shared<std::vector<std::uint64_t>>(begin, begin + segs[i].size());
+      out.shared.push_back({copy, copy->data(), copy->size()});
+    }
+  }
+  return out;
+}
 
-wire_buffer encode(const envelope& env, wire_dtype dtype) {
-  capnp::MallocMessageBuilder mb(
-    static_cast<unsigned>(std::min<std::size_t>(payload_words(env.body, dtype) + 256,
-                                                std::size_t{1} << 28)));
+/// encode, with `owner` keeping an update's or evaluation request's prompts
+/// alive where they are referenced (null: they are copied); `moved`, where
+/// set, holds those prompts (the envelope's were moved into it).
+wire_buffer encode_with(const envelope& env, wire_dtype dtype,
+                        std::shared_ptr<const void> owner, const prompt_set* moved = nullptr) {
+  auto* task = std::get_if<task_msg>(&env.body);
+  if (task != nullptr && task->shared_prompts)
+    owner = task->shared_prompts;
+  bool referencing = owner != nullptr && dtype == wire_dtype::f32;
+  capnp::MallocMessageBuilder mb(static_cast<unsigned>(std::min<std::size_t>(
+    (referencing ? 0 : payload_words(env.body, dtype)) + 256, std::size_t{1} << 28)));
+  external_data ext{owner, mb.getOrphanage(), {}};
+  auto* refs = referencing ? &ext : nullptr;
   auto root = mb.initRoot<w::Envelope>();
   root.setProtocolVersion(w::PROTOCOL_VERSION);
   root.setSender(env.sender);
@@ -471,7 +571,7 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         b.setClientId(m.client_id);
         b.setBaseVersion(m.base_version);
         write_prompts(b.initPrompts(), m.shared_prompts ? *m.shared_prompts : m.prompts, dtype,
-                      false);
+                      false, m.shared_prompts ? refs : nullptr);
         b.setLocalSteps(m.local_steps);
         b.setLearningRate(m.learning_rate);
         b.setBatchSize(m.batch_size);
@@ -484,14 +584,14 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
         b.setTaskId(m.task_id);
         b.setClientId(m.client_id);
         b.setBaseVersion(m.base_version);
-        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        write_prompts(b.initPrompts(), moved ? *moved : m.prompts, dtype, false, refs);
         b.setNumSamples(m.num_samples);
         write_metrics([&](unsigned n) { return b.initMetrics(n); }, m.metrics);
       },
       [&](const eval_request_msg& m) {
         auto b = body.initEvalRequest();
         b.setVersion(m.version);
-        write_prompts(b.initPrompts(), m.prompts, dtype, false);
+        write_prompts(b.initPrompts(), moved ? *moved : m.prompts, dtype, false, refs);
         b.setSplit(m.split);
       },
       [&](const eval_report_msg& m) {
@@ -531,13 +631,26 @@ wire_buffer encode(const envelope& env, wire_dtype dtype) {
       },
     },
     env.body);
-  // Serialise straight into the output words (no intermediate flat array).
-  wire_buffer out;
-  out.words.resize(capnp::computeSerializedSizeInWords(mb));
-  kj::ArrayOutputStream stream(kj::arrayPtr(
-    reinterpret_cast<kj::byte*>(out.words.data()), out.words.size() * 8));
-  capnp::writeMessage(stream, mb);
-  return out;
+  return assemble(mb, ext);
+}
+
+} // namespace
+
+wire_buffer encode(const envelope& env, wire_dtype dtype) {
+  return encode_with(env, dtype, nullptr);
+}
+
+wire_buffer encode(envelope&& env, wire_dtype dtype) {
+  // The prompts move into a holder the message keeps and references.
+  prompt_set* ps = nullptr;
+  if (auto* up = std::get_if<update_msg>(&env.body))
+    ps = &up->prompts;
+  else if (auto* ev = std::get_if<eval_request_msg>(&env.body))
+    ps = &ev->prompts;
+  if (ps == nullptr || dtype != wire_dtype::f32)
+    return encode_with(env, dtype, nullptr);
+  auto held = std::make_shared<const prompt_set>(std::move(*ps));
+  return encode_with(env, dtype, held, held.get());
 }
 
 /// The segment table of a single-array Cap'n Proto message, checked as the
@@ -564,8 +677,41 @@ std::optional<error> check_segment_table(const std::vector<std::uint64_t>& words
   return std::nullopt;
 }
 
+/// The segments of a buffer with shared segments, as the reader takes them:
+/// its table must declare segment 0 as exactly the rest of `words`, and one
+/// segment of the stated size per shared segment.
+result<std::vector<kj::ArrayPtr<const capnp::word>>> segments_of(const wire_buffer& buf) {
+  auto& words = buf.words;
+  auto n = static_cast<std::uint64_t>(static_cast<std::uint32_t>(words[0])) + 1;
+  auto table_words = n / 2 + 1;
+  if (n != buf.shared.size() + 1 || table_words > words.size())
+    return malformed("segment table declares " + std::to_string(n) + " segments, the buffer holds "
+                     + std::to_string(buf.shared.size() + 1));
+  auto size_of = [&](std::uint64_t i) {
+    auto at = i + 1;
+    auto w = words[at / 2];
+    return static_cast<std::uint64_t>(at % 2 == 0 ? static_cast<std::uint32_t>(w)
+                                                  : static_cast<std::uint32_t>(w >> 32));
+  };
+  std::vector<kj::ArrayPtr<const capnp::word>> out;
+  if (size_of(0) != words.size() - table_words)
+    return malformed("segment 0 is declared with " + std::to_string(size_of(0)) + " words, holds "
+                     + std::to_string(words.size() - table_words));
+  out.emplace_back(reinterpret_cast<const capnp::word*>(words.data() + table_words), size_of(0));
+  for (std::uint64_t i = 1; i < n; ++i) {
+    auto& seg = buf.shared[i - 1];
+    if (size_of(i) != seg.words)
+      return malformed("segment " + std::to_string(i) + " is declared with "
+                       + std::to_string(size_of(i)) + " words, holds "
+                       + std::to_string(seg.words));
+    out.emplace_back(reinterpret_cast<const capnp::word*>(seg.data), seg.words);
+  }
+  return out;
+}
+
 /// Checks the size, opens `buf` as a Cap'n Proto message within `limits`
 /// and hands its root to `read`; exceptions of the reader are `malformed`.
+/// A buffer with shared segments is read where they lie.
 template <class T, class Read>
 result<T> with_root(const wire_buffer& buf, const decode_limits& limits, Read read) {
   if (buf.size_bytes() > limits.max_bytes)
@@ -575,12 +721,26 @@ result<T> with_root(const wire_buffer& buf, const decode_limits& limits, Read re
                    + std::to_string(limits.max_bytes)};
   if (buf.words.empty())
     return malformed("empty message");
-  if (auto err = check_segment_table(buf.words))
-    return *err;
+  std::vector<kj::ArrayPtr<const capnp::word>> segments;
+  if (buf.is_flat()) {
+    if (auto err = check_segment_table(buf.words))
+      return *err;
+  } else {
+    auto segs = segments_of(buf);
+    if (!segs)
+      return segs.err();
+    segments = std::move(segs).value();
+  }
   try {
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = limits.traversal_limit_words;
     opts.nestingLimit = limits.nesting_limit;
+    if (!buf.is_flat()) {
+      capnp::SegmentArrayMessageReader reader(
+        kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>(segments.data(), segments.size()),
+        opts);
+      return read(reader.getRoot<w::Envelope>());
+    }
     kj::ArrayPtr<const capnp::word> words(
       reinterpret_cast<const capnp::word*>(buf.words.data()), buf.words.size());
     capnp::FlatArrayMessageReader reader(words, opts);
@@ -596,6 +756,51 @@ result<envelope> decode(const wire_buffer& buf, const decode_limits& limits) {
   return with_root<envelope>(buf, limits, [&](w::Envelope::Reader root) {
     return decode_root(root, limits.max_bytes);
   });
+}
+
+result<update_in_place> decode_update_in_place(const wire_buffer& buf,
+                                               const decode_limits& limits) {
+  update_in_place out;
+  auto env = with_root<envelope>(buf, limits, [&](w::Envelope::Reader root) -> result<envelope> {
+    if (root.getBody().which() != w::Envelope::Body::UPDATE)
+      return error{errc::unsupported, "not an update"};
+    return decode_root(root, limits.max_bytes, &out.data);
+  });
+  if (!env)
+    return env.err();
+  out.sender = std::move(env.value().sender);
+  out.msg = std::move(std::get<update_msg>(env.value().body));
+  return out;
+}
+
+void wire_buffer::flatten() {
+  if (shared.empty())
+    return;
+  std::size_t n = words.size();
+  for (auto& s : shared)
+    n += s.words;
+  words.reserve(n);
+  for (auto& s : shared)
+    words.insert(words.end(), s.data, s.data + s.words);
+  shared.clear();
+}
+
+const unsigned char* wire_buffer::bytes() const {
+  if (!shared.empty()) {
+    std::fprintf(stderr, "fedsp: bug: the bytes of a wire_buffer with shared segments were read "
+                         "without flattening it\n");
+    std::abort();
+  }
+  return reinterpret_cast<const unsigned char*>(words.data());
+}
+
+bool operator==(const wire_buffer& a, const wire_buffer& b) {
+  if (a.size_bytes() != b.size_bytes())
+    return false;
+  auto fa = a, fb = b;
+  fa.flatten();
+  fb.flatten();
+  return fa.words == fb.words;
 }
 
 result<envelope_head> peek(const wire_buffer& buf, const decode_limits& limits) {

@@ -141,6 +141,10 @@ std::optional<error> record_log::open_segment(std::uint64_t n) {
 }
 
 std::optional<error> record_log::append(std::initializer_list<std::string_view> parts) {
+  return append(std::vector<std::string_view>(parts));
+}
+
+std::optional<error> record_log::append(const std::vector<std::string_view>& parts) {
   std::size_t size = 0;
   std::uint32_t crc = 0;
   for (auto& p : parts) {
@@ -320,7 +324,7 @@ std::string encode_checkpoint(const checkpoint_data& ck) {
   for (auto& [name, ps] : ck.prompts) {
     auto buf = encode(envelope{name, eval_request_msg{ps.version, ps, "checkpoint"}});
     put(out, static_cast<std::uint64_t>(buf.size_bytes()));
-    out.append(reinterpret_cast<const char*>(buf.bytes()), buf.size_bytes());
+    buf.for_each_piece([&](const char* p, std::size_t n) { out.append(p, n); });
   }
   put(out, static_cast<std::uint32_t>(ck.blobs.size()));
   for (auto& [name, bytes] : ck.blobs) {

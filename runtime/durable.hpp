@@ -61,6 +61,7 @@ public:
   /// The same, the record being the concatenation of `parts` (written with
   /// one writev, without copying them together).
   std::optional<error> append(std::initializer_list<std::string_view> parts);
+  std::optional<error> append(const std::vector<std::string_view>& parts);
   /// The segment being written.
   std::uint64_t segment() const { return segment_; }
   /// Records appended to the current segment.

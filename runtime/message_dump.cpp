@@ -25,8 +25,9 @@ std::string message_dump::write(const char* kind, const std::string& sender,
     safe += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
   auto path = dir_ + "/" + prefix + "-" + kind + "-" + safe + ".bin";
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(buf.bytes()),
-            static_cast<std::streamsize>(buf.size_bytes()));
+  buf.for_each_piece([&](const char* p, std::size_t n) { // (shared segments too)
+    out.write(p, static_cast<std::streamsize>(n));
+  });
   return out ? path : std::string();
 }
 

@@ -53,4 +53,8 @@ std::optional<error> check_layout(const prompt_set& expected,
 /// index of the first offending element.
 std::optional<error> check_values(const prompt_set& ps);
 
+/// Every one of n floats is finite; the error names `name` and the index
+/// of the first that is not.
+std::optional<error> check_finite(const std::string& name, const float* data, std::size_t n);
+
 } // namespace fedsp

@@ -107,10 +107,19 @@ struct plot_series {
 struct plot_frame {
   double width = 520, height = 260, right = 16;
   bool integer_x = false; // x ticks at whole numbers (versions, rounds)
+  bool log_x = false;     // x on a log10 scale, ticks at powers of ten (x > 0)
 };
 
 const char* const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                                "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+
+/// A whole number with thousands separators: 100000 -> "100,000".
+std::string thousands(double v) {
+  auto s = std::to_string(static_cast<long long>(std::llround(v)));
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
+    s.insert(static_cast<std::size_t>(i), ",");
+  return s;
+}
 
 /// A line plot with axes, ticks at round numbers and a legend. `fraction`
 /// keeps the y axis inside [0, 1] (accuracies).
@@ -120,15 +129,17 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
   const double W = frame.width, H = frame.height, L = 56, R = frame.right, T = 28, B = 40;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   bool any = false;
+  // On a log axis everything below works on log10(x); labels say x.
+  auto lx = [&](double x) { return frame.log_x ? std::log10(x) : x; };
   auto extend = [&](const point& p) {
-    if (std::isnan(p.y) || std::isnan(p.x))
+    if (std::isnan(p.y) || std::isnan(p.x) || (frame.log_x && !(p.x > 0)))
       return;
     if (!any) {
-      x0 = x1 = p.x;
+      x0 = x1 = lx(p.x);
       y0 = y1 = p.y;
       any = true;
     }
-    x0 = std::min(x0, p.x), x1 = std::max(x1, p.x);
+    x0 = std::min(x0, lx(p.x)), x1 = std::max(x1, lx(p.x));
     y0 = std::min(y0, p.y), y1 = std::max(y1, p.y);
   };
   for (auto& s : series)
@@ -141,10 +152,11 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
     if (y1 - y0 < 0.1)
       y1 = std::min(1.0, y0 + 0.1), y0 = y1 - 0.1;
   }
-  auto xt = nice_ticks(x0, x1, 5, frame.integer_x ? 1.0 : 0.0), yt = nice_ticks(y0, y1, 4);
+  auto xt = nice_ticks(x0, x1, 5, frame.integer_x || frame.log_x ? 1.0 : 0.0),
+       yt = nice_ticks(y0, y1, 4);
   x0 = xt.front(), x1 = xt.back(), y0 = yt.front(), y1 = yt.back();
   double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
-  auto sx = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  auto sx = [&](double x) { return L + (lx(x) - x0) / (x1 - x0) * (W - L - R); };
   auto sy = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
@@ -157,39 +169,44 @@ std::string line_plot(const std::string& title, const std::string& xlabel,
     o << "<text x='" << L - 6 << "' y='" << sy(y) + 4 << "' text-anchor='end'>"
       << tick_label(y, ystep) << "</text><line x1='" << L << "' x2='" << W - R << "' y1='"
       << sy(y) << "' y2='" << sy(y) << "' stroke='#eee'/>";
-  for (double x : xt)
-    o << "<text x='" << sx(x) << "' y='" << H - B + 14 << "' text-anchor='middle'>"
-      << tick_label(x, xstep) << "</text>";
+  for (double x : xt) {
+    double at = frame.log_x ? std::pow(10.0, x) : x; // (sx takes x itself)
+    o << "<text x='" << sx(at) << "' y='" << H - B + 14 << "' text-anchor='middle'>"
+      << (frame.log_x ? thousands(at) : tick_label(x, xstep)) << "</text>";
+  }
   o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 6 << "' text-anchor='middle'>"
     << escape(xlabel) << "</text>";
   if (!ylabel.empty())
     o << "<text x='12' y='" << (T + H - B) / 2 << "' text-anchor='middle' transform='rotate(-90 12 "
       << (T + H - B) / 2 << ")'>" << escape(ylabel) << "</text>";
   bool legend_outside = R > 100;
+  // (a point with no value, or one a log axis has no place for, is skipped)
+  auto drawable = [&](const point& p) { return !std::isnan(p.y) && !(frame.log_x && !(p.x > 0)); };
   std::size_t k = 0;
   for (auto& s : series) {
     auto color = palette[k % (sizeof palette / sizeof palette[0])];
     // The band: along lo, back along hi.
     std::string band;
     for (auto& p : s.lo)
-      if (!std::isnan(p.y))
+      if (drawable(p))
         band += (band.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
     for (auto it = s.hi.rbegin(); it != s.hi.rend(); ++it)
-      if (!std::isnan(it->y))
+      if (drawable(*it))
         band += " L" + fmt(sx(it->x), 6) + " " + fmt(sy(it->y), 6);
     if (!band.empty())
       o << "<path d='" << band << " Z' fill='" << color << "' fill-opacity='0.15' stroke='none'/>";
     std::string path;
     for (auto& p : s.pts)
-      if (!std::isnan(p.y))
+      if (drawable(p))
         path += (path.empty() ? "M" : " L") + fmt(sx(p.x), 6) + " " + fmt(sy(p.y), 6);
     o << "<path d='" << path << "' fill='none' stroke='" << color << "' stroke-width='1.5'"
       << (s.dashed ? " stroke-dasharray='5 3'" : "") << "/>";
     if (!s.dashed)
       for (auto& p : s.pts)
-        if (!std::isnan(p.y))
+        if (drawable(p))
           o << "<circle cx='" << sx(p.x) << "' cy='" << sy(p.y) << "' r='2.5' fill='" << color
-            << "'><title>" << escape(s.name) << " " << fmt(p.x) << ": " << fmt(p.y)
+            << "'><title>" << escape(s.name) << " "
+            << (frame.log_x ? thousands(p.x) : fmt(p.x)) << ": " << fmt(p.y)
             << "</title></circle>";
     if (legend_outside)
       o << "<line x1='" << W - R + 10 << "' x2='" << W - R + 28 << "' y1='" << T + 10 + 16 * k
@@ -465,6 +482,22 @@ double sd_of(const std::vector<double>& xs) {
 }
 
 } // namespace
+
+std::string scale_svg(const std::string& title, const std::string& ylabel,
+                      const std::vector<scale_series>& series) {
+  std::vector<plot_series> lines;
+  for (auto& sr : series) {
+    plot_series ps(sr.name, {});
+    for (auto& [x, y] : sr.points)
+      ps.pts.push_back({x, y});
+    lines.push_back(std::move(ps));
+  }
+  plot_frame frame;
+  frame.log_x = true;
+  frame.right = 150; // the legend to the right
+  frame.width = 640;
+  return line_plot(title, "clients (log scale)", lines, y_axis::free, ylabel, frame);
+}
 
 result<std::string> comparison_svg(const std::vector<compared_method>& methods,
                                    const std::string& title, std::string* table) {

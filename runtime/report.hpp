@@ -39,6 +39,18 @@ struct compared_method {
 result<std::string> comparison_svg(const std::vector<compared_method>& methods,
                                    const std::string& title, std::string* table = nullptr);
 
+/// One line of scale_svg: (clients, value) points.
+struct scale_series {
+  std::string name;
+  std::vector<std::pair<double, double>> points;
+};
+
+/// An SVG line plot of values against the number of clients on a log10 x
+/// axis with ticks at powers of ten (bench/scale.sh: time per update and
+/// peak memory from 10 to 100,000 clients). Points with x <= 0 are left out.
+std::string scale_svg(const std::string& title, const std::string& ylabel,
+                      const std::vector<scale_series>& series);
+
 /// Reads DIR/summary.json and DIR/events.jsonl, writes DIR/metrics.csv and
 /// DIR/report.html. Errors name the file that could not be read or written.
 std::optional<error> write_run_report(const std::string& dir);

@@ -114,6 +114,14 @@ public:
   std::optional<error> add(std::uint64_t id, double num_samples, std::uint64_t staleness,
                            std::shared_ptr<const prompt_set> base, prompt_set prompts,
                            const staleness_fn& s);
+  /// The same, reading the update's values in place: `layout` names its
+  /// tensors and shapes (data empty), `data[t]` points at tensor t's
+  /// layout.tensors[t].numel() floats, kept alive by `keep` until folded
+  /// (the aggregator passes the received message: no copy of the prompts).
+  std::optional<error> add_in_place(std::uint64_t id, double num_samples, std::uint64_t staleness,
+                                    std::shared_ptr<const prompt_set> base,
+                                    const prompt_set& layout, std::vector<const float*> data,
+                                    std::shared_ptr<const void> keep, const staleness_fn& s);
   /// current + eta * sum_i n_i s(tau_i) (u_i - b_i) / sum_i n_i.
   result<prompt_set> apply(const prompt_set& current, double eta = 1.0);
   std::size_t count() const { return count_; }
@@ -123,7 +131,8 @@ private:
   struct held {
     double weight;
     std::shared_ptr<const prompt_set> base;
-    prompt_set prompts;
+    std::vector<const float*> data; // per tensor, kept alive by `keep`
+    std::shared_ptr<const void> keep;
   };
   void flush();
 

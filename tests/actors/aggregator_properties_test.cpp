@@ -90,7 +90,7 @@ RC_GTEST_PROP(aggregator_properties, accepted_updates_are_folded_exactly_once_or
     req.close_round = close_rounds;
     req.min_updates = static_cast<std::uint32_t>(1 + uniform_below(r, 3));
     req.version = version;
-    req.current = filled(0);
+    req.current = std::make_shared<const prompt_set>(filled(0));
     req.strategy = strategy;
     req.staleness = parse_staleness("sqrt").value();
     aggregate_outcome out;

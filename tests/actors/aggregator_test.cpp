@@ -70,7 +70,7 @@ protected:
     aggregate_request req;
     req.round = round;
     req.min_updates = min;
-    req.current = *base;
+    req.current = base;
     server->request(agg, caf::infinite, close_atom::value, req)
       .receive([&](aggregate_outcome& o) { out = std::move(o); },
                [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
@@ -97,7 +97,7 @@ TEST_F(aggregator_test, stale_updates_are_weighted_and_the_bound_is_enforced) {
     submit("client-1", update_msg{1, 1, 0, prompts(4.f), 10, {}}).body));
   aggregate_request req;
   req.version = 3;
-  req.current = prompts(2.f);
+  req.current = std::make_shared<const prompt_set>(prompts(2.f));
   req.strategy = "fedbuff";
   req.staleness = parse_staleness("sqrt").value();
   aggregate_outcome out;
@@ -226,7 +226,7 @@ protected:
   aggregate_outcome close(aggregator_actor a, const std::string& strategy) {
     aggregate_request req;
     req.version = 2;
-    req.current = filled(3.f, 0.1f);
+    req.current = std::make_shared<const prompt_set>(filled(3.f, 0.1f));
     req.strategy = strategy;
     req.staleness = parse_staleness("sqrt").value();
     aggregate_outcome out;

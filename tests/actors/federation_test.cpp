@@ -1,4 +1,5 @@
 // Three clients, two synchronous rounds, through every actor of a run.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "actors/federation.hpp"
 #include "runtime/codec.hpp"
+#include "runtime/run_check.hpp"
 #include "tests/actors/actor_test_util.hpp"
 
 namespace fedsp {
@@ -153,6 +155,58 @@ TEST_F(federation_test, prompts_sent_in_round_two_are_the_new_version) {
   EXPECT_NE(tasks[1][0].prompts.tensors[0].data, tasks[2][0].prompts.tensors[0].data);
   // Every client of a round gets the same global prompts.
   EXPECT_EQ(tasks[2][0].prompts, tasks[2][2].prompts);
+}
+
+// Large null updates (shared segments, read in place by the aggregator)
+// through every actor: each accepted update folded exactly once, FedAvg of
+// unchanged prompts is the prompts, and a model without a test set says
+// "not scored", never an evaluation error.
+TEST(federation_large_updates, are_folded_once_and_not_scored) {
+  auto sc = parse_scenario(R"(name: large-null
+seed: 4
+model:
+  kind: null
+  parameters: 200000
+data:
+  train: 24
+  test: 10
+  public: 10
+clients:
+  count: 24
+method:
+  name: fedprompt
+training:
+  prompt_steps: 1
+  prompt_lr: 0.1
+federation:
+  rounds: 3
+)",
+                           "large-null.yaml");
+  ASSERT_TRUE(sc) << sc.err().text;
+  auto dir = fs::temp_directory_path() / ("fedsp_large_null_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  run_options opts;
+  opts.out_dir = dir.string();
+  opts.console = false;
+  auto s = run_federation(sc.value(), opts);
+  ASSERT_TRUE(s) << s.err().text;
+  EXPECT_EQ(number_at(s.value(), {"updates_accepted"}), 72);
+  EXPECT_EQ(number_at(s.value(), {"updates_aggregated"}), 72);
+  auto rc = check_run(dir.string()); // every accepted update folded exactly once
+  ASSERT_TRUE(rc) << rc.err().text;
+  EXPECT_TRUE(rc.value().ok());
+  EXPECT_EQ(rc.value().last_version, 3u);
+  EXPECT_TRUE(std::isnan(number_at(s.value(), {"final", "global", "test_acc"})));
+  std::ifstream log(dir / "fedsp.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("evaluation failed"), std::string::npos) << text;
+  EXPECT_NE(text.find("version 0 (before training): not scored"), std::string::npos) << text;
+  EXPECT_NE(text.find("round 3/3 | version 3 | t"), std::string::npos) << text;
+  // Each client received each round's prompts: 200,000 floats, 800 KB a task.
+  auto traffic = s.value().find("traffic");
+  ASSERT_NE(traffic, nullptr);
+  EXPECT_GT(number_at(*traffic, {"client-5", "bytes_received"}), 3 * 800000.0);
+  fs::remove_all(dir);
 }
 
 } // namespace

@@ -36,6 +36,7 @@ TEST(wire, an_update_crosses_caf_serialisation_unchanged) {
   auto bytes = serialize(buf);
   wire_buffer back;
   ASSERT_FALSE(deserialize(bytes, back));
+  buf.flatten(); // (its prompts were referenced: the peer reads them in line)
   EXPECT_EQ(back.words, buf.words);
   auto env = decode(back);
   ASSERT_TRUE(env) << env.err().message();
@@ -43,6 +44,25 @@ TEST(wire, an_update_crosses_caf_serialisation_unchanged) {
   ASSERT_NE(up, nullptr);
   EXPECT_EQ(up->task_id, 7u);
   EXPECT_EQ(env.value().sender, "client-3");
+}
+
+TEST(wire, shared_segments_cross_as_one_flat_message) {
+  // An update whose prompts the message references (encode took them):
+  // CAF's serializer writes them behind the header, the peer gets one flat
+  // buffer with the same bytes as flatten() and the same contents.
+  auto ps = test::make_prompts({5000});
+  auto buf = encode(envelope{"client-3", update_msg{7, 3, 2, ps, 40, {{"loss_after", 0.25}}}});
+  ASSERT_FALSE(buf.is_flat());
+  auto bytes = serialize(buf);
+  wire_buffer back;
+  ASSERT_FALSE(deserialize(bytes, back));
+  EXPECT_TRUE(back.is_flat());
+  auto flat = buf;
+  flat.flatten();
+  EXPECT_EQ(back.words, flat.words);
+  auto env = decode(back);
+  ASSERT_TRUE(env) << env.err().message();
+  EXPECT_EQ(std::get<update_msg>(env.value().body).prompts, ps);
 }
 
 TEST(wire, the_message_bytes_go_as_one_block_after_a_short_length) {

@@ -155,11 +155,124 @@ TEST(codec, inputs_the_fuzzer_found_are_refused) {
 }
 
 TEST(codec, a_task_with_shared_prompts_encodes_as_with_its_own) {
+  // Small prompts are copied either way: the same bytes.
   auto own = test::make_task(test::make_prompts({2, 8}));
   auto shared = own;
   shared.shared_prompts = std::make_shared<const prompt_set>(own.prompts);
   shared.prompts = prompt_set{};
   EXPECT_EQ(encode(envelope{"server", own}).words, encode(envelope{"server", shared}).words);
+}
+
+/// Two tensors: one large enough to be referenced (4 KiB or more), one not.
+prompt_set large_prompts() {
+  auto ps = test::make_prompts({64, 32}, 0.f, 0.001f); // 2,048 floats = 8 KiB
+  ps.tensors.push_back({"small", {3}, {1.f, 2.f, 3.f}});
+  return ps;
+}
+
+TEST(codec, large_shared_prompts_are_read_in_place_by_every_task) {
+  auto version = std::make_shared<const prompt_set>(large_prompts());
+  auto task = test::make_task(prompt_set{});
+  task.shared_prompts = version;
+  auto a = encode(envelope{"server", task});
+  task.task_id = 43;
+  auto b = encode(envelope{"server", task});
+  // Both tasks point at the version's own floats: nothing was copied.
+  auto* floats = reinterpret_cast<const std::uint64_t*>(version->tensors[0].data.data());
+  ASSERT_EQ(a.shared.size(), 1u);
+  ASSERT_EQ(b.shared.size(), 1u);
+  EXPECT_EQ(a.shared[0].data, floats);
+  EXPECT_EQ(b.shared[0].data, floats);
+  EXPECT_EQ(a.shared[0].words, 2048u * 4 / 8);
+  // The header is small; the whole message is still counted.
+  EXPECT_LT(a.words.size() * 8, 1024u);
+  EXPECT_GT(a.size_bytes(), 2048u * 4);
+  auto got = decode(a);
+  ASSERT_TRUE(got) << got.err().message();
+  auto& t = std::get<task_msg>(got.value().body);
+  EXPECT_EQ(t.task_id, 42u);
+  EXPECT_EQ(t.prompts.tensors, version->tensors);
+  // Written out, it is one standard Cap'n Proto message with two segments,
+  // read like any other from bytes (a file, a socket).
+  auto flat = a;
+  flat.flatten();
+  EXPECT_TRUE(flat.is_flat());
+  EXPECT_EQ(flat.words[0] & 0xFFFFFFFFu, 1u); // segment count - 1
+  auto from_bytes = decode_bytes(flat.bytes(), flat.size_bytes());
+  ASSERT_TRUE(from_bytes) << from_bytes.err().message();
+  EXPECT_EQ(std::get<task_msg>(from_bytes.value().body).prompts.tensors, version->tensors);
+  EXPECT_TRUE(a == flat);
+}
+
+TEST(codec, an_update_taken_by_the_encoder_is_referenced_and_read_in_place) {
+  auto ps = large_prompts();
+  auto* trained = ps.tensors[0].data.data();
+  auto buf = encode(envelope{"client-3", update_msg{7, 3, 2, std::move(ps), 40, {{"loss", 0.5}}}});
+  ASSERT_EQ(buf.shared.size(), 1u);
+  EXPECT_EQ(reinterpret_cast<const float*>(buf.shared[0].data), trained); // moved, not copied
+  auto view = decode_update_in_place(buf);
+  ASSERT_TRUE(view) << view.err().message();
+  EXPECT_EQ(view.value().sender, "client-3");
+  EXPECT_EQ(view.value().msg.task_id, 7u);
+  EXPECT_EQ(view.value().msg.num_samples, 40u);
+  ASSERT_EQ(view.value().data.size(), 2u);
+  EXPECT_EQ(view.value().data[0], trained);                    // read where it lies
+  EXPECT_TRUE(view.value().msg.prompts.tensors[0].data.empty()); // names and shapes only
+  EXPECT_EQ(view.value().msg.prompts.tensors[1].name, "small");
+  EXPECT_EQ(view.value().data[1][2], 3.f);
+  // The full decode reads the same values.
+  auto full = decode(buf);
+  ASSERT_TRUE(full);
+  EXPECT_FLOAT_EQ(std::get<update_msg>(full.value().body).prompts.tensors[0].data[5], 0.005f);
+}
+
+TEST(codec, an_update_read_in_place_is_checked_like_a_decoded_one) {
+  auto ps = large_prompts();
+  ps.tensors[0].data[1500] = std::nanf("");
+  auto bad = encode(envelope{"client-3", update_msg{7, 3, 2, ps, 40, {}}});
+  auto view = decode_update_in_place(bad);
+  ASSERT_FALSE(view);
+  EXPECT_EQ(view.err().code, errc::non_finite);
+  EXPECT_NE(view.err().text.find("tensor 'prefix' element 1500"), std::string::npos)
+    << view.err().text;
+  auto full = decode(bad); // the copying path says the same
+  ASSERT_FALSE(full);
+  EXPECT_NE(full.err().text.find("tensor 'prefix' element 1500"), std::string::npos)
+    << full.err().text;
+  // Half precision cannot be read in place: `unsupported`, and decode reads it.
+  auto half = encode(envelope{"client-3", update_msg{7, 3, 2, large_prompts(), 40, {}}},
+                     wire_dtype::f16);
+  auto v16 = decode_update_in_place(half);
+  ASSERT_FALSE(v16);
+  EXPECT_EQ(v16.err().code, errc::unsupported);
+  EXPECT_TRUE(decode(half));
+  // Not an update at all.
+  auto task = decode_update_in_place(encode(envelope{"server", test::make_task(large_prompts())}));
+  ASSERT_FALSE(task);
+  EXPECT_EQ(task.err().code, errc::unsupported);
+}
+
+TEST(codec, shared_segments_that_disagree_with_the_table_are_malformed) {
+  auto buf = encode(envelope{"client-3", update_msg{7, 3, 2, large_prompts(), 40, {}}});
+  ASSERT_EQ(buf.shared.size(), 1u);
+  auto shorter = buf;
+  shorter.shared[0].words -= 1;
+  auto r = decode(shorter);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.err().code, errc::malformed);
+  EXPECT_NE(r.err().text.find("segment 1 is declared with 1024 words, holds 1023"),
+            std::string::npos) << r.err().text;
+  auto missing = buf;
+  missing.shared.clear(); // a table for two segments over one
+  auto m = decode(missing);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.err().code, errc::malformed);
+  auto extra = buf;
+  extra.shared.push_back(buf.shared[0]);
+  auto e = decode_update_in_place(extra);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.err().text.find("declares 2 segments, the buffer holds 3"), std::string::npos)
+    << e.err().text;
 }
 
 TEST(codec, truncated_message_is_malformed) {

@@ -152,5 +152,26 @@ TEST(report, unreadable_runs_are_named) {
   fs::remove_all(d);
 }
 
+TEST(report, scale_plots_put_clients_on_a_log_axis) {
+  auto svg = scale_svg("Time per update", "µs per update",
+                       {{"null", {{10, 40}, {1000, 35}, {100000, 50}}},
+                        {"bad points", {{0, 1}, {-5, 2}}}});
+  // Ticks at every power of ten from 10 to 100,000, with separators.
+  for (auto tick : {">10<", ">100<", ">1,000<", ">10,000<", ">100,000<"})
+    EXPECT_NE(svg.find(tick), std::string::npos) << tick;
+  // Equal ratios take equal room: 10 -> 1,000 as wide as 1,000 -> 100,000.
+  auto x_of = [&](const std::string& title) {
+    auto at = svg.find("<title>" + title + "</title>");
+    EXPECT_NE(at, std::string::npos) << title;
+    auto cx = svg.rfind("cx='", at);
+    return std::stod(svg.substr(cx + 4));
+  };
+  double a = x_of("null 10: 40"), b = x_of("null 1,000: 35"), c = x_of("null 100,000: 50");
+  EXPECT_NEAR(b - a, c - b, 0.5);
+  // Clients of zero or fewer have no place on a log axis: left out.
+  EXPECT_EQ(svg.find("bad points 0:"), std::string::npos);
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+}
+
 } // namespace
 } // namespace fedsp

@@ -36,7 +36,7 @@ struct fixture : test::dsl_fixture {
   aggregate_outcome close(std::uint32_t round) {
     aggregate_request req;
     req.round = round;
-    req.current = *base;
+    req.current = base;
     self->send(agg, close_atom::value, req);
     expect((close_atom, aggregate_request), from(self).to(agg));
     aggregate_outcome out;
