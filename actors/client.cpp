@@ -156,11 +156,11 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
   // from the process's pulse (spawn_pulse), not from timers of its own.
   auto silence = std::chrono::duration<double>(cfg.sc->federation.silence_s);
   auto beat = client_beat(*cfg.sc);
-  auto watching = [=] {
+  auto model_arriving = [=] {
     auto& st = self->state;
-    return !st.held.empty()
-           || (st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete());
+    return st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete();
   };
+  auto watching = [=] { return !self->state.held.empty() || model_arriving(); };
   auto arm = [=] {
     if (self->state.ticking)
       return;
@@ -204,8 +204,7 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       st.ticking = false;
       if (watching())
         arm();
-      if (st.welcomed && !st.session && !st.building && !st.broken && !st.model.complete()
-          && std::chrono::steady_clock::now() - st.model_progress > silence) {
+      if (model_arriving() && std::chrono::steady_clock::now() - st.model_progress > silence) {
         st.broken = error{errc::io, "model transfer stalled: "
                                       + std::to_string(st.model.chunks_received())
                                       + " chunk(s) arrived, then nothing for "
