@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   std::string preset = argv[1], which = argv[2];
   long B = std::atol(argv[3]), T = std::atol(argv[4]), steps = std::atol(argv[5]);
   fedsp::set_compute_threads(std::atoi(argv[6])); // as fedsp runs: torch threads, OpenBLAS 1
-  auto cfg = gpt2_preset(preset);
+  auto cfg = model_preset(preset);
   if (!cfg) {
     std::fprintf(stderr, "%s\n", cfg.err().text.c_str());
     return 2;

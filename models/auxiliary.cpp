@@ -44,15 +44,16 @@ result<auxiliary_model> build_auxiliary(gpt& global, const aux_params& p) {
   cfg.n_layer = static_cast<std::int64_t>(layer_block.size());
   gpt aux(cfg, static_cast<std::int64_t>(source_block.size()), layer_block);
 
-  // Copy weights: embeddings and ln_f by name, block b from its source block.
+  // Copy weights: embeddings and final norm by name, block b from its source block.
   torch::NoGradGuard no_grad;
   auto src = global->named_parameters();
   for (auto& item : aux->named_parameters()) {
     auto name = item.key();
-    if (name.rfind("h.", 0) == 0) {
-      auto dot = name.find('.', 2);
-      auto b = std::stoll(name.substr(2, dot - 2));
-      name = "h." + std::to_string(source_block[static_cast<std::size_t>(b)]) + name.substr(dot);
+    auto blocks = std::string(aux->blocks_name()) + ".";
+    if (name.rfind(blocks, 0) == 0) {
+      auto dot = name.find('.', blocks.size());
+      auto b = std::stoll(name.substr(blocks.size(), dot - blocks.size()));
+      name = blocks + std::to_string(source_block[static_cast<std::size_t>(b)]) + name.substr(dot);
     }
     item.value().copy_(src[name]);
   }

@@ -25,7 +25,7 @@ result<torch::Tensor> prefix_for(gpt& model, const prompt_set& ps, const std::st
   auto& c = model->config();
   soft_prompt_config pc;
   pc.depth = model->depth();
-  pc.n_head = c.n_head;
+  pc.n_head = c.kv_heads();
   pc.head_dim = c.head_dim();
   if (auto* t = ps.find("prefix"); t != nullptr && t->shape.size() == 5) {
     pc.length = t->shape[3];
@@ -47,7 +47,7 @@ result<torch::Tensor> prefix_for(gpt& model, const prompt_set& ps, const std::st
 } // namespace
 
 result<pretrain_summary> run_pretrain(const pretrain_options& o, const pretrain_progress& progress) {
-  auto cfg = gpt2_preset(o.preset);
+  auto cfg = model_preset(o.preset);
   if (!cfg)
     return cfg.err();
   if (o.heldout_fraction <= 0 || o.heldout_fraction >= 1)

@@ -79,10 +79,10 @@ result<task_split> load_task_split(const scenario& sc) {
 
 namespace {
 
-soft_prompt_config prompt_config(const scenario& sc, const gpt2_config& c, std::int64_t depth) {
+soft_prompt_config prompt_config(const scenario& sc, const decoder_config& c, std::int64_t depth) {
   soft_prompt_config p;
   p.depth = depth;
-  p.n_head = c.n_head;
+  p.n_head = c.kv_heads();
   p.head_dim = c.head_dim();
   p.length = sc.model.prompt_length;
   p.init_std = sc.model.prompt_init_std;
@@ -165,8 +165,15 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
       if (!g)
         return g.err();
       m.global = g.value();
+      if (!sc.model.family.empty() && sc.model.family != m.global->config().family)
+        return error{errc::bad_scenario, "key 'model.family' is " + sc.model.family + " but '"
+                                           + sc.model.checkpoint + "' holds a "
+                                           + m.global->config().model_type + " model (family "
+                                           + m.global->config().family + ")"};
     } else {
-      gpt2_config c;
+      decoder_config c;
+      c.family = c.model_type = sc.model.family.empty() ? "gpt2" : sc.model.family;
+      c.n_kv_head = sc.model.kv_heads;
       c.n_layer = sc.model.layers;
       c.n_embd = sc.model.width;
       c.n_head = sc.model.heads;

@@ -25,7 +25,7 @@ namespace fedsp::models {
 
 struct soft_prompt_config {
   std::int64_t depth = 4;    // L: layers of the model it serves
-  std::int64_t n_head = 4;   // H
+  std::int64_t n_head = 4;   // key/value heads of the model (KV; H without GQA)
   std::int64_t head_dim = 32; // hd
   std::int64_t length = 16;  // P
   bool reparameterize = false;

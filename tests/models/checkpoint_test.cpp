@@ -152,7 +152,7 @@ TEST_F(checkpoint_test, inconsistent_checkpoints_name_the_tensor) {
 }
 
 TEST_F(checkpoint_test, own_model_files_keep_config_and_layer_map) {
-  gpt2_config cfg;
+  decoder_config cfg;
   cfg.n_layer = 3;
   cfg.n_embd = 16;
   cfg.n_head = 2;

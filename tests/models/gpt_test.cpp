@@ -6,8 +6,8 @@
 namespace fedsp::models {
 namespace {
 
-gpt2_config cfg() {
-  gpt2_config c;
+decoder_config cfg() {
+  decoder_config c;
   c.n_layer = 2;
   c.n_embd = 32;
   c.n_head = 4;

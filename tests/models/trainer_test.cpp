@@ -10,8 +10,8 @@
 namespace fedsp::models {
 namespace {
 
-gpt2_config small() {
-  gpt2_config c;
+decoder_config small() {
+  decoder_config c;
   c.n_layer = 2;
   c.n_embd = 32;
   c.n_head = 4;
