@@ -9,7 +9,7 @@
 PACKAGES := cmake g++ make libcaf-dev libtorch-dev libcapnp-dev capnproto \
             libspdlog-dev librapidcheck-dev libgtest-dev libyaml-cpp-dev \
             libopenblas0-pthread libbenchmark-dev openssl libssl-dev iproute2 \
-            zlib1g-dev nlohmann-json3-dev
+            zlib1g-dev nlohmann-json3-dev libicu-dev
 BUILD ?= build
 JOBS ?= 2
 

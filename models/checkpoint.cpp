@@ -254,7 +254,7 @@ result<decoder_config> gpt2_from_json(hf_config& h) {
 result<decoder_config> opt_from_json(hf_config& h) {
   decoder_config c;
   c.family = c.model_type = "opt";
-  c.tokenizer = "gpt2";
+  c.tokenizer = "opt";
   FEDSP_TRY(h.integer("num_hidden_layers", c.n_layer, true));
   FEDSP_TRY(h.integer("num_attention_heads", c.n_head, true));
   FEDSP_TRY(h.integer("hidden_size", c.n_embd, true));

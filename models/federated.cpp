@@ -187,7 +187,7 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     m.global->eval();
     auto& cfg = m.global->config();
     auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
-    auto tok = make_tokenizer(kind, sc.model.vocab_dir);
+    auto tok = make_tokenizer(kind, tokenizer_source(kind, sc.model.vocab_dir, sc.model.checkpoint));
     if (!tok)
       return tok.err();
     m.tok = std::move(tok).value();
@@ -439,7 +439,7 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     m.body = body.value();
     auto& cfg = m.body->config();
     auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
-    auto tok = make_tokenizer(kind, sc.model.vocab_dir);
+    auto tok = make_tokenizer(kind, tokenizer_source(kind, sc.model.vocab_dir, sc.model.checkpoint));
     if (!tok)
       return tok.err();
     m.tok = std::move(tok).value();

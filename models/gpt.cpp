@@ -35,7 +35,7 @@ result<decoder_config> model_preset(const std::string& name) {
     c.ffn_dim = 4 * width;
     c.n_positions = 2048;
     c.vocab_size = 50272;
-    c.tokenizer = "gpt2";
+    c.tokenizer = "opt";
     return c;
   };
   auto llama = [](std::string type, std::int64_t layers, std::int64_t heads, std::int64_t kv,

@@ -65,7 +65,7 @@ struct decoder_config {
   std::int64_t head_dim_set = 0;   // hd when the config gives it; 0 = C / H
   double layer_norm_epsilon = 1e-5; // LayerNorm eps, or RMSNorm eps (llama)
   double initializer_range = 0.02; // std of random weights
-  std::string tokenizer = "byte";  // byte | gpt2 | hf: what the ids mean
+  std::string tokenizer = "byte";  // byte | gpt2 | opt | hf: what the ids mean
   // opt
   bool pre_norm = true;            // do_layer_norm_before
   bool final_norm = true;          // a final norm after the blocks

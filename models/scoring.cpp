@@ -11,7 +11,8 @@ constexpr std::int64_t ignore_index = -100;
 std::vector<encoded_example> encode_examples(const tokenizer& tok,
                                              const std::vector<mc_example>& data,
                                              std::int64_t n_positions) {
-  std::int64_t bos = std::string(tok.name()) == "gpt2" ? 50256 : '\n';
+  auto start = tok.context_start(); // before an empty context
+
   std::vector<encoded_example> out;
   out.reserve(data.size());
   for (auto& ex : data) {
@@ -30,7 +31,7 @@ std::vector<encoded_example> encode_examples(const tokenizer& tok,
       if (whole.size() >= ctx_ids.size())
         a.assign(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()), whole.end());
       if (c.empty())
-        c.push_back(bos);
+        c.insert(c.end(), start.begin(), start.end());
       if (static_cast<std::int64_t>(a.size()) >= n_positions)
         a.resize(static_cast<std::size_t>(n_positions - 1));
       auto room = static_cast<std::size_t>(n_positions) - a.size();

