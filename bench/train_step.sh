@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Training-step time, tokens/s and peak RSS of fedsp's GPT-2 against the same
-# model in PyTorch eager (Debian's python3-torch: same libtorch, same BLAS),
+# Training-step time, tokens/s and peak RSS of fedsp's models (GPT-2, OPT,
+# LLaMA-style) against the same models in PyTorch eager (Debian's
+# python3-torch: same libtorch, same BLAS),
 # for the global and the auxiliary model of each preset, alternating the two
 # implementations so machine noise hits both. Prints a markdown table.
 #
@@ -14,7 +15,21 @@ runs=(
   "tiny aux 16 256 10"
   "gpt2 global 1 128 3"
   "gpt2 aux 1 128 3"
+  "opt-tiny global 16 256 10"
+  "opt-tiny aux 16 256 10"
+  "opt-125m global 1 128 3"
+  "llama-tiny global 16 256 10"
+  "llama-tiny aux 16 256 10"
+  "smollm-135m global 1 128 3"
 )
+# ROWS="opt-tiny llama-tiny" keeps only the rows of those presets.
+if [[ -n "${ROWS:-}" ]]; then
+  keep=()
+  for r in "${runs[@]}"; do
+    for p in $ROWS; do [[ ${r%% *} == "$p" ]] && keep+=("$r"); done
+  done
+  runs=("${keep[@]}")
+fi
 echo "| preset | model | params | batch x seq | fedsp s/step | PyTorch s/step | fedsp/PyTorch | fedsp tokens/s | fedsp peak RSS MB | PyTorch peak RSS MB |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in "${runs[@]}"; do
