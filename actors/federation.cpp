@@ -28,6 +28,7 @@
 #include "runtime/durable.hpp"
 #include "runtime/report.hpp"
 #include "runtime/rng.hpp"
+#include "models/device.hpp"
 #include "models/federated.hpp"
 
 namespace fedsp {
@@ -318,6 +319,7 @@ struct run_inputs {
   std::uint32_t clients_n = 0;
   std::shared_ptr<const fault_plan> faults;
   std::shared_ptr<run_outcome> outcome;
+  device_plan devices; // compute.device resolved; worker w runs on devices[w % n]
 };
 
 /// The run's actors, as spawned.
@@ -376,6 +378,8 @@ server_config server_config_for(const run_inputs& in, resume_point& rp, worker_a
   scfg.session = in.session;
   scfg.worker = std::move(worker);
   scfg.expected_clients = in.clients_n;
+  for (std::uint32_t w = 0; w < in.sc.compute.workers; ++w)
+    scfg.worker_devices.push_back(in.devices.device_of_worker(w));
   scfg.clock = &tl;
   if (sc.durability.checkpoints)
     scfg.run_dir = in.opts.out_dir;
@@ -492,6 +496,20 @@ result<json> write_summary(const std::string& summary_text, const run_inputs& in
     return parsed.err();
   auto summary = std::move(parsed).value();
   summary.set("prompt_parameters", in.session->initial_prompts().numel());
+  {
+    json::array devs, workers;
+    for (auto& d : in.devices.devices)
+      devs.emplace_back(d);
+    for (std::uint32_t w = 0; w < in.sc.compute.workers; ++w)
+      workers.emplace_back(in.devices.device_of_worker(w));
+    json compute = json::object{{"requested", in.sc.compute.device},
+                                {"devices", json(std::move(devs))},
+                                {"worker_devices", json(std::move(workers))},
+                                {"dtype", in.sc.compute.dtype}};
+    if (!in.devices.note.empty())
+      compute.set("note", in.devices.note);
+    summary.set("compute", compute);
+  }
   summary.set("events", io.events->count());
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) == 0)
@@ -522,6 +540,33 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (opts.serve)
     if (auto err = check_served_faults(sc))
       return *err;
+  // Devices (models/device.hpp). The GPU path, sessions placed on CUDA
+  // devices, is not built yet: `auto` says so and runs on the CPU, an
+  // explicit cuda stops here rather than run on the CPU unasked.
+  auto devices = resolve_devices(sc.compute.device);
+  if (!devices)
+    return devices.err();
+  auto dev = devices.value();
+  if (dev.cuda()) {
+    if (sc.compute.device != "auto")
+      return error{errc::bad_scenario,
+                   "key 'compute.device' is '" + sc.compute.device + "': " + cuda_report()
+                     + ", but fedsp's GPU path (sessions placed on CUDA devices) is not "
+                       "implemented yet (issue 18); use cpu or auto"};
+    dev.note = "compute.device auto: " + cuda_report()
+                + ", but fedsp's GPU path is not implemented yet (issue 18); running on the CPU";
+    dev.devices = {"cpu"};
+  }
+  if (auto err = check_dtype(sc.compute.dtype, dev))
+    return *err;
+  if (sc.compute.workers_per_device > 0) {
+    auto workers = static_cast<std::uint32_t>(dev.devices.size()) * sc.compute.workers_per_device;
+    if (sc.compute.workers != workers) {
+      auto copy = sc;
+      copy.compute.workers = workers;
+      return run_federation(copy, opts);
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(opts.out_dir, ec);
   if (ec)
@@ -537,6 +582,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (!shards)
     return shards.err();
   auto log = make_run_logger("fedsp", opts.out_dir, opts.console);
+  if (!dev.note.empty())
+    log->info("{}", dev.note);
   auto rp = prepare_run_dir(sc, opts, *log);
   if (!rp)
     return rp.err();
@@ -560,6 +607,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                 sc.method.name == "centralized" ? 1u : sc.clients.count,
                 std::make_shared<const fault_plan>(sc.faults),
                 std::make_shared<run_outcome>()};
+  in.devices = dev;
   log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
             sc.name, sc.method.name, in.clients_n, sc.federation.rounds,
             in.session->global_parameters());

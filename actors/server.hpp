@@ -53,6 +53,7 @@ struct server_config {
   method_plan plan;
   std::shared_ptr<server_session> session;
   worker_actor worker;
+  std::vector<std::string> worker_devices; // device of each worker (compute.device)
   std::uint32_t expected_clients = 0;
   timeline* clock = nullptr; // the run's timeline (its time is the events' t
                              // on the virtual clock)

@@ -308,7 +308,11 @@ public:
        {{"max_examples", uint_field(sc.eval.max_examples, 0, 10'000'000)},
         {"every", uint_field(sc.eval.every, 1, 1'000'000)}}},
       {"compute",
-       {{"workers", uint_field(sc.compute.workers, 1, 256)},
+       {{"device", string_field(sc.compute.device)},
+        {"workers_per_device", uint_field(sc.compute.workers_per_device, 0, 256)},
+        {"dtype", string_field(sc.compute.dtype, {"f32", "bf16", "f16"})},
+        {"device_memory_gb", real_field(sc.compute.device_memory_gb, 0.0, 1e6)},
+        {"workers", uint_field(sc.compute.workers, 1, 256)},
         {"threads", uint_field(sc.compute.threads, 0, 256)},
         {"reference_gflops", real_field(sc.compute.reference_gflops, 1e-6, 1e9)}}},
       {"durability",
@@ -498,6 +502,32 @@ private:
                     + ") must divide model.width ("
                     + std::to_string(sc.model.width) + ")");
     auto& f = sc.federation;
+    if (sc.compute.workers_per_device != 0 && lines_.count("compute.workers"))
+      return fail(line_of("compute.workers_per_device"),
+                  "keys 'compute.workers' and 'compute.workers_per_device' both set: give one "
+                  "(workers_per_device makes devices x workers_per_device workers)");
+    {
+      // compute.device's syntax here (file and line in the error); what the
+      // machine has is checked when the run starts (models/device.cpp).
+      auto& d = sc.compute.device;
+      bool ok = d == "auto" || d == "cpu" || d == "cuda";
+      if (!ok && d.rfind("cuda:", 0) == 0 && d.size() > 5) {
+        ok = true;
+        std::stringstream list(d.substr(5));
+        for (std::string item; std::getline(list, item, ',');)
+          ok = ok && !item.empty() && item.size() < 4
+               && item.find_first_not_of("0123456789") == std::string::npos;
+        ok = ok && d.back() != ',';
+      }
+      if (!ok)
+        return fail(line_of("compute.device"),
+                    "key 'compute.device' must be auto, cpu, cuda, cuda:N or cuda:N,M,..., got '"
+                      + d + "'");
+    }
+    if (sc.compute.device_memory_gb > 0)
+      return fail(line_of("compute.device_memory_gb"),
+                  "key 'compute.device_memory_gb': paging client sessions between host and "
+                  "device is not implemented yet (issue 18); leave it out");
     if (sc.model.family == "llama" && sc.model.width % sc.model.heads == 0
         && (sc.model.width / sc.model.heads) % 2 != 0)
       return fail(line_of("model.heads"),

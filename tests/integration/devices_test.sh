@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# compute.* from the command line (docs/scenarios.md, "Devices"): auto on a
+# machine without a GPU runs on the CPU with one info line and gives the
+# same events as cpu; explicit cuda, mixed precision and paging say what is
+# missing and exit 2; workers_per_device makes devices x N workers.
+# usage: devices_test.sh <fedsp binary> <source dir>
+set -uo pipefail
+fedsp=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+source "$src/tests/integration/checks.sh"
+tiny=$src/tests/integration/tiny.yaml
+strip() { sed -E 's/,"wall_[a-z_]+":[-0-9.e+]+//g' "$1"; }
+
+"$fedsp" run "$tiny" --set compute.device=cpu --out "$tmp/cpu" --quiet >/dev/null 2>&1
+"$fedsp" run "$tiny" --set compute.device=auto --out "$tmp/auto" --quiet >/dev/null 2>&1
+check "device auto gives the same events as device cpu (less wall_* fields)" \
+  cmp -s <(strip "$tmp/cpu/events.jsonl") <(strip "$tmp/auto/events.jsonl")
+check "the prepared event says which device each worker runs on" \
+  grep -q '"type":"prepared".*"worker_devices":\["cpu"\]' "$tmp/auto/events.jsonl"
+check "summary.json records the request, the devices and the fallback" node -e '
+const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf-8")).compute;
+process.exit(s.requested==="auto" && s.devices.join()==="cpu" && /running on the CPU/.test(s.note) ? 0 : 1);' "$tmp/auto/summary.json"
+if grep -q "running on the CPU" "$tmp/auto/fedsp.log"; then
+  check "auto's fallback is one info line" bash -c "[[ \$(grep -c 'running on the CPU' '$tmp/auto/fedsp.log') == 1 ]]"
+  check "cuda without a GPU exits 2 naming the key and what torch reports" expect_fail 2 \
+    "key 'compute.device' is 'cuda': no CUDA device" "$fedsp" run "$tiny" --set compute.device=cuda --out "$tmp/x"
+fi
+check "a malformed device names file, line and key" expect_fail 2 \
+  "tiny.yaml, --set 'compute.device=gpu0': key 'compute.device' must be auto, cpu, cuda" \
+  "$fedsp" run "$tiny" --set compute.device=gpu0 --out "$tmp/x"
+check "mixed precision says it is not implemented yet" expect_fail 2 \
+  "compute.dtype' is bf16 on cpu: mixed precision .* not implemented yet" \
+  "$fedsp" run "$tiny" --set compute.dtype=bf16 --out "$tmp/x"
+check "paging says it is not implemented yet" expect_fail 2 \
+  "compute.device_memory_gb': paging client sessions .* not implemented yet" \
+  "$fedsp" run "$tiny" --set compute.device_memory_gb=2 --out "$tmp/x"
+check "workers and workers_per_device together are refused" expect_fail 2 \
+  "'compute.workers' and 'compute.workers_per_device' both set" \
+  "$fedsp" run "$tiny" --set compute.workers=2 --set compute.workers_per_device=2 --out "$tmp/x"
+"$fedsp" run "$tiny" --set compute.device=cpu --set compute.workers_per_device=3 --out "$tmp/w" --quiet >/dev/null 2>&1
+check "workers_per_device 3 on the CPU makes 3 workers" \
+  grep -q '"worker_devices":\["cpu","cpu","cpu"\]' "$tmp/w/events.jsonl"
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
