@@ -46,24 +46,6 @@ struct code_range {
 
 #include "models/unicode_tables.inc"
 
-void append_utf8(char32_t c, std::string& out) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
 std::string hex(char32_t c) {
   std::ostringstream s;
   s << "\\x{" << std::hex << static_cast<std::uint32_t>(c) << "}";
@@ -393,7 +375,7 @@ std::string trim_end(const std::string& s) {
     u.pop_back();
   std::string out;
   for (auto c : u)
-    append_utf8(c, out);
+    utf8_append(c, out);
   return out;
 }
 
@@ -404,7 +386,7 @@ std::string trim_start(const std::string& s) {
     ++k;
   std::string out;
   for (std::size_t i = k; i < u.size(); ++i)
-    append_utf8(u[i], out);
+    utf8_append(u[i], out);
   return out;
 }
 
@@ -545,7 +527,7 @@ void hf_tokenizer::impl::bpe(const std::string& piece, std::vector<std::int32_t>
     auto chars = utf8_decode(piece);
     for (auto ch : chars) {
       std::string s;
-      append_utf8(ch, s);
+      utf8_append(ch, s);
       sym.push_back(std::move(s));
     }
     auto n = sym.size();
@@ -597,7 +579,7 @@ std::vector<std::int32_t> hf_tokenizer::encode(std::string_view bytes) const {
   auto& m = *impl_;
   std::string text;
   for (auto c : utf8_decode(bytes))
-    append_utf8(c, text);
+    utf8_append(c, text);
   std::vector<std::int32_t> out;
   auto sections = m.split_added(text, m.unnormalized);
   m.trim_around_added(sections);
@@ -884,15 +866,11 @@ result<std::unique_ptr<hf_tokenizer>> hf_tokenizer::load(const std::string& wher
     m.id_is_added[static_cast<std::size_t>(t.id)] = true;
   }
   {
-    std::vector<bool> direct(256, false);
-    for (int b = '!'; b <= '~'; ++b) direct[static_cast<std::size_t>(b)] = true;
-    for (int b = 0xA1; b <= 0xAC; ++b) direct[static_cast<std::size_t>(b)] = true;
-    for (int b = 0xAE; b <= 0xFF; ++b) direct[static_cast<std::size_t>(b)] = true;
-    char32_t next = 256;
+    auto chars = gpt2_byte_chars();
     m.byte_char.resize(256);
     for (int b = 0; b < 256; ++b) {
-      char32_t c = direct[static_cast<std::size_t>(b)] ? static_cast<char32_t>(b) : next++;
-      append_utf8(c, m.byte_char[static_cast<std::size_t>(b)]);
+      auto c = chars[static_cast<std::size_t>(b)];
+      utf8_append(c, m.byte_char[static_cast<std::size_t>(b)]);
       m.char_byte[c] = static_cast<char>(b);
     }
   }

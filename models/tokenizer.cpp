@@ -31,42 +31,6 @@ bool is_number(char32_t c) { return in_table(number_ranges, c); }
 bool is_space(char32_t c) { return in_table(space_ranges, c); }
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
 
-void utf8_append(char32_t c, std::string& out) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
-/// GPT-2's bytes_to_unicode: printable bytes map to themselves, the others
-/// to U+0100 onwards. Returns the code point for each byte.
-std::vector<char32_t> byte_to_char() {
-  std::vector<char32_t> table(256, 0);
-  std::vector<bool> direct(256, false);
-  for (int b = '!'; b <= '~'; ++b)
-    direct[static_cast<std::size_t>(b)] = true;
-  for (int b = 0xA1; b <= 0xAC; ++b)
-    direct[static_cast<std::size_t>(b)] = true;
-  for (int b = 0xAE; b <= 0xFF; ++b)
-    direct[static_cast<std::size_t>(b)] = true;
-  char32_t next = 256;
-  for (int b = 0; b < 256; ++b)
-    table[static_cast<std::size_t>(b)]
-      = direct[static_cast<std::size_t>(b)] ? static_cast<char32_t>(b) : next++;
-  return table;
-}
-
 /// Maps a vocabulary string (in bytes_to_unicode characters) to raw bytes.
 bool to_raw(const std::string& encoded, const std::unordered_map<char32_t, char>& back,
             std::string& raw) {
@@ -87,6 +51,43 @@ result<std::string> slurp(const std::string& path) {
 } // namespace
 
 // -- UTF-8 -----------------------------------------------------------------------
+
+void utf8_append(char32_t c, std::string& out) {
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  }
+}
+
+/// GPT-2's bytes_to_unicode: printable bytes map to themselves, the others
+/// to U+0100 onwards. Returns the code point for each byte.
+std::vector<char32_t> gpt2_byte_chars() {
+  std::vector<char32_t> table(256, 0);
+  std::vector<bool> direct(256, false);
+  for (int b = '!'; b <= '~'; ++b)
+    direct[static_cast<std::size_t>(b)] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b)
+    direct[static_cast<std::size_t>(b)] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b)
+    direct[static_cast<std::size_t>(b)] = true;
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b)
+    table[static_cast<std::size_t>(b)]
+      = direct[static_cast<std::size_t>(b)] ? static_cast<char32_t>(b) : next++;
+  return table;
+}
+
 
 std::u32string utf8_decode(std::string_view s) {
   std::u32string out;
@@ -231,7 +232,7 @@ result<std::unique_ptr<gpt2_tokenizer>> gpt2_tokenizer::load(const std::string& 
 
   std::unique_ptr<gpt2_tokenizer> tok(new gpt2_tokenizer());
   std::unordered_map<char32_t, char> back;
-  auto table = byte_to_char();
+  auto table = gpt2_byte_chars();
   for (int b = 0; b < 256; ++b)
     back[table[static_cast<std::size_t>(b)]] = static_cast<char>(b);
 

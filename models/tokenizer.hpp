@@ -127,6 +127,14 @@ std::vector<std::int64_t> document_stream(const tokenizer& tok,
 /// invalid subsequence becomes one U+FFFD.
 std::u32string utf8_decode(std::string_view bytes);
 
+/// Appends the UTF-8 encoding of `c`.
+void utf8_append(char32_t c, std::string& out);
+
+/// GPT-2's bytes_to_unicode: the character that stands for each byte in a
+/// byte-level BPE vocabulary (printable bytes themselves, the others from
+/// U+0100 on).
+std::vector<char32_t> gpt2_byte_chars();
+
 /// Splits text as GPT-2's pattern
 ///   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 /// does under JavaScript's Unicode semantics; returns the pieces as UTF-8.

@@ -90,14 +90,7 @@ fi
 check "tokenize with a missing vocabulary fails clearly" expect_fail 1 "encoder.json" "$fedsp" tokenize --vocab-dir "$tmp/none"
 
 # pretrain -> eval on a small corpus and task (the synthetic-style reviews).
-node -e '
-const pos=["good","great","fine","nice"], neg=["bad","awful","poor","sad"];
-let corpus=[], task=[];
-for (let i=0;i<120;i++){ const p=i%2==0, w=(p?pos:neg)[i%4];
-  corpus.push(JSON.stringify({text:"review: the room was "+w+" and the staff "+w+"."}));
-  task.push(JSON.stringify({context:"review: the room was "+w+"\nsentiment:", choices:[" positive"," negative"], label:p?0:1})); }
-require("fs").writeFileSync(process.argv[1], corpus.join("\n")+"\n");
-require("fs").writeFileSync(process.argv[2], task.slice(0,40).join("\n")+"\n");' "$tmp/corpus.jsonl" "$tmp/task.jsonl"
+node "$src/tests/integration/review_task.js" "$tmp/corpus.jsonl" "$tmp/task.jsonl"
 check "pretrain writes a model" "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/m.safetensors" --steps 20 --batch 4 --seq-len 32 --eval-every 10
 "$fedsp" pretrain --corpus "$tmp/corpus.jsonl" --out "$tmp/m2.safetensors" --steps 4 --batch 2 --seq-len 16 >"$tmp/pretrain.txt" 2>/dev/null
 check "pretrain reports held-out loss" grep -q 'held-out' "$tmp/pretrain.txt"

@@ -12,14 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 source "$src/tests/integration/checks.sh"
 
-node -e '
-const pos=["good","great","fine","nice"], neg=["bad","awful","poor","sad"];
-let corpus=[], task=[];
-for (let i=0;i<120;i++){ const p=i%2==0, w=(p?pos:neg)[i%4];
-  corpus.push(JSON.stringify({text:"review: the room was "+w+" and the staff "+w+"."}));
-  task.push(JSON.stringify({context:"review: the room was "+w+"\nsentiment:", choices:[" positive"," negative"], label:p?0:1})); }
-require("fs").writeFileSync(process.argv[1], corpus.join("\n")+"\n");
-require("fs").writeFileSync(process.argv[2], task.slice(0,40).join("\n")+"\n");' "$tmp/corpus.jsonl" "$tmp/task.jsonl"
+node "$src/tests/integration/review_task.js" "$tmp/corpus.jsonl" "$tmp/task.jsonl"
 
 for preset in opt-tiny llama-tiny; do
   "$fedsp" pretrain --preset $preset --corpus "$tmp/corpus.jsonl" --out "$tmp/$preset.safetensors" \

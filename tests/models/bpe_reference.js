@@ -16,21 +16,9 @@ if (second === '--stdin') {
   process.exit(0);
 }
 
-const dataDir = path.join(second, 'data');
-const n = parseInt(third, 10);
-const files = [];
-for (const group of fs.readdirSync(dataDir).sort()) {
-  const dir = path.join(dataDir, group);
-  if (!fs.statSync(dir).isDirectory()) continue;
-  for (const f of fs.readdirSync(dir).sort())
-    if (f.endsWith('.json')) files.push(path.join(group, f));
-}
 const out = [];
-const step = Math.max(1, Math.floor(files.length / n));
-for (let i = 0; i < files.length && out.length < n; i += step) {
-  const text = JSON.parse(fs.readFileSync(path.join(dataDir, files[i]), 'utf-8')).text;
-  out.push({ name: files[i], text, ids: encode(text) });
-}
+for (const { name, text } of require('./spam_sample.js')(second, parseInt(third, 10)))
+  out.push({ name, text, ids: encode(text) });
 const edge = [
   "Hello world", "   leading spaces", "trailing spaces   ", "a  \n\n  b\t\tc",
   "I'm you're we've they'll she'd it's can't O'NEIL 'S", "numbers 123 4,567.89 ½ ٣",

@@ -23,20 +23,8 @@ const ids = (bytes) => tok.encode(decoder.decode(bytes), { add_special_tokens: f
 const out = [];
 const emit = (name, bytes) => out.push({ name, hex: Buffer.from(bytes).toString('hex'), ids: ids(bytes) });
 
-const dataDir = path.join(corpusDir, 'data');
-const n = parseInt(nText, 10);
-const files = [];
-for (const group of fs.readdirSync(dataDir).sort()) {
-  const dir = path.join(dataDir, group);
-  if (!fs.statSync(dir).isDirectory()) continue;
-  for (const f of fs.readdirSync(dir).sort())
-    if (f.endsWith('.json')) files.push(path.join(group, f));
-}
-const step = Math.max(1, Math.floor(files.length / n));
-for (let i = 0, k = 0; i < files.length && k < n; i += step, ++k) {
-  const text = JSON.parse(fs.readFileSync(path.join(dataDir, files[i]), 'utf-8')).text;
-  emit(files[i], Buffer.from(text, 'utf-8'));
-}
+for (const { name, text } of require('./spam_sample.js')(corpusDir, parseInt(nText, 10)))
+  emit(name, Buffer.from(text, 'utf-8'));
 const edge = [
   "Hello world", "   leading spaces", "trailing spaces   ", "a  \n\n  b\t\tc",
   "I'm you're we've they'll she'd it's can't O'NEIL 'S I'M YOU'RE 'LL", "\u017f'\u017f 's '\u017f",

@@ -9,6 +9,7 @@
 
 #include "models/tokenizer.hpp"
 #include "runtime/json.hpp"
+#include "tests/models/node_reference.hpp"
 
 namespace fedsp {
 namespace {
@@ -77,20 +78,8 @@ TEST(gpt2_tokenizer, matches_the_js_reference_on_real_emails) {
   ASSERT_TRUE(tok);
   std::string cmd = "node " FEDSP_SOURCE_DIR "/tests/models/bpe_reference.js '" + vocab_dir
                     + "' '" + corpus_dir + "' 300";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  ASSERT_TRUE(pipe) << "cannot run: " << cmd;
-  std::string all;
-  char buf[65536];
-  for (std::size_t n; (n = fread(buf, 1, sizeof buf, pipe.get())) > 0;)
-    all.append(buf, n);
-  std::size_t cases = 0, tokens = 0, start = 0, emails = 0;
-  while (start < all.size()) {
-    auto end = all.find('\n', start);
-    auto line = all.substr(start, end - start);
-    start = end == std::string::npos ? all.size() : end + 1;
-    auto doc = json::parse(line);
-    ASSERT_TRUE(doc.ok()) << doc.err().text;
-    auto& d = doc.value();
+  std::size_t cases = 0, tokens = 0, emails = 0;
+  for (auto& d : test::node_lines(cmd)) {
     std::vector<std::int32_t> want;
     for (auto& id : d.find("ids")->as_array())
       want.push_back(static_cast<std::int32_t>(id.as_number()));
