@@ -75,7 +75,15 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto base_version = t.base_version;
     // (the job runs once: the prompts move into the trainer, whose output
     // the update references without a copy)
-    compute_job job{[=] { *out = session->round(std::move(*prompts), seed); }};
+    auto pager = cfg.pager;
+    auto id = cfg.id;
+    compute_job job{[=] {
+      if (pager) // bring the session back to the device if it was paged out
+        pager->acquire(id, session->resident_bytes(), {});
+      *out = session->round(std::move(*prompts), seed);
+      if (pager)
+        pager->release(id);
+    }};
     run_job(
       std::move(job),
         [=](double seconds) {
@@ -118,7 +126,19 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto bytes = std::make_shared<std::string>(st.model.complete() ? st.model.bytes() : "");
     auto data = cfg.data;
     auto sc = cfg.sc;
-    compute_job job{[=] { *out = client_session::create(*bytes, *sc, *data); }};
+    auto pager = cfg.pager;
+    auto id = cfg.id;
+    compute_job job{[=] {
+      *out = client_session::create(*bytes, *sc, *data);
+      if (pager && out->ok()) { // built on the device: resident until evicted
+        std::weak_ptr<client_session> weak = out->value();
+        auto s = out->value();
+        pager->acquire(id, s->resident_bytes(),
+                       {[weak] { auto s = weak.lock(); return s ? s->offload() : 0.0; },
+                        [weak] { auto s = weak.lock(); return s ? s->restore() : 0.0; }});
+        pager->release(id);
+      }
+    }};
     run_job(
       std::move(job),
         [=](double) {

@@ -20,6 +20,8 @@
 // when none is left, the task is refused.
 #pragma once
 
+#include "runtime/pager.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <optional>
@@ -42,6 +44,7 @@ struct client_config {
   std::shared_ptr<struct pulse_board> board; // the process's beat (spawn_pulse);
   std::size_t slot = 0;                      // this client's flag on it. None:
                                              // a timer of the client's own
+  std::shared_ptr<session_pager> pager;      // compute.device_memory_gb, else none
 };
 
 /// The clients of a process wanting a tick, one flag each. A client that

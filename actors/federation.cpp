@@ -320,6 +320,7 @@ struct run_inputs {
   std::shared_ptr<const fault_plan> faults;
   std::shared_ptr<run_outcome> outcome;
   device_plan devices; // compute.device resolved; worker w runs on devices[w % n]
+  std::shared_ptr<session_pager> pager; // compute.device_memory_gb > 0, else none
 };
 
 /// The run's actors, as spawned.
@@ -432,7 +433,7 @@ void spawn_clients(caf::actor_system& sys, const context_ptr& ctx, const run_inp
       to = a.links.back();
     }
     client_config ccfg{c, in.shards[c], in.shared_sc, to, a.workers[(c + 1) % workers_n], {},
-                       board, c};
+                       board, c, in.pager};
     for (std::uint32_t k = 2; k <= workers_n; ++k) // the others, in turn
       ccfg.spares.push_back(a.workers[(c + k) % workers_n]);
     a.clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));
@@ -508,6 +509,16 @@ result<json> write_summary(const std::string& summary_text, const run_inputs& in
                                 {"dtype", in.sc.compute.dtype}};
     if (!in.devices.note.empty())
       compute.set("note", in.devices.note);
+    if (in.pager) {
+      auto p = in.pager->stats();
+      compute.set("paging", json::object{{"budget_bytes", p.budget_bytes},
+                                         {"peak_resident_bytes", p.peak_resident_bytes},
+                                         {"page_ins", p.page_ins},
+                                         {"evictions", p.evictions},
+                                         {"over_budget", p.over_budget},
+                                         {"page_in_seconds", p.page_in_seconds},
+                                         {"offload_seconds", p.offload_seconds}});
+    }
     summary.set("compute", compute);
   }
   summary.set("events", io.events->count());
@@ -608,6 +619,9 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                 std::make_shared<const fault_plan>(sc.faults),
                 std::make_shared<run_outcome>()};
   in.devices = dev;
+  if (sc.compute.device_memory_gb > 0) // one device in use: one pager (docs/architecture.md)
+    in.pager = std::make_shared<session_pager>(
+      static_cast<std::uint64_t>(sc.compute.device_memory_gb * 1e9));
   log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
             sc.name, sc.method.name, in.clients_n, sc.federation.rounds,
             in.session->global_parameters());

@@ -391,9 +391,47 @@ struct client_session::impl {
   double mean_tokens = 0;
   double tokens_per_step = 0;
   std::uint32_t model_steps = 0, prompt_steps = 0;
+  std::vector<torch::Tensor> parked; // host copies while offloaded, in state_tensors() order
 };
 
 client_session::client_session() : impl_(std::make_unique<impl>()) {}
+
+std::uint64_t client_session::resident_bytes() const {
+  if (!impl_->trainer)
+    return 0;
+  std::uint64_t n = 0;
+  for (auto& t : impl_->trainer->state_tensors())
+    n += static_cast<std::uint64_t>(t.numel()) * t.element_size();
+  return n;
+}
+
+double client_session::offload() {
+  auto& m = *impl_;
+  if (!m.trainer || !m.parked.empty())
+    return 0;
+  auto start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  for (auto& t : m.trainer->state_tensors()) {
+    // The tensor object stays (the optimizer and the modules hold it); its
+    // storage moves: a host copy is parked, the device storage is released.
+    m.parked.push_back(t.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true));
+    t.set_(torch::empty({0}, t.options()));
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double client_session::restore() {
+  auto& m = *impl_;
+  if (!m.trainer || m.parked.empty())
+    return 0;
+  auto start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  auto tensors = m.trainer->state_tensors();
+  for (std::size_t i = 0; i < tensors.size() && i < m.parked.size(); ++i)
+    tensors[i].set_(m.parked[i].to(tensors[i].device()));
+  m.parked.clear();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 client_session::~client_session() = default;
 
 /// How many tasks a client's learning-rate schedules span (they decay to zero

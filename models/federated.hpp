@@ -140,6 +140,15 @@ public:
   result<client_round_report> round(prompt_set prompts, std::uint64_t seed);
   std::int64_t parameters() const;
 
+  /// Paging (runtime/pager.hpp): the bytes the session keeps on its device
+  /// between tasks (body and prompt parameters, gradients, AdamW moments);
+  /// offload() moves them to host memory and frees them on the device,
+  /// restore() brings them back, bit for bit. Each returns its seconds. On
+  /// the CPU the host copy is a copy: the logic runs, nothing is saved.
+  std::uint64_t resident_bytes() const;
+  double offload();
+  double restore();
+
 private:
   client_session();
   struct impl;

@@ -111,6 +111,20 @@ std::optional<error> optimizer_stage::load(const std::string& bytes) {
   }
 }
 
+std::vector<torch::Tensor> optimizer_stage::state_tensors() {
+  std::vector<torch::Tensor> out;
+  for (auto& p : params_) { // in parameter order: a stable order
+    auto it = opt_->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    if (it == opt_->state().end())
+      continue; // not stepped yet
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    for (auto* t : {&s.exp_avg(), &s.exp_avg_sq(), &s.max_exp_avg_sq()})
+      if (t->defined())
+        out.push_back(*t);
+  }
+  return out;
+}
+
 void optimizer_stage::step() {
   for (auto& group : opt_->param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(schedule_.at(done_));
@@ -120,6 +134,21 @@ void optimizer_stage::step() {
 }
 
 // -- client ------------------------------------------------------------------------------
+
+std::vector<torch::Tensor> client_trainer::state_tensors() {
+  std::vector<torch::Tensor> out;
+  for (auto* m : {static_cast<torch::nn::Module*>(body_.get()),
+                  static_cast<torch::nn::Module*>(prompt_.get())})
+    for (auto& p : m->parameters()) {
+      out.push_back(p);
+      if (p.grad().defined())
+        out.push_back(p.grad());
+    }
+  for (auto* stage : {&model_stage_, &prompt_stage_})
+    for (auto& t : stage->state_tensors())
+      out.push_back(t);
+  return out;
+}
 
 client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params params,
                                std::vector<std::int64_t> layer_map)

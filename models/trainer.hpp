@@ -41,6 +41,8 @@ public:
   /// does not fit.
   std::string save() const;
   std::optional<error> load(const std::string& bytes);
+  /// AdamW's moment tensors (what a paged-out session moves to the host).
+  std::vector<torch::Tensor> state_tensors();
 
 private:
   std::vector<torch::Tensor> params_;
@@ -89,6 +91,9 @@ public:
 
   gpt& body() { return body_; }
   soft_prompt& prompt() { return prompt_; }
+  /// Every tensor the trainer keeps between rounds: the body's and the
+  /// prompts' parameters, their gradients, both stages' AdamW moments.
+  std::vector<torch::Tensor> state_tensors();
 
 private:
   torch::Tensor for_body(const torch::Tensor& prefix) const;

@@ -524,10 +524,6 @@ private:
                     "key 'compute.device' must be auto, cpu, cuda, cuda:N or cuda:N,M,..., got '"
                       + d + "'");
     }
-    if (sc.compute.device_memory_gb > 0)
-      return fail(line_of("compute.device_memory_gb"),
-                  "key 'compute.device_memory_gb': paging client sessions between host and "
-                  "device is not implemented yet (issue 18); leave it out");
     if (sc.model.family == "llama" && sc.model.width % sc.model.heads == 0
         && (sc.model.width / sc.model.heads) % 2 != 0)
       return fail(line_of("model.heads"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # compute.* from the command line (docs/scenarios.md, "Devices"): auto on a
 # machine without a GPU runs on the CPU with one info line and gives the
-# same events as cpu; explicit cuda, mixed precision and paging say what is
-# missing and exit 2; workers_per_device makes devices x N workers.
+# same events as cpu; explicit cuda and mixed precision say what is missing
+# and exit 2; paged sessions train bit for bit as resident ones;
+# workers_per_device makes devices x N workers.
 # usage: devices_test.sh <fedsp binary> <source dir>
 set -uo pipefail
 fedsp=$1
@@ -33,9 +34,18 @@ check "a malformed device names file, line and key" expect_fail 2 \
 check "mixed precision says it is not implemented yet" expect_fail 2 \
   "compute.dtype' is bf16 on cpu: mixed precision .* not implemented yet" \
   "$fedsp" run "$tiny" --set compute.dtype=bf16 --out "$tmp/x"
-check "paging says it is not implemented yet" expect_fail 2 \
-  "compute.device_memory_gb': paging client sessions .* not implemented yet" \
-  "$fedsp" run "$tiny" --set compute.device_memory_gb=2 --out "$tmp/x"
+# Paging: a budget that holds one of three client sessions (about 96 KB each
+# for the families' llama scenario) pages them out and back on every task;
+# training is bit for bit the same, so the events are.
+llama=$src/scenarios/families/llama.yaml
+"$fedsp" run "$llama" --set compute.device=cpu --out "$tmp/resident" --quiet >/dev/null 2>&1
+"$fedsp" run "$llama" --set compute.device=cpu --set compute.device_memory_gb=0.00015 \
+  --out "$tmp/paged" --quiet >/dev/null 2>&1
+check "sessions paged out and back train to the same events as resident ones" \
+  cmp -s <(strip "$tmp/resident/events.jsonl") <(strip "$tmp/paged/events.jsonl")
+check "summary.json counts the paging: each of the 6 tasks pages its session in" node -e '
+const p=JSON.parse(require("fs").readFileSync(process.argv[1],"utf-8")).compute.paging;
+process.exit(p.page_ins===6 && p.evictions===8 && p.over_budget===0 && p.peak_resident_bytes<=p.budget_bytes ? 0 : 1);' "$tmp/paged/summary.json"
 check "workers and workers_per_device together are refused" expect_fail 2 \
   "'compute.workers' and 'compute.workers_per_device' both set" \
   "$fedsp" run "$tiny" --set compute.workers=2 --set compute.workers_per_device=2 --out "$tmp/x"

@@ -1,0 +1,78 @@
+// The session pager (runtime/pager.hpp): least recently used out first,
+// pinned sessions never, a new session counted in without a restore, and
+// the totals a run reports.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "runtime/pager.hpp"
+
+namespace fedsp {
+namespace {
+
+struct fake {
+  std::vector<std::string> log;
+  session_pager::hooks hooks(const std::string& name) {
+    return {[this, name] { log.push_back("out " + name); return 0.5; },
+            [this, name] { log.push_back("in " + name); return 0.25; }};
+  }
+};
+
+TEST(pager, evicts_the_least_recently_used_and_pages_it_back) {
+  fake f;
+  session_pager p(200); // room for two sessions of 100
+  p.acquire(1, 100, f.hooks("a"));
+  p.release(1);
+  p.acquire(2, 100, f.hooks("b"));
+  p.release(2);
+  EXPECT_TRUE(f.log.empty()); // both fit; new sessions are not restored
+  p.acquire(1, 100, {});      // a used: b is now the least recent
+  p.release(1);
+  p.acquire(3, 100, f.hooks("c"));
+  p.release(3);
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out b"}));
+  EXPECT_FALSE(p.resident(2));
+  EXPECT_EQ(p.acquire(2, 100, {}), 0.25); // back, evicting a (least recent)
+  p.release(2);
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out b", "out a", "in b"}));
+  auto t = p.stats();
+  EXPECT_EQ(t.evictions, 2u);
+  EXPECT_EQ(t.page_ins, 1u);
+  EXPECT_EQ(t.over_budget, 0u);
+  EXPECT_EQ(t.peak_resident_bytes, 200u);
+  EXPECT_DOUBLE_EQ(t.page_in_seconds, 0.25);
+  EXPECT_DOUBLE_EQ(t.offload_seconds, 1.0);
+}
+
+TEST(pager, never_evicts_a_pinned_session_and_counts_the_overflow) {
+  fake f;
+  session_pager p(100);
+  p.acquire(1, 100, f.hooks("a")); // pinned: a task is running on it
+  p.acquire(2, 100, f.hooks("b")); // does not fit, and a may not go
+  EXPECT_TRUE(f.log.empty());
+  EXPECT_TRUE(p.resident(1));
+  EXPECT_TRUE(p.resident(2));
+  EXPECT_EQ(p.stats().over_budget, 1u);
+  p.release(1);
+  p.release(2);
+  p.acquire(3, 100, f.hooks("c")); // now both may go: a first (older), then b
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out a", "out b"}));
+  p.release(3);
+}
+
+TEST(pager, a_session_larger_than_the_budget_still_runs) {
+  fake f;
+  session_pager p(10);
+  p.acquire(1, 100, f.hooks("a"));
+  p.release(1);
+  EXPECT_TRUE(p.resident(1));
+  EXPECT_EQ(p.stats().over_budget, 1u);
+  p.acquire(2, 100, f.hooks("b")); // a goes, b is over budget alone
+  p.release(2);
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out a"}));
+  EXPECT_EQ(p.stats().over_budget, 2u);
+}
+
+} // namespace
+} // namespace fedsp
