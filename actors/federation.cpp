@@ -379,8 +379,7 @@ server_config server_config_for(const run_inputs& in, resume_point& rp, worker_a
   scfg.session = in.session;
   scfg.worker = std::move(worker);
   scfg.expected_clients = in.clients_n;
-  for (std::uint32_t w = 0; w < in.sc.compute.workers; ++w)
-    scfg.worker_devices.push_back(in.devices.device_of_worker(w));
+  scfg.devices = in.devices.devices;
   scfg.clock = &tl;
   if (sc.durability.checkpoints)
     scfg.run_dir = in.opts.out_dir;
@@ -617,11 +616,13 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                 std::move(shards).value(),
                 sc.method.name == "centralized" ? 1u : sc.clients.count,
                 std::make_shared<const fault_plan>(sc.faults),
-                std::make_shared<run_outcome>()};
-  in.devices = dev;
-  if (sc.compute.device_memory_gb > 0) // one device in use: one pager (docs/architecture.md)
-    in.pager = std::make_shared<session_pager>(
-      static_cast<std::uint64_t>(sc.compute.device_memory_gb * 1e9));
+                std::make_shared<run_outcome>(),
+                dev,
+                // one device in use: one pager (docs/architecture.md, "Devices")
+                sc.compute.device_memory_gb > 0
+                  ? std::make_shared<session_pager>(
+                      static_cast<std::uint64_t>(sc.compute.device_memory_gb * 1e9))
+                  : nullptr};
   log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
             sc.name, sc.method.name, in.clients_n, sc.federation.rounds,
             in.session->global_parameters());

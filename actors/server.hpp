@@ -53,7 +53,8 @@ struct server_config {
   method_plan plan;
   std::shared_ptr<server_session> session;
   worker_actor worker;
-  std::vector<std::string> worker_devices; // device of each worker (compute.device)
+  std::vector<std::string> devices; // compute.device resolved (not per worker: events
+                                    // do not depend on the worker count)
   std::uint32_t expected_clients = 0;
   timeline* clock = nullptr; // the run's timeline (its time is the events' t
                              // on the virtual clock)

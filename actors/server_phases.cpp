@@ -363,17 +363,17 @@ server_actor::behavior_type preparing(server_ptr self, const context_ptr& ctx) {
         if (!model.empty())
           st.model_chunks = split_model(st.cfg.session->client_model_id(), model,
                                         sc_of(self).method.chunk_bytes);
-        // Which device each worker runs on: client c's tasks run on worker
-        // (c + 1) mod workers, the server's on worker 0 (docs/scenarios.md).
+        // The devices the run computes on (summary.json has each worker's:
+        // the events may not depend on how many workers there are).
         json::array devices;
-        for (auto& d : st.cfg.worker_devices)
+        for (auto& d : st.cfg.devices)
           devices.emplace_back(d);
         ctx->event("prepared", json::object{{"wall_seconds", seconds},
                                             {"client_model", st.cfg.session->client_model_id()},
                                             {"client_model_bytes", model.size()},
                                             {"chunks", st.model_chunks.size()},
                                             {"task_gflops", st.task_flops / 1e9},
-                                            {"worker_devices", json(std::move(devices))}});
+                                            {"devices", json(std::move(devices))}});
         st.prepared = true;
         self->become(running(self, ctx));
         maybe_start(self, ctx);
