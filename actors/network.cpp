@@ -355,7 +355,8 @@ int join_federation(const join_options& opts) {
     auto board = std::make_shared<pulse_board>(opts.last - opts.first + 1);
     for (auto c = opts.first; c <= opts.last; ++c) {
       client_config ccfg{c, shards.value()[c], shared_sc, caf::actor_cast<caf::actor>(server),
-                         workers[c % workers_n], {}, board, c - opts.first};
+                         workers[c % workers_n], {}, board, c - opts.first,
+                         nullptr}; // no paging on join nodes (docs/architecture.md)
       for (std::uint32_t k = 1; k < workers_n; ++k)
         ccfg.spares.push_back(workers[(c + k) % workers_n]);
       clients.push_back(sys.spawn(client, ctx, std::move(ccfg)));

@@ -345,7 +345,16 @@ result<decoder_config> llama_from_json(hf_config& h, const std::string& type) {
     if (c.rope_type == "llama3" && !(c.rope_high_freq_factor > c.rope_low_freq_factor))
       return h.bad("'rope_scaling': high_freq_factor must exceed low_freq_factor");
   }
-  h.harmless({"attention_dropout", "pretraining_tp", "rope_type"});
+  FEDSP_TRY(h.must_be("rope_interleaved", false, "rotary halves, as LlamaForCausalLM")); // SmolLM
+  if (auto* layers = h.get("layer_types")) { // newer configs: per-layer attention kinds
+    if (!layers->is_array())
+      return h.bad("'layer_types' is not a list");
+    for (auto& kind : layers->as_array())
+      if (!kind.is_string() || kind.as_string() != "full_attention")
+        return h.bad("'layer_types' holds " + kind.dump()
+                     + ": only full_attention is supported (sliding-window layers are not)");
+  }
+  h.harmless({"attention_dropout", "pretraining_tp", "rope_type", "is_llama_config"});
   return c;
 }
 

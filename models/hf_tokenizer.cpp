@@ -477,7 +477,6 @@ void hf_tokenizer::impl::trim_around_added(std::vector<std::string>& sections) c
 
 std::vector<std::string> hf_tokenizer::impl::pre_tokenize(const std::string& text) const {
   std::vector<std::string> pieces{text};
-  bool byte_level_done = false;
   for (auto& step : steps) {
     std::vector<std::string> next;
     for (auto& p : pieces) {
@@ -498,7 +497,6 @@ std::vector<std::string> hf_tokenizer::impl::pre_tokenize(const std::string& tex
       }
     }
     pieces = std::move(next);
-    byte_level_done = byte_level_done || step.kind == pre_step::byte_level;
   }
   return pieces;
 }

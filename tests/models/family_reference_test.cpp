@@ -203,10 +203,22 @@ TEST(family_loader, unsupported_values_are_refused_by_name) {
         {"tiny-qwen2", "\"use_sliding_window\": false", "\"use_sliding_window\": true",
          "use_sliding_window"},
         {"tiny-opt", "\"model_type\": \"opt\"", "\"model_type\": \"bloom\"", "bloom"},
-        {"tiny-llama", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "key/value heads"}}) {
+        {"tiny-llama", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "key/value heads"},
+        {"tiny-qwen2", "\"max_window_layers\": 2", "\"max_window_layers\": 2, \"layer_types\": "
+         "[\"full_attention\", \"sliding_attention\"]", "sliding_attention"},
+        {"tiny-llama", "\"mlp_bias\": false", "\"mlp_bias\": false, \"rope_interleaved\": true",
+         "rope_interleaved"}}) {
     auto e = load_error(edited_copy(folder, from, to));
     EXPECT_NE(e.find(key), std::string::npos) << folder << ": " << e;
   }
+}
+
+TEST(family_loader, keys_of_newer_and_smollm_configs_load_when_they_change_nothing) {
+  auto dir = edited_copy("tiny-qwen2", "\"max_window_layers\": 2",
+                         "\"max_window_layers\": 2, \"layer_types\": [\"full_attention\", "
+                         "\"full_attention\"], \"rope_interleaved\": false, "
+                         "\"is_llama_config\": true");
+  EXPECT_EQ(load_error(dir), "(loaded)");
 }
 
 TEST(family_loader, shards_are_checked_against_the_index) {
@@ -243,8 +255,9 @@ TEST(family_loader, a_missing_untied_head_is_named) {
     auto path = (dir / shard).string();
     auto st = read_safetensors(path);
     ASSERT_TRUE(st.ok());
-    if (st.value().tensors.erase("lm_head.weight"))
+    if (st.value().tensors.erase("lm_head.weight")) {
       ASSERT_FALSE(write_safetensors(path, st.value()).has_value());
+    }
   }
   auto e = load_error(dir.string());
   EXPECT_NE(e.find("'lm_head.weight' is missing"), std::string::npos) << e;
