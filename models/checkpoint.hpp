@@ -1,14 +1,17 @@
 // Model and prompt checkpoints in safetensors files.
 //
-// Models: Hugging Face GPT-2 checkpoints as published (tensor names with or
-// without the `transformer.` prefix; Conv1D weights (in, out); `config.json`
-// beside the weights gives n_layer, n_head, n_embd, n_positions, vocab_size,
-// layer_norm_epsilon; the causal-mask buffers `attn.bias`/`attn.masked_bias`
-// and the tied `lm_head.weight` are skipped), and fedsp's own files, which
-// carry their config in `__metadata__` (`fedsp_format` = "1", `kind`,
-// the config fields and, for auxiliary models, `layer_block`). Every tensor of
-// the model must be present with its exact shape; an unknown tensor is an
-// error too. Each error names the file and the tensor.
+// Models: Hugging Face checkpoints as published, for every family of gpt.hpp
+// (docs/models.md, "Loading a Hugging Face checkpoint"): a folder, a file
+// with config.json beside it, or model.safetensors.index.json and its
+// shards; F32, F16, BF16. config.json's model_type picks the family and is
+// read key by key (an unsupported key or value is refused by name). Names
+// lose the family's prefix (`transformer.`, `model.decoder.`, `model.`);
+// GPT-2's causal-mask buffers, rotary inv_freq buffers and a tied
+// `lm_head.weight` are skipped. fedsp's own files carry their config in
+// `__metadata__` (`fedsp_format` = "1", `kind`, the config fields and, for
+// auxiliary models, `layer_block`). Every tensor of the model must be
+// present with its exact shape; an unknown tensor is an error too. Each
+// error names the file and the tensor.
 //
 // Prompts: one tensor per prompt buffer, metadata `fedsp_format`, `kind` =
 // "prompts", `version`.
@@ -24,7 +27,8 @@
 
 namespace fedsp::models {
 
-/// Reads a GPT-2 checkpoint (HF layout or fedsp's).
+/// Reads a checkpoint (HF layout, of any family, or fedsp's): a file, a
+/// folder, or a model.safetensors.index.json.
 result<gpt> load_gpt(const std::string& path);
 
 /// Writes `model` with its config (and layer map) in the metadata; `kind` is
