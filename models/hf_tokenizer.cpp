@@ -25,6 +25,7 @@
 #include "models/tokenizer.hpp"
 
 #include <algorithm>
+#include <bitset>
 #include <filesystem>
 #include <queue>
 #include <sstream>
@@ -330,9 +331,11 @@ std::string to_u8(const icu::UnicodeString& s) {
   return out;
 }
 
-/// All matches of `re` in `text` ("Isolated": the text between matches is a
-/// piece too; empty matches add nothing).
-std::vector<std::string> regex_split(const icu::RegexPattern& re, const std::string& text) {
+/// The matches of `re` in `text`, and with `gaps` the text between them too
+/// (a Split, "Isolated"); without, only the matches (GPT-2's ByteLevel
+/// regex: `text.match(pattern)`). Empty matches add nothing.
+std::vector<std::string> regex_pieces(const icu::RegexPattern& re, const std::string& text,
+                                      bool gaps) {
   std::vector<std::string> out;
   auto u = to_u16(text);
   UErrorCode status = U_ZERO_ERROR;
@@ -340,25 +343,14 @@ std::vector<std::string> regex_split(const icu::RegexPattern& re, const std::str
   std::int32_t prev = 0;
   while (U_SUCCESS(status) && m->find(status)) {
     auto start = m->start(status), end = m->end(status);
-    if (prev < start)
+    if (gaps && prev < start)
       out.push_back(to_u8(icu::UnicodeString(u, prev, start - prev)));
     if (end > start)
       out.push_back(to_u8(icu::UnicodeString(u, start, end - start)));
     prev = end;
   }
-  if (prev < u.length())
+  if (gaps && prev < u.length())
     out.push_back(to_u8(icu::UnicodeString(u, prev)));
-  return out;
-}
-
-/// Only the matches (GPT-2's ByteLevel regex: `text.match(pattern)`).
-std::vector<std::string> regex_matches(const icu::RegexPattern& re, const std::string& text) {
-  std::vector<std::string> out;
-  auto u = to_u16(text);
-  UErrorCode status = U_ZERO_ERROR;
-  std::unique_ptr<icu::RegexMatcher> m(re.matcher(u, status));
-  while (U_SUCCESS(status) && m->find(status))
-    out.push_back(to_u8(m->group(status)));
   return out;
 }
 
@@ -396,6 +388,20 @@ struct added_token {
   bool special = false, normalized = false, lstrip = false, rstrip = false;
 };
 
+/// Added tokens to split on, longest first, and the bytes they start with
+/// (most positions of a text start none: they are skipped at once).
+struct added_dict {
+  std::vector<std::string> words;
+  std::bitset<256> first;
+  void finish() {
+    std::sort(words.begin(), words.end(), [](const std::string& a, const std::string& b) {
+      return a.size() != b.size() ? a.size() > b.size() : a < b;
+    });
+    for (auto& w : words)
+      first.set(static_cast<unsigned char>(w[0]));
+  }
+};
+
 struct pre_step {
   enum kind_t { split, byte_level } kind = split;
   std::unique_ptr<icu::RegexPattern> pattern; // split
@@ -411,7 +417,7 @@ struct hf_tokenizer::impl {
   std::vector<bool> id_is_added;
   std::vector<added_token> added;
   std::unordered_map<std::string, std::size_t> added_by_content;
-  std::vector<std::string> unnormalized, normalized; // splitter dictionaries, longest first
+  added_dict unnormalized, normalized; // the splitter's dictionaries
   bool ignore_merges = false;
   bool nfc = false;
   std::int32_t unk = -1;
@@ -422,8 +428,7 @@ struct hf_tokenizer::impl {
   std::vector<std::int32_t> doc_end, context_start;
   mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache;
 
-  std::vector<std::string> split_added(const std::string& text,
-                                       const std::vector<std::string>& dict) const;
+  std::vector<std::string> split_added(const std::string& text, const added_dict& dict) const;
   void trim_around_added(std::vector<std::string>& sections) const;
   std::vector<std::string> pre_tokenize(const std::string& text) const;
   void bpe(const std::string& piece, std::vector<std::int32_t>& out) const;
@@ -433,20 +438,19 @@ hf_tokenizer::hf_tokenizer() : impl_(std::make_unique<impl>()) {}
 hf_tokenizer::~hf_tokenizer() = default;
 
 std::vector<std::string> hf_tokenizer::impl::split_added(const std::string& text,
-                                                         const std::vector<std::string>& dict) const {
+                                                         const added_dict& dict) const {
+  if (dict.words.empty())
+    return {text};
   std::vector<std::string> out;
-  if (dict.empty()) {
-    out.push_back(text);
-    return out;
-  }
   std::size_t start = 0, i = 0;
   while (i < text.size()) {
     const std::string* match = nullptr;
-    for (auto& word : dict) // longest first
-      if (text.compare(i, word.size(), word) == 0) {
-        match = &word;
-        break;
-      }
+    if (dict.first.test(static_cast<unsigned char>(text[i])))
+      for (auto& word : dict.words) // longest first: the leftmost-longest match
+        if (text.compare(i, word.size(), word) == 0) {
+          match = &word;
+          break;
+        }
     if (match != nullptr) {
       if (i > start)
         out.push_back(text.substr(start, i - start));
@@ -481,14 +485,14 @@ std::vector<std::string> hf_tokenizer::impl::pre_tokenize(const std::string& tex
     std::vector<std::string> next;
     for (auto& p : pieces) {
       if (step.kind == pre_step::split) {
-        for (auto& s : regex_split(*step.pattern, p))
+        for (auto& s : regex_pieces(*step.pattern, p, true))
           next.push_back(std::move(s));
         continue;
       }
       auto t = p;
       if (step.add_prefix_space && t.rfind(' ', 0) != 0)
         t = " " + t;
-      auto parts = step.use_regex ? regex_matches(*gpt2_pattern, t) : std::vector<std::string>{t};
+      auto parts = step.use_regex ? regex_pieces(*gpt2_pattern, t, false) : std::vector<std::string>{t};
       for (auto& part : parts) {
         std::string mapped;
         for (unsigned char b : part)
@@ -778,17 +782,14 @@ result<std::unique_ptr<hf_tokenizer>> hf_tokenizer::load(const std::string& wher
     if (t.normalized && m.nfc) {
       UErrorCode status = U_ZERO_ERROR;
       auto nc = to_u8(icu::Normalizer2::getNFCInstance(status)->normalize(to_u16(t.content), status));
-      m.normalized.push_back(nc);
+      m.normalized.words.push_back(nc);
       m.added_by_content.emplace(nc, static_cast<std::size_t>(&t - m.added.data()));
     } else {
-      m.unnormalized.push_back(t.content);
+      m.unnormalized.words.push_back(t.content);
     }
   }
-  auto longest_first = [](const std::string& a, const std::string& b) {
-    return a.size() != b.size() ? a.size() > b.size() : a < b;
-  };
-  std::sort(m.unnormalized.begin(), m.unnormalized.end(), longest_first);
-  std::sort(m.normalized.begin(), m.normalized.end(), longest_first);
+  m.unnormalized.finish();
+  m.normalized.finish();
 
   // -- pre-tokenizer ----------------------------------------------------------------------
   auto* pre = j.find("pre_tokenizer");
