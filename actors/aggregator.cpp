@@ -3,6 +3,7 @@
 #include <cstring>
 #include <random>
 
+#include "models/device.hpp"
 #include "runtime/fedavg.hpp"
 
 namespace fedsp {
@@ -340,7 +341,9 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                               {"staleness", h.staleness},
                               {"num_samples", h.num_samples},
                               {"loss_before", metric_or(h.metrics, "loss_before", NAN)},
-                              {"loss_after", metric_or(h.metrics, "loss_after", NAN)}},
+                              {"loss_after", metric_or(h.metrics, "loss_after", NAN)},
+                              {"device", device_name(metric_or(h.metrics, "device_index", NAN))},
+                              {"wall_transfer_s", metric_or(h.metrics, "transfer_seconds", 0)}},
                  true);
       st.held.push_back(std::move(h));
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});

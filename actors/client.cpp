@@ -1,5 +1,7 @@
 #include "actors/client.hpp"
 
+#include "models/device.hpp"
+
 namespace fedsp {
 
 namespace {
@@ -77,9 +79,15 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     // the update references without a copy)
     auto pager = cfg.pager;
     auto id = cfg.id;
-    compute_job job{[=] {
-      if (pager) // bring the session back to the device if it was paged out
-        pager->acquire(id, session->resident_bytes(), {});
+    auto transfer = std::make_shared<double>(0.0);
+    auto device = std::make_shared<std::string>();
+    compute_job job{[=](const std::string& dev) {
+      // Onto this worker's device: back from host memory if it was paged
+      // out, across devices after a failover (else both cost nothing).
+      *device = dev;
+      *transfer = session->place(dev);
+      if (pager)
+        *transfer += pager->acquire(id, session->resident_bytes(), {});
       *out = session->round(std::move(*prompts), seed);
       if (pager)
         pager->release(id);
@@ -101,6 +109,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
                          {"prompt_loss_first", r.prompt_loss_first},
                          {"prompt_loss_last", r.prompt_loss_last},
                          {"train_seconds", seconds},
+                         {"transfer_seconds", *transfer},
+                         {"device_index", device_index(*device)},
                          {"flops", r.flops}}};
           self->request(cfg.server, caf::infinite, ctx->seal(envelope{me, std::move(up)}))
             .then([=](const wire_buffer& reply) {
@@ -128,8 +138,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     auto sc = cfg.sc;
     auto pager = cfg.pager;
     auto id = cfg.id;
-    compute_job job{[=] {
-      *out = client_session::create(*bytes, *sc, *data);
+    compute_job job{[=](const std::string& device) {
+      *out = client_session::create(*bytes, *sc, *data, device);
       if (pager && out->ok()) { // built on the device: resident until evicted
         std::weak_ptr<client_session> weak = out->value();
         auto s = out->value();

@@ -36,7 +36,7 @@ evaluator(evaluator_actor::stateful_pointer<evaluator_state> self, context_ptr c
       auto prompts = std::make_shared<prompt_set>(std::move(req->prompts));
       auto version = req->version;
       auto split = req->split;
-      compute_job job{[=] { *scores = session->evaluate(*prompts); }};
+      compute_job job{[=](const std::string&) { *scores = session->evaluate(*prompts); }};
       self->request(worker, caf::infinite, run_atom::value, std::move(job))
         .then(
           [=](double seconds) mutable {

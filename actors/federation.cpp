@@ -350,16 +350,6 @@ struct run_actors {
   }
 };
 
-std::vector<worker_actor> spawn_workers(caf::actor_system& sys, const scenario& sc) {
-  std::vector<worker_actor> workers;
-  for (std::uint32_t w = 0; w < sc.compute.workers; ++w)
-    // GPT work blocks for seconds: each worker gets its own thread. The
-    // null and mlp kinds' jobs take microseconds to a millisecond: their
-    // workers share CAF's scheduler threads and skip a thread hand-off.
-    workers.push_back(sc.model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
-                                             : sys.spawn(worker));
-  return workers;
-}
 
 /// Clients that a client_crash already killed stay dead in a resumed run.
 std::set<std::uint32_t> crashed_clients(const scenario& sc, const resume_point& rp) {
@@ -455,7 +445,7 @@ result<run_outcome::value_t> run_actors_until_done(run_inputs& in, run_io& io, r
   caf::scoped_actor self{sys};
   context_ptr ctx = io.ctx;
   run_actors a;
-  a.workers = spawn_workers(sys, in.sc);
+  a.workers = spawn_workers(sys, in.devices, in.sc.compute.workers, in.sc.model.kind == "gpt");
   auto crashed = crashed_clients(in.sc, rp);
   a.server = spawn_server(sys, ctx, server_config_for(in, rp, a.workers[0], io.tl,
                                                       static_cast<std::uint32_t>(crashed.size())));
@@ -550,23 +540,13 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (opts.serve)
     if (auto err = check_served_faults(sc))
       return *err;
-  // Devices (models/device.hpp). The GPU path, sessions placed on CUDA
-  // devices, is not built yet: `auto` says so and runs on the CPU, an
-  // explicit cuda stops here rather than run on the CPU unasked.
+  // Devices (models/device.hpp): worker w runs on dev.device_of_worker(w);
+  // the server's models live on worker 0's device, each client's session on
+  // its worker's (docs/architecture.md, "Devices").
   auto devices = resolve_devices(sc.compute.device);
   if (!devices)
     return devices.err();
   auto dev = devices.value();
-  if (dev.cuda()) {
-    if (sc.compute.device != "auto")
-      return error{errc::bad_scenario,
-                   "key 'compute.device' is '" + sc.compute.device + "': " + cuda_report()
-                     + ", but fedsp's GPU path (sessions placed on CUDA devices) is not "
-                       "implemented yet (issue 18); use cpu or auto"};
-    dev.note = "compute.device auto: " + cuda_report()
-                + ", but fedsp's GPU path is not implemented yet (issue 18); running on the CPU";
-    dev.devices = {"cpu"};
-  }
   if (auto err = check_dtype(sc.compute.dtype, dev))
     return *err;
   if (sc.compute.workers_per_device > 0) {
@@ -604,7 +584,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   set_compute_threads(static_cast<int>(
     sc.compute.threads ? sc.compute.threads : std::max(1u, cores / sc.compute.workers)));
-  auto session = server_session::create(sc, data.value());
+  auto session = server_session::create(sc, data.value(), dev.device_of_worker(0));
   if (!session)
     return session.err();
   // Centralised training: one party holds the union of the clients' data.

@@ -21,6 +21,7 @@
 #include "actors/transport_guard.hpp"
 #include "actors/worker.hpp"
 #include "runtime/call_syntax.hpp"
+#include "models/device.hpp"
 
 // CAF 0.17's OpenSSL session (libcaf_openssl) asks SSL_get_error why a
 // call failed without first emptying the thread's OpenSSL error queue, and
@@ -347,10 +348,16 @@ int join_federation(const join_options& opts) {
       sc.value().compute.threads
         ? sc.value().compute.threads
         : std::max(1u, std::max(1u, std::thread::hardware_concurrency()) / workers_n)));
-    std::vector<worker_actor> workers;
-    for (std::uint32_t w = 0; w < workers_n; ++w)
-      workers.push_back(sc.value().model.kind == "gpt" ? sys.spawn<caf::detached>(worker)
-                                                       : sys.spawn(worker));
+    // compute.device is resolved against this machine: a join node with a
+    // GPU uses it under `auto`; one without refuses `cuda` as a run would.
+    auto devices = resolve_devices(sc.value().compute.device);
+    if (!devices) {
+      log->error("{}", devices.err().text);
+      return 2;
+    }
+    if (!devices.value().note.empty())
+      log->info("{}", devices.value().note);
+    auto workers = spawn_workers(sys, devices.value(), workers_n, sc.value().model.kind == "gpt");
     std::vector<client_actor> clients;
     auto board = std::make_shared<pulse_board>(opts.last - opts.first + 1);
     for (auto c = opts.first; c <= opts.last; ++c) {

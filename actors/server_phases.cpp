@@ -334,7 +334,7 @@ server_actor::behavior_type preparing(server_ptr self, const context_ptr& ctx) {
   ctx->log->info("preparing the {} method{}", sc_of(self).method.name,
                  st.cfg.plan.ship_auxiliary ? ": building and distilling the auxiliary model" : "");
   auto opt_state = st.server_step_state; // a resumed run's server step optimizer
-  self->request(st.cfg.worker, caf::infinite, run_atom::value, compute_job{[=] {
+  self->request(st.cfg.worker, caf::infinite, run_atom::value, compute_job{[=](const std::string&) {
                   *out = session->prepare();
                   if (out->ok() && !opt_state.empty())
                     if (auto err = session->restore_server_step(opt_state))

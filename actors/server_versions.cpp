@@ -240,7 +240,7 @@ void aggregate(server_ptr self, const context_ptr& ctx, std::uint32_t round,
         auto session = st.cfg.session;
         auto avg = std::make_shared<prompt_set>(std::move(out.prompts));
         auto seed = mix_seed(sc_of(self).seed, 500'000 + st.version + 1);
-        compute_job job{[=] { *step = session->server_step(*avg, seed); }};
+        compute_job job{[=](const std::string&) { *step = session->server_step(*avg, seed); }};
         self->request(st.cfg.worker, caf::infinite, run_atom::value, std::move(job))
           .then(
             [=](double) mutable {

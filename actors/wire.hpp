@@ -96,9 +96,10 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 
 /// Work for a worker: a closure run on the worker's thread (torch calls
 /// block). It writes its results into state the requester shares with it;
-/// the reply (wall seconds) says it is done.
+/// the reply (wall seconds) says it is done. The worker passes its device
+/// ("cpu", "cuda:N"): a client's session moves there before it trains.
 struct compute_job {
-  std::function<void()> run;
+  std::function<void(const std::string& device)> run;
 };
 
 /// The server tells the aggregator which update to expect for a task.

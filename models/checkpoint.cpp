@@ -599,7 +599,7 @@ st_file gpt_file(gpt& model, const std::string& kind,
     layers += (layers.empty() ? "" : ",") + std::to_string(b);
   st.metadata["layer_block"] = layers;
   for (auto& item : model->named_parameters()) {
-    auto t = item.value().detach().contiguous().to(torch::kFloat);
+    auto t = item.value().detach().to(torch::kCPU, torch::kFloat).contiguous();
     st.tensors[item.key()] = st_tensor::from_floats(t.sizes().vec(), t.data_ptr<float>());
   }
   return st;

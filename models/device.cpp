@@ -1,10 +1,25 @@
 #include "models/device.hpp"
 
+#include <cmath>
 #include <sstream>
 
 #include <torch/torch.h>
 
 namespace fedsp {
+
+double device_index(const std::string& name) {
+  if (name.rfind("cuda:", 0) == 0)
+    return std::stod(name.substr(5));
+  return -1;
+}
+
+std::string device_name(double index) {
+  if (index == -1)
+    return "cpu";
+  if (index >= 0 && index < 1e6 && index == std::floor(index))
+    return "cuda:" + std::to_string(static_cast<long>(index));
+  return "unknown";
+}
 
 std::string cuda_report() {
   if (!torch::cuda::is_available()) {
@@ -74,11 +89,15 @@ result<device_plan> resolve_devices(const std::string& spec) {
 std::optional<error> check_dtype(const std::string& dtype, const device_plan& plan) {
   if (dtype == "f32")
     return std::nullopt;
-  if (dtype == "bf16" || dtype == "f16")
+  if (dtype == "bf16")
+    return std::nullopt; // autocast on CUDA and on the CPU
+  if (dtype == "f16") {
+    if (plan.cuda())
+      return std::nullopt;
     return error{errc::bad_scenario,
-                 "key 'compute.dtype' is " + dtype + " on " + plan.devices.front()
-                   + ": mixed precision (autocast with float32 master copies) is not "
-                     "implemented yet (issue 18); use f32"};
+                 "key 'compute.dtype' is f16 on the CPU: libtorch's CPU autocast has no "
+                 "float16 kernels; use bf16 or f32 there, f16 on a CUDA device"};
+  }
   return error{errc::bad_scenario, "key 'compute.dtype' is '" + dtype + "': not one of f32, bf16, f16"};
 }
 

@@ -31,6 +31,11 @@ struct device_plan {
   bool cuda() const { return devices.front() != "cpu"; }
 };
 
+/// A device as a number, for metric lists: "cpu" is -1, "cuda:N" is N;
+/// device_name inverts it ("unknown" for anything else, NaN included).
+double device_index(const std::string& name);
+std::string device_name(double index);
+
 /// What torch reports about CUDA, in words ("no CUDA device: this libtorch
 /// was built without CUDA", "2 CUDA devices", ...).
 std::string cuda_report();
@@ -39,8 +44,9 @@ std::string cuda_report();
 /// what torch reports.
 result<device_plan> resolve_devices(const std::string& spec);
 
-/// compute.dtype on the resolved devices: f32 everywhere; bf16 and f16 are
-/// refused with the reason (mixed precision is not implemented yet).
+/// compute.dtype on the resolved devices: f32 and bf16 everywhere; f16 on
+/// CUDA devices only (models/precision.hpp), refused on the CPU with the
+/// reason.
 std::optional<error> check_dtype(const std::string& dtype, const device_plan& plan);
 
 } // namespace fedsp

@@ -13,6 +13,7 @@
 #include "models/auxiliary.hpp"
 #include "models/checkpoint.hpp"
 #include "models/safetensors.hpp"
+#include "models/precision.hpp"
 #include "models/scoring.hpp"
 #include "models/soft_prompt.hpp"
 #include "models/tokenizer.hpp"
@@ -136,13 +137,15 @@ struct server_session::impl {
   std::string client_bytes;
   std::string client_id;
   prompt_set initial;
+  torch::Device device{torch::kCPU}; // every model and prompt of the session
 };
 
 server_session::server_session() : impl_(std::make_unique<impl>()) {}
 server_session::~server_session() = default;
 
 result<std::shared_ptr<server_session>> server_session::create(const scenario& sc,
-                                                               const task_split& data) {
+                                                               const task_split& data,
+                                                               const std::string& device) {
   auto plan = plan_of(sc.method.name);
   if (!plan)
     return plan.err();
@@ -160,6 +163,7 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     return s;
   }
   return guarded([&]() -> result<std::shared_ptr<server_session>> {
+    m.device = torch::Device(device);
     if (!sc.model.checkpoint.empty()) {
       auto g = load_gpt(sc.model.checkpoint);
       if (!g)
@@ -185,6 +189,7 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
     }
     m.global->set_trainable(false);
     m.global->eval();
+    m.global->to(m.device);
     auto& cfg = m.global->config();
     auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
     auto tok = make_tokenizer(kind, tokenizer_source(kind, sc.model.vocab_dir, sc.model.checkpoint));
@@ -196,6 +201,7 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
                                          + std::to_string(cfg.vocab_size) + "-token vocabulary"};
     m.prompt = soft_prompt(prompt_config(sc, cfg, m.global->depth()), mix_seed(sc.seed, 7));
     m.prompt->eval();
+    m.prompt->to(m.device);
     m.initial = m.prompt->to_prompts(0);
     // The server's labels: the first method.server_examples of the public
     // split (prepare shuffles it), encoded once; the distillation corpus
@@ -220,6 +226,7 @@ result<distill_report_summary> server_session::prepare() {
   if (m.simple)
     return distill_report_summary{}; // nothing to build or ship
   return guarded([&]() -> result<distill_report_summary> {
+    autocast_scope precision(m.device, m.sc.compute.dtype);
     distill_report_summary rep;
     auto& mp = m.sc.method;
     if (m.plan.ship_auxiliary) {
@@ -233,6 +240,7 @@ result<distill_report_summary> server_session::prepare() {
       if (!aux)
         return aux.err();
       m.aux = std::move(aux).value();
+      m.aux.model->to(m.device);
       m.has_aux = true;
       if (mp.distill_steps > 0) {
         auto T = std::min<std::int64_t>(mp.distill_seq_len, m.global->config().n_positions);
@@ -244,7 +252,7 @@ result<distill_report_summary> server_session::prepare() {
         distill_params dp;
         dp.loss = mp.distill_loss;
         dp.lm = lm_params{mp.distill_steps, mp.distill_batch, T, mp.distill_lr, 0.01, 0.1,
-                          0, 4, mix_seed(m.sc.seed, 3)};
+                          0, 4, mix_seed(m.sc.seed, 3), m.sc.compute.dtype};
         auto start = std::chrono::steady_clock::now();
         auto d = distill(m.aux.model, m.global, train, held, dp);
         if (!d)
@@ -276,7 +284,9 @@ result<distill_report_summary> server_session::prepare() {
       sp.lr = mp.server_lr;
       sp.rounds = std::max<std::uint32_t>(1, m.sc.federation.max_versions());
       sp.distill_weight = mp.server_distill_weight;
+      sp.dtype = m.sc.compute.dtype;
       soft_prompt p(prompt_config(m.sc, m.global->config(), m.global->depth()), 0);
+      p->to(m.device);
       m.trainer = std::make_unique<server_trainer>(m.global, p, sp,
                                                    m.has_aux ? m.aux.model : gpt(nullptr),
                                                    m.has_aux ? m.aux.to_global
@@ -304,6 +314,7 @@ result<server_step_report> server_session::server_step(const prompt_set& aggrega
     return error{errc::unsupported, "method " + m.sc.method.name + " (model.kind "
                                       + m.sc.model.kind + ") has no server step"};
   return guarded([&]() -> result<server_step_report> {
+    autocast_scope precision(m.device, m.sc.compute.dtype);
     auto start = std::chrono::steady_clock::now();
     auto r = m.trainer->round(aggregated, m.public_examples, seed);
     if (!r)
@@ -337,6 +348,7 @@ result<model_scores> server_session::evaluate(const prompt_set& prompts) {
   if (auto err = m.prompt->load(prompts))
     return *err;
   return guarded([&]() -> result<model_scores> {
+    autocast_scope precision(m.device, m.sc.compute.dtype);
     auto prefix = m.prompt->materialize(); // (L, 2, H, P, hd)
     model_scores s;
     auto g = score(m.global, prefix, m.test);
@@ -392,6 +404,8 @@ struct client_session::impl {
   double tokens_per_step = 0;
   std::uint32_t model_steps = 0, prompt_steps = 0;
   std::vector<torch::Tensor> parked; // host copies while offloaded, in state_tensors() order
+  std::string device = "cpu";        // where the state lives when it is not parked
+  std::string dtype = "f32";         // compute.dtype (models/precision.hpp)
 };
 
 client_session::client_session() : impl_(std::make_unique<impl>()) {}
@@ -427,11 +441,29 @@ double client_session::restore() {
   auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   auto tensors = m.trainer->state_tensors();
+  torch::Device dev(m.device);
   for (std::size_t i = 0; i < tensors.size() && i < m.parked.size(); ++i)
-    tensors[i].set_(m.parked[i].to(tensors[i].device()));
+    tensors[i].set_(m.parked[i].to(dev));
   m.parked.clear();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+double client_session::place(const std::string& device) {
+  auto& m = *impl_;
+  if (!m.trainer || device == m.device)
+    return 0;
+  auto start = std::chrono::steady_clock::now();
+  m.device = device;
+  if (m.parked.empty()) { // resident: every state tensor moves (a parked one moves on restore)
+    torch::NoGradGuard no_grad;
+    torch::Device dev(device);
+    for (auto& t : m.trainer->state_tensors())
+      t.set_(t.to(dev));
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+const std::string& client_session::device() const { return impl_->device; }
 client_session::~client_session() = default;
 
 /// How many tasks a client's learning-rate schedules span (they decay to zero
@@ -449,7 +481,8 @@ static std::uint32_t client_schedule_tasks(const scenario& sc) {
 
 result<std::shared_ptr<client_session>> client_session::create(const std::string& bytes,
                                                                const scenario& sc,
-                                                               std::vector<mc_example> data) {
+                                                               std::vector<mc_example> data,
+                                                               const std::string& device) {
   auto plan = plan_of(sc.method.name);
   if (!plan)
     return plan.err();
@@ -475,6 +508,8 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     if (!body)
       return body.err();
     m.body = body.value();
+    m.device = device;
+    m.body->to(torch::Device(device));
     auto& cfg = m.body->config();
     auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
     auto tok = make_tokenizer(kind, tokenizer_source(kind, sc.model.vocab_dir, sc.model.checkpoint));
@@ -504,7 +539,9 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     cp.model_lr = sc.training.model_lr;
     cp.prompt_lr = sc.training.prompt_lr;
     cp.rounds = client_schedule_tasks(sc);
+    cp.dtype = m.dtype = sc.compute.dtype;
     soft_prompt p(prompt_config(sc, cfg, prompt_depth), 0);
+    p->to(torch::Device(device));
     m.trainer = std::make_unique<client_trainer>(m.body, p, cp, layer_map);
     auto C = static_cast<double>(cfg.n_embd);
     m.compute_params = static_cast<double>(m.body->depth()) * 12 * C * C
@@ -534,7 +571,10 @@ result<client_round_report> client_session::round(prompt_set prompts, std::uint6
     out.flops = m.simple->task_flops();
     return out;
   }
-  auto r = m.trainer->round(prompts, m.data, seed);
+  auto r = [&] {
+    autocast_scope precision(torch::Device(m.device), m.dtype);
+    return m.trainer->round(prompts, m.data, seed);
+  }();
   if (!r)
     return r.err();
   auto& v = r.value();

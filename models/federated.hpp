@@ -76,8 +76,10 @@ class server_session {
 public:
   /// Loads (model.checkpoint) or builds (random, from model.*) the global
   /// model and the tokenizer, and encodes the server's and the test data.
+  /// Its models live on `device` (the server's worker's: worker 0).
   static result<std::shared_ptr<server_session>> create(const scenario& sc,
-                                                        const task_split& data);
+                                                        const task_split& data,
+                                                        const std::string& device = "cpu");
   ~server_session();
 
   /// Builds the auxiliary model and distils it (method.distill_*); a no-op
@@ -129,10 +131,13 @@ struct client_round_report {
 
 class client_session {
 public:
-  /// From the model file the server sent (validated like any checkpoint).
+  /// From the model file the server sent (validated like any checkpoint),
+  /// placed on `device` ("cpu", "cuda:N": the device of the worker that
+  /// builds it).
   static result<std::shared_ptr<client_session>> create(const std::string& model_bytes,
                                                         const scenario& sc,
-                                                        std::vector<mc_example> data);
+                                                        std::vector<mc_example> data,
+                                                        const std::string& device = "cpu");
   ~client_session();
 
   /// One round with the steps and rates of the scenario it was created
@@ -148,6 +153,13 @@ public:
   std::uint64_t resident_bytes() const;
   double offload();
   double restore();
+
+  /// Moves the session (every state tensor, or its parked host copy) to
+  /// `device`, where the next task's worker runs; returns the seconds (0
+  /// when it is there already). A client's tasks go to its own worker, so
+  /// this moves only after a failover to a worker on another device.
+  double place(const std::string& device);
+  const std::string& device() const;
 
 private:
   client_session();

@@ -1,5 +1,7 @@
 #include "models/gpt.hpp"
 
+#include "models/precision.hpp"
+
 #include <cmath>
 #include <limits>
 
@@ -140,6 +142,17 @@ std::optional<error> decoder_config::check() const {
 
 namespace {
 
+/// The value masked scores get: the lowest float32 as HF uses, or the
+/// lowest of bfloat16 / float16 when autocast made the scores that (the
+/// float32 value does not fit them).
+double masked_score(torch::ScalarType t) {
+  if (t == torch::kBFloat16)
+    return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+  if (t == torch::kHalf)
+    return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+  return std::numeric_limits<float>::lowest();
+}
+
 /// Attention of q over a prompt prefix and causally over the tokens: q (B, H,
 /// T, hd), k and v (B, KV, T, hd), prefix (2, KV, P, hd) or undefined ->
 /// (B, T, H hd). The prefix is written once per KV head; a group of H / KV
@@ -164,8 +177,8 @@ torch::Tensor prefix_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
              / std::sqrt(static_cast<double>(hd)); // (B, H, T, P+T)
   auto allowed = torch::ones({T, P + T}, torch::dtype(torch::kBool).device(q.device()))
                    .tril(P); // (T, P+T)
-  att = att.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
-  att = torch::softmax(att, -1);
+  att = att.masked_fill(allowed.logical_not(), masked_score(att.scalar_type()));
+  att = torch::softmax(att, -1, at_least_float(att)); // float32 under autocast too, as HF does
   auto y = torch::matmul(att, v);                       // (B, H, T, hd)
   return y.transpose(1, 2).contiguous().view({B, T, H * hd}); // (B, T, H hd)
 }
@@ -197,7 +210,9 @@ public:
     weight = register_parameter("weight", torch::ones({C}));
   }
   torch::Tensor forward(const torch::Tensor& x) { // (..., C) -> (..., C)
-    return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps_) * weight;
+    // in float32 whatever autocast made x, as LlamaRMSNorm does
+    auto h = x.to(torch::kFloat);
+    return (h * torch::rsqrt(h.pow(2).mean(-1, true) + eps_)).to(x.scalar_type()) * weight;
   }
   torch::Tensor weight;
 
@@ -359,8 +374,8 @@ torch::Tensor attention_impl::forward(const torch::Tensor& x,
   // with the dtype's lowest value rather than -inf; after softmax both are 0.
   auto allowed = torch::ones({T, P + T}, torch::dtype(torch::kBool).device(x.device()))
                    .tril(P); // (T, P+T)
-  att = att.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
-  att = torch::softmax(att, -1);
+  att = att.masked_fill(allowed.logical_not(), masked_score(att.scalar_type()));
+  att = torch::softmax(att, -1, at_least_float(att)); // float32 under autocast too, as HF does
   auto y = torch::matmul(att, v);                     // (B, H, T, hd)
   y = y.transpose(1, 2).contiguous().view({B, T, C}); // (B, T, C)
   return c_proj_(y);
@@ -477,7 +492,10 @@ rotary gpt_impl::rope(std::int64_t T, const torch::Device& device) {
   return {emb.cos(), emb.sin()};
 }
 
-torch::Tensor gpt_impl::hidden(const torch::Tensor& idx, const torch::Tensor& prefix) {
+torch::Tensor gpt_impl::hidden(const torch::Tensor& tokens, const torch::Tensor& prefix) {
+  // Batches are built in host memory; they follow the model to its device
+  // (a no-op on the CPU).
+  auto idx = tokens.to(wte_->weight.device());
   auto T = idx.size(1);
   TORCH_CHECK(T <= max_tokens(), "sequence of ", T, " tokens exceeds the model's ",
               max_tokens(), " positions");

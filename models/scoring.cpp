@@ -1,5 +1,7 @@
 #include "models/scoring.hpp"
 
+#include "models/precision.hpp"
+
 #include <cmath>
 
 namespace fedsp::models {
@@ -71,7 +73,7 @@ std::pair<torch::Tensor, torch::Tensor> make_batch(const std::vector<const encod
 torch::Tensor answer_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
   auto V = logits.size(2);
   return torch::nn::functional::cross_entropy(
-    logits.reshape({-1, V}), targets.reshape({-1}),
+    logits.reshape({-1, V}), targets.to(logits.device()).reshape({-1}),
     torch::nn::functional::CrossEntropyFuncOptions().ignore_index(ignore_index));
 }
 
@@ -88,11 +90,13 @@ score_report score(gpt& model, const torch::Tensor& prefix,
     std::vector<const encoded_sequence*> chunk(seqs.begin() + static_cast<std::ptrdiff_t>(s),
                                                seqs.begin() + static_cast<std::ptrdiff_t>(e));
     auto [idx, tgt] = make_batch(chunk);
-    auto logp = torch::log_softmax(model->forward(idx, prefix), -1);       // (B, T, V)
+    auto logits = model->forward(idx, prefix);                          // (B, T, V)
+    auto logp = torch::log_softmax(logits, -1, at_least_float(logits)); // (B, T, V)
+    tgt = tgt.to(logp.device());
     auto mask = tgt.ne(ignore_index);                                     // (B, T)
     auto tok = logp.gather(2, tgt.clamp_min(0).unsqueeze(2)).squeeze(2);  // (B, T)
-    auto sums = (tok * mask).sum(1).to(torch::kDouble).contiguous();      // (B)
-    auto counts = mask.sum(1).to(torch::kDouble).contiguous();            // (B)
+    auto sums = (tok * mask).sum(1).to(torch::kCPU, torch::kDouble).contiguous(); // (B)
+    auto counts = mask.sum(1).to(torch::kCPU, torch::kDouble).contiguous();       // (B)
     for (std::size_t i = s; i < e; ++i) {
       ll[i] = sums.data_ptr<double>()[i - s];
       ntok[i] = counts.data_ptr<double>()[i - s];

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <torch/torch.h>
+
 #include "runtime/profile.hpp"
 #include "runtime/rng.hpp"
 

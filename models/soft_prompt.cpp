@@ -53,7 +53,7 @@ prompt_set soft_prompt_impl::to_prompts(std::uint64_t version) {
   prompt_set ps;
   ps.version = version;
   for (auto& item : named_parameters()) {
-    auto t = item.value().detach().contiguous().to(torch::kFloat);
+    auto t = item.value().detach().to(torch::kCPU, torch::kFloat).contiguous();
     tensor_buffer b{item.key(), {}, {}};
     for (auto d : t.sizes())
       b.shape.push_back(static_cast<std::uint32_t>(d));
@@ -87,7 +87,7 @@ std::optional<error> soft_prompt_impl::load(const prompt_set& ps) {
 }
 
 torch::Tensor remap_layers(const torch::Tensor& prefix, const std::vector<std::int64_t>& source) {
-  auto index = torch::tensor(source, torch::kLong);
+  auto index = torch::tensor(source, torch::kLong).to(prefix.device());
   return prefix.index_select(0, index); // (L_to, 2, H, P, hd)
 }
 

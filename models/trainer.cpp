@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "models/torch_compat.hpp"
 #include "runtime/rng.hpp"
 
 namespace fedsp::models {
@@ -51,7 +52,7 @@ stage_losses run_stage(optimizer_stage& stage, std::int64_t steps, std::int64_t 
     double total = 0;
     for (std::int64_t a = 0; a < accumulate; ++a) {
       auto loss = loss_of(sample(data, batch, r)) / static_cast<double>(accumulate);
-      loss.backward();
+      stage.scaled(loss).backward();
       total += loss.template item<double>();
     }
     stage.step();
@@ -114,7 +115,7 @@ std::optional<error> optimizer_stage::load(const std::string& bytes) {
 std::vector<torch::Tensor> optimizer_stage::state_tensors() {
   std::vector<torch::Tensor> out;
   for (auto& p : params_) { // in parameter order: a stable order
-    auto it = opt_->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    auto it = opt_->state().find(compat::optimizer_state_key(p));
     if (it == opt_->state().end())
       continue; // not stepped yet
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
@@ -125,12 +126,38 @@ std::vector<torch::Tensor> optimizer_stage::state_tensors() {
   return out;
 }
 
-void optimizer_stage::step() {
+bool optimizer_stage::step(double max_norm) {
+  if (scale_ > 0) {
+    torch::NoGradGuard no_grad;
+    auto finite = torch::ones({}, torch::kBool);
+    for (auto& p : params_)
+      if (p.grad().defined()) {
+        p.grad().div_(scale_);
+        finite = finite.to(p.grad().device()).logical_and(p.grad().isfinite().all());
+      }
+    if (!finite.item<bool>()) {
+      opt_->zero_grad();
+      scale_ /= 2;
+      good_ = 0;
+      ++skipped_;
+      return false;
+    }
+    if (++good_ == 2000) {
+      scale_ *= 2;
+      good_ = 0;
+    }
+  }
+  if (max_norm > 0)
+    torch::nn::utils::clip_grad_norm_(params_, max_norm);
   for (auto& group : opt_->param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(schedule_.at(done_));
   opt_->step();
   opt_->zero_grad();
+  // Autocast keeps its bf16/f16 casts of the weights until the scope ends;
+  // the weights just changed, so the casts are stale (models/precision.hpp).
+  at::autocast::clear_cache();
   ++done_;
+  return true;
 }
 
 // -- client ------------------------------------------------------------------------------
@@ -163,7 +190,12 @@ client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params param
                               warmup_steps(params.prompt_steps * params.rounds,
                                            params.warmup_fraction),
                               params.prompt_steps * params.rounds},
-                  params.weight_decay) {}
+                  params.weight_decay) {
+  if (params.dtype == "f16") {
+    model_stage_.enable_loss_scaling();
+    prompt_stage_.enable_loss_scaling();
+  }
+}
 
 torch::Tensor client_trainer::for_body(const torch::Tensor& prefix) const {
   return layer_map_.empty() ? prefix : remap_layers(prefix, layer_map_);
@@ -227,6 +259,8 @@ server_trainer::server_trainer(gpt global, soft_prompt prompt, server_params par
            lr_schedule{params.lr, warmup_steps(params.steps * params.rounds, params.warmup_fraction),
                        params.steps * params.rounds},
            params.weight_decay) {
+  if (params.dtype == "f16")
+    stage_.enable_loss_scaling();
   global_->set_trainable(false);
   global_->eval();
   if (aux_) {
@@ -261,11 +295,11 @@ result<server_report> server_trainer::round(const prompt_set& prompts,
         torch::Tensor teacher;
         {
           torch::NoGradGuard no_grad;
-          teacher = torch::softmax(aux_->forward(idx, aux_prefix) / T, -1); // (B, T, V)
+          teacher = torch::softmax(aux_->forward(idx, aux_prefix) / T, -1, torch::kFloat); // (B, T, V)
         }
         auto mask = tgt.ne(-100).unsqueeze(-1);                            // (B, T, 1)
         auto kl = (teacher * (torch::log(teacher.clamp_min(1e-12))
-                              - torch::log_softmax(logits / T, -1)))
+                              - torch::log_softmax(logits / T, -1, torch::kFloat)))
                     .mul(mask)
                     .sum()
                   / mask.sum().clamp_min(1);
@@ -306,7 +340,7 @@ std::pair<torch::Tensor, torch::Tensor> windows(const std::vector<std::int64_t>&
 
 torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& y) {
   return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(2)}),
-                                              y.reshape({-1}));
+                                              y.to(logits.device()).reshape({-1}));
 }
 
 std::optional<error> check_stream(const std::vector<std::int64_t>& tokens, std::int64_t T,
@@ -329,14 +363,15 @@ lm_report lm_loop(gpt& model, const std::vector<std::int64_t>& train, const lm_p
   optimizer_stage stage(model->parameters(),
                         lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
                         p.weight_decay);
+  if (p.dtype == "f16")
+    stage.enable_loss_scaling();
   rng r(p.seed);
   lm_report rep;
   for (std::int64_t s = 0; s < p.steps; ++s) {
     auto [x, y] = windows(train, p.batch, p.seq_len, r);
     auto loss = loss_of(x, y);
-    loss.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-    stage.step();
+    stage.scaled(loss).backward();
+    stage.step(1.0);
     double l = loss.template item<double>();
     if (s == 0)
       rep.first_loss = l;

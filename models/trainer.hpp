@@ -32,8 +32,19 @@ class optimizer_stage {
 public:
   optimizer_stage(std::vector<torch::Tensor> params, lr_schedule schedule,
                   double weight_decay);
-  /// Applies the scheduled learning rate, steps, clears gradients.
-  void step();
+  /// Applies the scheduled learning rate, steps, clears gradients; with
+  /// max_norm > 0 the gradients are clipped to that norm first. With loss
+  /// scaling, the gradients are unscaled first and a step whose gradients
+  /// are not finite is skipped (false; the scale halves, gradients clear).
+  bool step(double max_norm = 0);
+  /// f16 mixed precision (models/precision.hpp): dynamic loss scaling, as
+  /// torch.cuda.amp.GradScaler does it: start at 2^16, halve on a skipped
+  /// step, double after 2,000 steps in a row without one.
+  void enable_loss_scaling(double initial = 65536.0) { scale_ = initial; }
+  /// The loss to call backward() on: scaled when loss scaling is on.
+  torch::Tensor scaled(const torch::Tensor& loss) const { return scale_ > 0 ? loss * scale_ : loss; }
+  double loss_scale() const { return scale_; }
+  std::int64_t steps_skipped() const { return skipped_; }
   std::int64_t steps_done() const { return done_; }
   double current_lr() const { return schedule_.at(done_); }
   /// Its state (AdamW's moments and step counts, the schedule's position)
@@ -49,6 +60,8 @@ private:
   std::unique_ptr<torch::optim::AdamW> opt_;
   lr_schedule schedule_;
   std::int64_t done_ = 0;
+  double scale_ = 0;          // 0: no loss scaling
+  std::int64_t good_ = 0, skipped_ = 0;
 };
 
 struct client_params {
@@ -61,6 +74,7 @@ struct client_params {
   double weight_decay = 0.0;
   std::int64_t rounds = 1;         // planned rounds (for the decay)
   double warmup_fraction = 0.1;
+  std::string dtype = "f32";       // compute.dtype: f16 scales the loss (models/precision.hpp)
 };
 
 struct stage_losses {
@@ -115,6 +129,7 @@ struct server_params {
   double warmup_fraction = 0.1;
   double distill_weight = 0.0;     // lambda of the KD term from the auxiliary model
   double temperature = 1.0;
+  std::string dtype = "f32";       // compute.dtype: f16 scales the loss (models/precision.hpp)
 };
 
 struct server_report {
@@ -162,6 +177,7 @@ struct lm_params {
   std::int64_t eval_every = 100;   // held-out loss every N steps (0: only at the end)
   std::int64_t eval_batches = 8;
   std::uint64_t seed = 1;
+  std::string dtype = "f32";       // compute.dtype: f16 scales the loss (models/precision.hpp)
 };
 
 /// Progress: (step, training loss, held-out loss or NaN when not evaluated).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # compute.* from the command line (docs/scenarios.md, "Devices"): auto on a
 # machine without a GPU runs on the CPU with one info line and gives the
-# same events as cpu; explicit cuda and mixed precision say what is missing
-# and exit 2; paged sessions train bit for bit as resident ones;
+# same events as cpu; explicit cuda without a GPU and f16 on the CPU exit 2
+# saying why; update events name their device; bf16 trains on the CPU; paged sessions train bit for bit as resident ones;
 # workers_per_device makes devices x N workers.
 # usage: devices_test.sh <fedsp binary> <source dir>
 set -uo pipefail
@@ -31,13 +31,27 @@ fi
 check "a malformed device names file, line and key" expect_fail 2 \
   "tiny.yaml, --set 'compute.device=gpu0': key 'compute.device' must be auto, cpu, cuda" \
   "$fedsp" run "$tiny" --set compute.device=gpu0 --out "$tmp/x"
-check "mixed precision says it is not implemented yet" expect_fail 2 \
-  "compute.dtype' is bf16 on cpu: mixed precision .* not implemented yet" \
-  "$fedsp" run "$tiny" --set compute.dtype=bf16 --out "$tmp/x"
+check "every update event names the device its task ran on and the transfer time" bash -c "
+  n=\$(grep -c '\"type\":\"update\"' '$tmp/cpu/events.jsonl')
+  m=\$(grep -c '\"type\":\"update\".*\"device\":\"cpu\".*\"wall_transfer_s\":' '$tmp/cpu/events.jsonl')
+  [[ \$n -gt 0 && \$n == \$m ]]"
+check "f16 on the CPU exits 2 naming the key and the reason" expect_fail 2 \
+  "compute.dtype' is f16 on the CPU: libtorch's CPU autocast has no float16 kernels" \
+  "$fedsp" run "$tiny" --set compute.dtype=f16 --out "$tmp/x"
+# bf16 on the CPU: the families' llama scenario trains under autocast; its
+# clients' losses fall as in float32, and summary.json says bf16.
+llama=$src/scenarios/families/llama.yaml
+"$fedsp" run "$llama" --set compute.device=cpu --set compute.dtype=bf16 --out "$tmp/bf16" --quiet >/dev/null 2>&1
+check "a bf16 run on the CPU completes and summary.json says bf16" node -e '
+const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf-8"));
+process.exit(s.compute.dtype==="bf16" ? 0 : 1);' "$tmp/bf16/summary.json"
+check "under bf16 every client task lowers its local loss" node -e '
+const ev=require("fs").readFileSync(process.argv[1],"utf-8").trim().split("\n").map(JSON.parse)
+  .filter(e=>e.type==="update");
+process.exit(ev.length>0 && ev.every(e=>e.loss_after<e.loss_before) ? 0 : 1);' "$tmp/bf16/events.jsonl"
 # Paging: a budget that holds one of three client sessions (about 96 KB each
 # for the families' llama scenario) pages them out and back on every task;
 # training is bit for bit the same, so the events are.
-llama=$src/scenarios/families/llama.yaml
 "$fedsp" run "$llama" --set compute.device=cpu --out "$tmp/resident" --quiet >/dev/null 2>&1
 "$fedsp" run "$llama" --set compute.device=cpu --set compute.device_memory_gb=0.00015 \
   --out "$tmp/paged" --quiet >/dev/null 2>&1

@@ -63,16 +63,20 @@ TEST(devices, workers_are_placed_round_robin) {
   EXPECT_EQ(p.device_of_worker(2), "cuda:0");
 }
 
-TEST(devices, only_f32_runs_and_mixed_precision_says_it_is_not_built) {
-  device_plan cpu{"cpu", {"cpu"}, ""};
-  EXPECT_FALSE(check_dtype("f32", cpu).has_value());
-  for (auto d : {"bf16", "f16"}) {
-    auto e = check_dtype(d, cpu);
-    ASSERT_TRUE(e.has_value());
-    EXPECT_NE(e->text.find("not implemented yet"), std::string::npos) << e->text;
-    EXPECT_NE(e->text.find("compute.dtype"), std::string::npos) << e->text;
+TEST(devices, f32_and_bf16_run_everywhere_and_f16_needs_cuda) {
+  device_plan cpu{"cpu", {"cpu"}, ""}, gpu{"cuda:0", {"cuda:0"}, ""};
+  for (auto d : {"f32", "bf16"}) {
+    EXPECT_FALSE(check_dtype(d, cpu).has_value()) << d;
+    EXPECT_FALSE(check_dtype(d, gpu).has_value()) << d;
   }
-  EXPECT_TRUE(check_dtype("f8", cpu).has_value());
+  EXPECT_FALSE(check_dtype("f16", gpu).has_value());
+  auto e = check_dtype("f16", cpu);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->text.find("compute.dtype' is f16 on the CPU"), std::string::npos) << e->text;
+  EXPECT_NE(e->text.find("use bf16 or f32"), std::string::npos) << e->text;
+  auto bad = check_dtype("f8", cpu);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_NE(bad->text.find("not one of f32, bf16, f16"), std::string::npos) << bad->text;
 }
 
 } // namespace

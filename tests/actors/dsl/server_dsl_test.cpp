@@ -42,7 +42,7 @@ federation:
     cfg.sc = std::make_shared<const scenario>(sc.value());
     cfg.plan = plan_of("fedprompt").value();
     cfg.session = session.value();
-    cfg.worker = sys.spawn(worker);
+    cfg.worker = sys.spawn(worker, std::string("cpu"));
     cfg.expected_clients = 2;
     cfg.clock = &tl;
     srv = spawn_server(sys, tc.ctx, std::move(cfg));
