@@ -350,7 +350,6 @@ struct run_actors {
   }
 };
 
-
 /// Clients that a client_crash already killed stay dead in a resumed run.
 std::set<std::uint32_t> crashed_clients(const scenario& sc, const resume_point& rp) {
   std::set<std::uint32_t> crashed;

@@ -82,10 +82,12 @@ double lr_schedule::at(std::int64_t step) const {
 }
 
 optimizer_stage::optimizer_stage(std::vector<torch::Tensor> params, lr_schedule schedule,
-                                 double weight_decay)
+                                 double weight_decay, const std::string& dtype)
   : params_(std::move(params)), schedule_(schedule) {
   opt_ = std::make_unique<torch::optim::AdamW>(
     params_, torch::optim::AdamWOptions(schedule.base).weight_decay(weight_decay));
+  if (dtype == "f16")
+    enable_loss_scaling();
 }
 
 std::string optimizer_stage::save() const {
@@ -184,18 +186,13 @@ client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params param
                  lr_schedule{params.model_lr,
                              warmup_steps(params.model_steps * params.rounds, params.warmup_fraction),
                              params.model_steps * params.rounds},
-                 params.weight_decay),
+                 params.weight_decay, params.dtype),
     prompt_stage_(prompt->parameters(),
                   lr_schedule{params.prompt_lr,
                               warmup_steps(params.prompt_steps * params.rounds,
                                            params.warmup_fraction),
                               params.prompt_steps * params.rounds},
-                  params.weight_decay) {
-  if (params.dtype == "f16") {
-    model_stage_.enable_loss_scaling();
-    prompt_stage_.enable_loss_scaling();
-  }
-}
+                  params.weight_decay, params.dtype) {}
 
 torch::Tensor client_trainer::for_body(const torch::Tensor& prefix) const {
   return layer_map_.empty() ? prefix : remap_layers(prefix, layer_map_);
@@ -258,9 +255,7 @@ server_trainer::server_trainer(gpt global, soft_prompt prompt, server_params par
     stage_(prompt->parameters(),
            lr_schedule{params.lr, warmup_steps(params.steps * params.rounds, params.warmup_fraction),
                        params.steps * params.rounds},
-           params.weight_decay) {
-  if (params.dtype == "f16")
-    stage_.enable_loss_scaling();
+           params.weight_decay, params.dtype) {
   global_->set_trainable(false);
   global_->eval();
   if (aux_) {
@@ -362,9 +357,7 @@ lm_report lm_loop(gpt& model, const std::vector<std::int64_t>& train, const lm_p
   model->train();
   optimizer_stage stage(model->parameters(),
                         lr_schedule{p.lr, warmup_steps(p.steps, p.warmup_fraction), p.steps},
-                        p.weight_decay);
-  if (p.dtype == "f16")
-    stage.enable_loss_scaling();
+                        p.weight_decay, p.dtype);
   rng r(p.seed);
   lm_report rep;
   for (std::int64_t s = 0; s < p.steps; ++s) {
@@ -449,9 +442,9 @@ result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int
     torch::Tensor tprob;
     {
       torch::NoGradGuard no_grad;
-      tprob = torch::softmax(teacher->head(th), -1);
+      tprob = torch::softmax(teacher->head(th), -1, torch::kFloat);
     }
-    auto soft_ce = -(tprob * torch::log_softmax(slogits, -1)).sum(-1).mean();
+    auto soft_ce = -(tprob * torch::log_softmax(slogits, -1, torch::kFloat)).sum(-1).mean();
     return 0.5 * lm_loss(slogits, y) + 0.5 * (mse + soft_ce);
   };
   try {

@@ -30,8 +30,9 @@ struct lr_schedule {
 /// One AdamW optimiser with its schedule; the step count persists.
 class optimizer_stage {
 public:
+  /// dtype "f16" (compute.dtype) turns on loss scaling (enable_loss_scaling).
   optimizer_stage(std::vector<torch::Tensor> params, lr_schedule schedule,
-                  double weight_decay);
+                  double weight_decay, const std::string& dtype = "f32");
   /// Applies the scheduled learning rate, steps, clears gradients; with
   /// max_norm > 0 the gradients are clipped to that norm first. With loss
   /// scaling, the gradients are unscaled first and a step whose gradients
