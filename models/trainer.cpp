@@ -94,6 +94,11 @@ std::string optimizer_stage::save() const {
   torch::serialize::OutputArchive archive;
   opt_->save(archive);
   archive.write("fedsp_steps_done", torch::tensor(static_cast<std::int64_t>(done_)));
+  // The loss scaler (f16): scale, good steps in a row, steps skipped. A
+  // resumed run scales as the interrupted one would have.
+  archive.write("fedsp_loss_scaler",
+                torch::tensor({scale_, static_cast<double>(good_), static_cast<double>(skipped_)},
+                              torch::kDouble));
   std::ostringstream out;
   archive.save_to(out);
   return out.str();
@@ -108,6 +113,20 @@ std::optional<error> optimizer_stage::load(const std::string& bytes) {
     torch::Tensor done;
     archive.read("fedsp_steps_done", done);
     done_ = done.item<std::int64_t>();
+    torch::Tensor scaler; // absent in checkpoints written before it was saved
+    if (archive.try_read("fedsp_loss_scaler", scaler)) {
+      if (scaler.numel() != 3 || !scaler.isfinite().all().item<bool>())
+        return error{errc::malformed, "optimizer state: the loss scaler's state is not 3 finite numbers"};
+      auto v = scaler.to(torch::kDouble).contiguous();
+      const double* d = v.data_ptr<double>();
+      if (d[0] < 0 || d[1] < 0 || d[2] < 0)
+        return error{errc::malformed, "optimizer state: the loss scaler's state is negative"};
+      if (scale_ > 0 && d[0] > 0) { // f16 here and there; else this run's choice stands
+        scale_ = d[0];
+        good_ = static_cast<std::int64_t>(d[1]);
+        skipped_ = static_cast<std::int64_t>(d[2]);
+      }
+    }
     return std::nullopt;
   } catch (const std::exception& e) {
     return error{errc::malformed, std::string("optimizer state does not load: ") + e.what()};

@@ -3,6 +3,7 @@
 // libtorch sees one and on the CPU otherwise, so scripts/device-check.sh
 // runs the same assertions on a GPU (the suite is `devices`).
 #include <cmath>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -117,6 +118,42 @@ TEST(devices, a_step_with_non_finite_gradients_is_skipped_and_the_scale_halves) 
   EXPECT_TRUE(stage.step());
   EXPECT_FALSE(torch::equal(w.detach(), before));
   EXPECT_EQ(stage.steps_done(), 1);
+}
+
+TEST(devices, the_loss_scale_survives_a_checkpoint_of_the_optimizer) {
+  auto w = torch::ones({3}).to(torch::Device(here()));
+  w.set_requires_grad(true);
+  optimizer_stage stage({w}, lr_schedule{0.1, 0, 10}, 0.0);
+  stage.enable_loss_scaling(1024);
+  stage.scaled(w.sum() * INFINITY).backward();
+  ASSERT_FALSE(stage.step()); // the scale halves to 512
+  stage.scaled(w.sum()).backward();
+  ASSERT_TRUE(stage.step());
+  auto bytes = stage.save();
+
+  // A resumed f16 run starts from the saved scale, not from its initial one.
+  optimizer_stage resumed({w}, lr_schedule{0.1, 0, 10}, 0.0);
+  resumed.enable_loss_scaling(1024);
+  ASSERT_FALSE(resumed.load(bytes).has_value());
+  EXPECT_EQ(resumed.loss_scale(), 512);
+  EXPECT_EQ(resumed.steps_skipped(), 1);
+  EXPECT_EQ(resumed.steps_done(), 1);
+  // An f32 run keeps its own choice: no scaling.
+  optimizer_stage f32({w}, lr_schedule{0.1, 0, 10}, 0.0);
+  ASSERT_FALSE(f32.load(bytes).has_value());
+  EXPECT_EQ(f32.loss_scale(), 0);
+
+  // A checkpoint whose scaler state is not finite is refused, saying so.
+  torch::optim::AdamW adam({w}, torch::optim::AdamWOptions(0.1));
+  torch::serialize::OutputArchive archive;
+  adam.save(archive);
+  archive.write("fedsp_steps_done", torch::tensor(static_cast<std::int64_t>(1)));
+  archive.write("fedsp_loss_scaler", torch::tensor(std::vector<double>{std::nan(""), 0.0, 0.0}));
+  std::ostringstream out;
+  archive.save_to(out);
+  auto err = resumed.load(out.str());
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(err->text.find("loss scaler"), std::string::npos) << err->text;
 }
 
 TEST(devices, bf16_autocast_runs_matrix_products_in_bf16_and_keeps_float32_masters) {
