@@ -89,8 +89,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       if (pager)
         *transfer += pager->acquire(id, session->resident_bytes(), {});
       *out = session->round(std::move(*prompts), seed);
-      if (pager)
-        pager->release(id);
+      if (pager) // its size now: the task grew it (gradients, optimizer moments)
+        pager->release(id, session->resident_bytes());
     }};
     run_job(
       std::move(job),

@@ -12,6 +12,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace fedsp {
@@ -36,13 +37,22 @@ public:
   /// it back (0 when it was resident).
   double acquire(std::uint64_t id, std::uint64_t bytes, hooks h);
 
-  /// After the task: unpins `id`; it becomes the most recently used.
-  void release(std::uint64_t id);
+  /// After the task: unpins `id`; it becomes the most recently used. With
+  /// `bytes_now`, its size is what it is now: a task grows a session (the
+  /// gradients and optimizer moments of its first steps), and a size taken
+  /// before would let the resident sessions outgrow the budget. When they
+  /// do, the least recently used unpinned others are evicted at once, so
+  /// the next task finds the device within its budget.
+  void release(std::uint64_t id, std::optional<std::uint64_t> bytes_now = std::nullopt);
 
   bool resident(std::uint64_t id) const;
   totals stats() const;
 
 private:
+  /// Evicts the least recently used unpinned sessions other than `keep`
+  /// until the resident ones fit the budget (the lock is held).
+  void evict_until_fits(std::uint64_t incoming, std::uint64_t keep);
+
   struct entry {
     std::uint64_t bytes = 0;
     hooks h;

@@ -74,5 +74,37 @@ TEST(pager, a_session_larger_than_the_budget_still_runs) {
   EXPECT_EQ(p.stats().over_budget, 2u);
 }
 
+TEST(pager, a_session_that_grew_in_its_task_counts_at_its_new_size) {
+  // A session is built with its parameters only; its first task adds the
+  // gradients and optimizer moments (4 times the size for AdamW). Sizes
+  // taken at build time would keep all three resident in a budget of 100.
+  fake f;
+  session_pager p(100);
+  p.acquire(1, 10, f.hooks("a"));
+  p.release(1, 40);
+  p.acquire(2, 10, f.hooks("b"));
+  p.release(2, 40);
+  EXPECT_TRUE(f.log.empty()); // 80 of 100
+  p.acquire(3, 10, f.hooks("c"));
+  p.release(3, 40); // 120: the least recently used other goes at once
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out a"}));
+  EXPECT_FALSE(p.resident(1));
+  EXPECT_TRUE(p.resident(3));
+  EXPECT_EQ(p.stats().peak_resident_bytes, 120u);
+  EXPECT_EQ(p.acquire(1, 0, {}), 0.25); // back at its grown size: b goes
+  p.release(1, 40);
+  EXPECT_EQ(f.log, (std::vector<std::string>{"out a", "out b", "in a"}));
+  EXPECT_EQ(p.stats().evictions, 2u);
+}
+
+TEST(pager, a_session_alone_over_the_budget_is_not_evicted_by_its_own_release) {
+  fake f;
+  session_pager p(50);
+  p.acquire(1, 10, f.hooks("a"));
+  p.release(1, 80);
+  EXPECT_TRUE(f.log.empty());
+  EXPECT_TRUE(p.resident(1));
+}
+
 } // namespace
 } // namespace fedsp
