@@ -5,6 +5,9 @@
 #include <algorithm>
 
 #include <dlfcn.h>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <chrono>
 #include <fstream>
 #include <cmath>
@@ -18,6 +21,7 @@
 #include "models/soft_prompt.hpp"
 #include "models/tokenizer.hpp"
 #include "models/trainer.hpp"
+#include "runtime/messages.hpp"
 #include "runtime/rng.hpp"
 
 namespace fedsp {
@@ -406,7 +410,29 @@ struct client_session::impl {
   std::vector<torch::Tensor> parked; // host copies while offloaded, in state_tensors() order
   std::string device = "cpu";        // where the state lives when it is not parked
   std::string dtype = "f32";         // compute.dtype (models/precision.hpp)
+  std::optional<std::pair<std::size_t, std::uint32_t>> shared; // the model file's size and
+                                                               // CRC-32 when the body is shared
 };
+
+namespace {
+
+/// Frozen bodies shared between client sessions (compute.share_frozen_body):
+/// one per model file (its size and CRC-32) and device, alive while a
+/// session holds it. The first session on a device loads it; the others
+/// take it as it is, without parsing the file again.
+struct shared_body {
+  std::weak_ptr<models::gpt_impl> body;
+  std::vector<std::int64_t> layer_map;
+  std::int64_t prompt_depth = 0;
+};
+using shared_key = std::tuple<std::size_t, std::uint32_t, std::string>;
+std::mutex shared_bodies_mu;
+std::map<shared_key, shared_body>& shared_bodies() {
+  static std::map<shared_key, shared_body> m;
+  return m;
+}
+
+} // namespace
 
 client_session::client_session() : impl_(std::make_unique<impl>()) {}
 
@@ -453,6 +479,35 @@ double client_session::place(const std::string& device) {
   if (!m.trainer || device == m.device)
     return 0;
   auto start = std::chrono::steady_clock::now();
+  if (m.shared) { // the shared body of the other device, made there when it is the first
+    std::lock_guard<std::mutex> lock(shared_bodies_mu);
+    shared_key key{m.shared->first, m.shared->second, device};
+    auto& entry = shared_bodies()[key];
+    gpt there{entry.body.lock()};
+    if (!there) {
+      auto bytes = gpt_bytes(m.body, "auxiliary");
+      if (!bytes)
+        throw std::runtime_error(bytes.err().text);
+      auto st = parse_safetensors(bytes.value(), "the shared body");
+      if (!st)
+        throw std::runtime_error(st.err().text);
+      auto loaded = load_gpt(st.value(), "the shared body");
+      if (!loaded)
+        throw std::runtime_error(loaded.err().text);
+      there = loaded.value();
+      there->to(torch::Device(device));
+      there->set_trainable(false);
+      there->eval();
+      auto old = shared_bodies().find(shared_key{m.shared->first, m.shared->second, m.device});
+      if (old != shared_bodies().end()) {
+        entry.layer_map = old->second.layer_map;
+        entry.prompt_depth = old->second.prompt_depth;
+      }
+      entry.body = there.ptr();
+    }
+    m.body = there;
+    m.trainer->rebind_body(there);
+  }
   m.device = device;
   if (m.parked.empty()) { // resident: every state tensor moves (a parked one moves on restore)
     torch::NoGradGuard no_grad;
@@ -501,15 +556,57 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     return s;
   }
   return guarded([&]() -> result<std::shared_ptr<client_session>> {
-    auto st = parse_safetensors(bytes, "the received model");
-    if (!st)
-      return st.err();
-    auto body = load_gpt(st.value(), "the received model");
-    if (!body)
-      return body.err();
-    m.body = body.value();
+    // A body that never trains is shared by the sessions on a device
+    // (compute.share_frozen_body): loaded by the first, taken by the others.
+    bool share = sc.compute.share_frozen_body
+                 && (!plan.value().train_body || sc.training.model_steps == 0);
+    std::vector<std::int64_t> layer_map;
+    std::int64_t prompt_depth = 0;
+    std::unique_lock<std::mutex> lock(shared_bodies_mu, std::defer_lock);
+    shared_body* entry = nullptr;
+    if (share) {
+      m.shared = std::make_pair(bytes.size(), crc32(bytes.data(), bytes.size()));
+      lock.lock();
+      entry = &shared_bodies()[shared_key{m.shared->first, m.shared->second, device}];
+      if (auto held = entry->body.lock()) {
+        m.body = gpt(held);
+        layer_map = entry->layer_map;
+        prompt_depth = entry->prompt_depth;
+      }
+    }
     m.device = device;
-    m.body->to(torch::Device(device));
+    if (!m.body) {
+      auto st = parse_safetensors(bytes, "the received model");
+      if (!st)
+        return st.err();
+      auto body = load_gpt(st.value(), "the received model");
+      if (!body)
+        return body.err();
+      m.body = body.value();
+      m.body->to(torch::Device(device));
+      // Prompts keep the global layout; an auxiliary model of another depth
+      // runs the layers its metadata maps it to.
+      prompt_depth = m.body->depth();
+      auto meta = st.value().metadata.find("to_global");
+      if (meta != st.value().metadata.end() && !meta->second.empty()) {
+        layer_map = parse_map(meta->second);
+        prompt_depth = *std::max_element(layer_map.begin(), layer_map.end()) + 1;
+        bool identity = static_cast<std::int64_t>(layer_map.size()) == prompt_depth;
+        for (std::size_t j = 0; identity && j < layer_map.size(); ++j)
+          identity = layer_map[j] == static_cast<std::int64_t>(j);
+        if (identity)
+          layer_map.clear();
+      }
+      if (entry) {
+        m.body->set_trainable(false);
+        m.body->eval();
+        entry->body = m.body.ptr();
+        entry->layer_map = layer_map;
+        entry->prompt_depth = prompt_depth;
+      }
+    }
+    if (lock.owns_lock())
+      lock.unlock();
     auto& cfg = m.body->config();
     auto kind = sc.model.tokenizer.empty() ? cfg.tokenizer : sc.model.tokenizer;
     auto tok = make_tokenizer(kind, tokenizer_source(kind, sc.model.vocab_dir, sc.model.checkpoint));
@@ -517,20 +614,6 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
       return tok.err();
     m.tok = std::move(tok).value();
     m.data = encode_examples(*m.tok, data, cfg.n_positions);
-    // Prompts keep the global layout; an auxiliary model of another depth
-    // runs the layers its metadata maps it to.
-    std::vector<std::int64_t> layer_map;
-    std::int64_t prompt_depth = m.body->depth();
-    auto meta = st.value().metadata.find("to_global");
-    if (meta != st.value().metadata.end() && !meta->second.empty()) {
-      layer_map = parse_map(meta->second);
-      prompt_depth = *std::max_element(layer_map.begin(), layer_map.end()) + 1;
-      bool identity = static_cast<std::int64_t>(layer_map.size()) == prompt_depth;
-      for (std::size_t j = 0; identity && j < layer_map.size(); ++j)
-        identity = layer_map[j] == static_cast<std::int64_t>(j);
-      if (identity)
-        layer_map.clear();
-    }
     models::client_params cp;
     cp.model_steps = plan.value().train_body ? sc.training.model_steps : 0;
     cp.prompt_steps = sc.training.prompt_steps;
@@ -540,6 +623,7 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
     cp.prompt_lr = sc.training.prompt_lr;
     cp.rounds = client_schedule_tasks(sc);
     cp.dtype = m.dtype = sc.compute.dtype;
+    cp.shared_body = share;
     soft_prompt p(prompt_config(sc, cfg, prompt_depth), 0);
     p->to(torch::Device(device));
     m.trainer = std::make_unique<client_trainer>(m.body, p, cp, layer_map);

@@ -185,8 +185,10 @@ bool optimizer_stage::step(double max_norm) {
 
 std::vector<torch::Tensor> client_trainer::state_tensors() {
   std::vector<torch::Tensor> out;
-  for (auto* m : {static_cast<torch::nn::Module*>(body_.get()),
-                  static_cast<torch::nn::Module*>(prompt_.get())})
+  std::vector<torch::nn::Module*> mine{prompt_.get()};
+  if (!p_.shared_body)
+    mine.insert(mine.begin(), body_.get());
+  for (auto* m : mine)
     for (auto& p : m->parameters()) {
       out.push_back(p);
       if (p.grad().defined())
@@ -213,6 +215,16 @@ client_trainer::client_trainer(gpt body, soft_prompt prompt, client_params param
                               params.prompt_steps * params.rounds},
                   params.weight_decay, params.dtype) {}
 
+void client_trainer::rebind_body(gpt body) {
+  if (!p_.shared_body)
+    throw std::logic_error("client_trainer::rebind_body: the body is not shared");
+  body_ = body;
+  // Stage "model" never steps on a shared body: a fresh optimiser over the
+  // new body's parameters loses nothing.
+  model_stage_ = optimizer_stage(body_->parameters(), lr_schedule{p_.model_lr, 0, 1},
+                                 p_.weight_decay, p_.dtype);
+}
+
 torch::Tensor client_trainer::for_body(const torch::Tensor& prefix) const {
   return layer_map_.empty() ? prefix : remap_layers(prefix, layer_map_);
 }
@@ -231,9 +243,13 @@ result<client_report> client_trainer::round(const prompt_set& prompts,
     auto pr = probe(data);
     rep.loss_before = probe_loss(body_, for_body(prompt_->materialize()), pr);
 
-    // Stage "model": the body trains on the frozen prompts.
-    body_->set_trainable(true);
-    body_->train();
+    // Stage "model": the body trains on the frozen prompts. Without steps
+    // the body is left as it is: a shared one may be running another
+    // session's prompt stage on another worker.
+    if (p_.model_steps > 0) {
+      body_->set_trainable(true);
+      body_->train();
+    }
     for (auto& p : prompt_->parameters())
       p.set_requires_grad(false);
     prompt_->eval();
@@ -244,9 +260,12 @@ result<client_report> client_trainer::round(const prompt_set& prompts,
                                   return answer_loss(body_->forward(idx, frozen), tgt);
                                 });
 
-    // Stage "prompt": the prompts train on the frozen body.
-    body_->set_trainable(false);
-    body_->eval();
+    // Stage "prompt": the prompts train on the frozen body (a shared body
+    // was frozen once, when it was made).
+    if (!p_.shared_body) {
+      body_->set_trainable(false);
+      body_->eval();
+    }
     for (auto& p : prompt_->parameters())
       p.set_requires_grad(true);
     prompt_->train();

@@ -76,6 +76,9 @@ struct client_params {
   std::int64_t rounds = 1;         // planned rounds (for the decay)
   double warmup_fraction = 0.1;
   std::string dtype = "f32";       // compute.dtype: f16 scales the loss (models/precision.hpp)
+  // The body is shared with other sessions (compute.share_frozen_body;
+  // model_steps must be 0): it is not this trainer's state to page or move.
+  bool shared_body = false;
 };
 
 struct stage_losses {
@@ -107,8 +110,12 @@ public:
   gpt& body() { return body_; }
   soft_prompt& prompt() { return prompt_; }
   /// Every tensor the trainer keeps between rounds: the body's and the
-  /// prompts' parameters, their gradients, both stages' AdamW moments.
+  /// prompts' parameters, their gradients, both stages' AdamW moments; a
+  /// shared body's are not among them.
   std::vector<torch::Tensor> state_tensors();
+  /// Runs on `body` from now on (a shared body's copy on another device,
+  /// after the session moved); only for a shared body, which never trains.
+  void rebind_body(gpt body);
 
 private:
   torch::Tensor for_body(const torch::Tensor& prefix) const;

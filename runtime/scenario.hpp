@@ -128,8 +128,9 @@ struct eval_params {
 struct compute_params {
   std::string device = "auto";  // auto | cpu | cuda | cuda:N | cuda:N,M (models/device.hpp)
   std::uint32_t workers_per_device = 0; // > 0: workers = devices x this (instead of workers)
-  std::string dtype = "f32";    // f32 | bf16 | f16 (only f32 is implemented yet)
+  std::string dtype = "f32";    // f32 | bf16 | f16 (models/precision.hpp)
   double device_memory_gb = 0;  // > 0: client sessions paged to host beyond this (runtime/pager.hpp)
+  bool share_frozen_body = true; // clients whose body never trains share one copy per device
   std::uint32_t workers = 1; // worker actors (threads running torch)
   std::uint32_t threads = 0; // torch intra-op threads; 0: cores / workers
   double reference_gflops = 10; // the reference device's rate: speed 1 computes this fast

@@ -3,6 +3,7 @@
 // libtorch sees one and on the CPU otherwise, so scripts/device-check.sh
 // runs the same assertions on a GPU (the suite is `devices`).
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -204,12 +205,37 @@ TEST(devices, f16_autocast_with_loss_scaling_trains_on_a_gpu) {
   EXPECT_NEAR(f16.back().loss_after, f32.back().loss_after, 0.1 * f32.back().loss_after);
 }
 
+// A scenario's server, prepared on the CPU: the model file its clients get.
+struct prepared_server {
+  scenario sc;
+  task_split data;
+  std::shared_ptr<server_session> server;
+};
+std::optional<prepared_server> prepare_server(const char* yaml, const char* name) {
+  auto sc = parse_scenario(yaml, name);
+  if (!sc.ok()) {
+    ADD_FAILURE() << sc.err().text;
+    return std::nullopt;
+  }
+  auto data = load_task_split(sc.value());
+  if (!data.ok()) {
+    ADD_FAILURE() << data.err().text;
+    return std::nullopt;
+  }
+  auto server = server_session::create(sc.value(), data.value(), "cpu");
+  if (!server.ok() || !server.value()->prepare().ok()) {
+    ADD_FAILURE() << (server.ok() ? "prepare failed" : server.err().text);
+    return std::nullopt;
+  }
+  return prepared_server{sc.value(), data.value(), server.value()};
+}
+
 // A client session built on the device trains there; after place() moves
 // it (a failover to a worker on another device) it trains on. On the CPU
 // both runs are the CPU's and agree bit for bit; on a GPU the device run
 // agrees with the CPU run to float32 rounding.
 TEST(devices, a_client_session_trains_on_its_device_and_moves_with_place) {
-  auto sc = parse_scenario(R"(name: place
+  auto p = prepare_server(R"(name: place
 seed: 5
 model: {layers: 1, width: 16, heads: 2, context: 48, prompt_length: 2, init_std: 0.2}
 data: {train: 16, test: 8, public: 8}
@@ -218,18 +244,13 @@ method: {name: fedsp, distill_steps: 2, distill_batch: 2, distill_seq_len: 16, s
 training: {prompt_steps: 2, model_steps: 2, batch_size: 4}
 )",
                            "place.yaml");
-  ASSERT_TRUE(sc.ok()) << sc.err().text;
-  auto data = load_task_split(sc.value());
-  ASSERT_TRUE(data.ok()) << data.err().text;
-  auto server = server_session::create(sc.value(), data.value(), "cpu");
-  ASSERT_TRUE(server.ok()) << server.err().text;
-  ASSERT_TRUE(server.value()->prepare().ok());
-  auto bytes = server.value()->client_model();
-  auto cpu = client_session::create(bytes, sc.value(), data.value().train, "cpu");
-  auto dev = client_session::create(bytes, sc.value(), data.value().train, here());
+  ASSERT_TRUE(p.has_value());
+  auto bytes = p->server->client_model();
+  auto cpu = client_session::create(bytes, p->sc, p->data.train, "cpu");
+  auto dev = client_session::create(bytes, p->sc, p->data.train, here());
   ASSERT_TRUE(cpu.ok() && dev.ok());
   EXPECT_EQ(dev.value()->device(), here());
-  auto prompts = server.value()->initial_prompts();
+  auto prompts = p->server->initial_prompts();
   auto a = cpu.value()->round(prompts, 1);
   auto b = dev.value()->round(prompts, 1);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -249,6 +270,65 @@ training: {prompt_steps: 2, model_steps: 2, batch_size: 4}
     EXPECT_EQ(worst, 0.0);
   else
     EXPECT_LT(worst, 1e-3);
+}
+
+// The prompts of a round, as floats, for comparing two sessions.
+std::vector<float> flat(const client_round_report& r) {
+  std::vector<float> out;
+  for (auto& t : r.prompts.tensors)
+    out.insert(out.end(), t.data.begin(), t.data.end());
+  return out;
+}
+
+TEST(devices, sessions_whose_body_never_trains_share_one_copy_and_train_as_with_their_own) {
+  const char* yaml = R"(name: shared
+seed: 5
+model: {layers: 2, width: 32, heads: 2, context: 48, prompt_length: 2, init_std: 0.2}
+data: {train: 16, test: 8, public: 8}
+clients: {count: 2}
+method: {name: fedsp, distill_steps: 2, distill_batch: 2, distill_seq_len: 16, server_steps: 2}
+training: {prompt_steps: 3, model_steps: 0, batch_size: 4}
+)";
+  auto p = prepare_server(yaml, "shared.yaml");
+  ASSERT_TRUE(p.has_value());
+  auto own = p->sc;
+  own.compute.share_frozen_body = false;
+  auto bytes = p->server->client_model();
+  auto a = client_session::create(bytes, p->sc, p->data.train, here());
+  auto b = client_session::create(bytes, p->sc, p->data.train, here());
+  auto c = client_session::create(bytes, own, p->data.train, here());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  auto prompts = p->server->initial_prompts();
+  auto ra = a.value()->round(prompts, 1);
+  ASSERT_TRUE(ra.ok()) << ra.err().text;
+  // The shared body is no session's state: a session keeps its prompts'
+  // tensors only, far below the body's float32 bytes; one with its own
+  // copy keeps the body too.
+  auto body_bytes = static_cast<std::uint64_t>(a.value()->parameters()) * 4;
+  EXPECT_LT(a.value()->resident_bytes(), body_bytes / 10);
+  EXPECT_GE(c.value()->resident_bytes(), body_bytes);
+  // Paging a sharing session out leaves the body where it is for the others.
+  a.value()->offload();
+  auto rb = b.value()->round(prompts, 1);
+  auto rc = c.value()->round(prompts, 1);
+  ASSERT_TRUE(rb.ok() && rc.ok());
+  a.value()->restore();
+  // The same inputs give the same prompts: after another session trained on
+  // the shared body, and as with a body of one's own.
+  EXPECT_EQ(flat(ra.value()), flat(rb.value()));
+  EXPECT_EQ(flat(ra.value()), flat(rc.value()));
+  auto ra2 = a.value()->round(ra.value().prompts, 2);
+  auto rc2 = c.value()->round(rc.value().prompts, 2);
+  ASSERT_TRUE(ra2.ok() && rc2.ok());
+  EXPECT_EQ(flat(ra2.value()), flat(rc2.value()));
+
+  // A body that trains is never shared: each session has its own.
+  auto trains = p->sc;
+  trains.training.model_steps = 2;
+  auto d = client_session::create(bytes, trains, p->data.train, here());
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(d.value()->round(prompts, 1).ok());
+  EXPECT_GE(d.value()->resident_bytes(), body_bytes);
 }
 
 } // namespace
