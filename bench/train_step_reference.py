@@ -9,7 +9,12 @@ it; the same auxiliary model (block 0 repeated to full depth, registered once),
 the same step (forward, cross-entropy, backward, AdamW over all parameters),
 on Debian's python3-torch, which uses the same libtorch and BLAS as fedsp.
 
-  train_step_reference.py PRESET global|aux BATCH SEQ STEPS THREADS
+  train_step_reference.py PRESET global|aux BATCH SEQ STEPS THREADS [DEVICE [DTYPE]]
+
+DEVICE is cpu (the default) or cuda[:N]; DTYPE f32 (the default), bf16 or
+f16 as torch's AMP recipe runs it: torch.autocast over the forward pass and
+the loss, float32 weights, GradScaler for f16. On CUDA each step ends with a
+synchronisation, as fedsp_train_bench's does.
 """
 import json
 import math
@@ -22,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRESETS = {"tiny": (4, 4, 128, 256, 256), "gpt2": (12, 12, 768, 1024, 50257),
-           "gpt2-medium": (24, 16, 1024, 1024, 50257)}
+           "gpt2-medium": (24, 16, 1024, 1024, 50257), "gpt2-large": (36, 20, 1280, 1024, 50257),
+           "gpt2-xl": (48, 25, 1600, 1024, 50257)}
 # layers, heads, width, ffn, positions, vocabulary
 OPT_PRESETS = {"opt-tiny": (4, 4, 128, 512, 256, 256), "opt-125m": (12, 12, 768, 3072, 2048, 50272)}
 # layers, heads, kv heads, width, ffn, positions, vocabulary, tied head
@@ -38,7 +44,7 @@ def attend(q, k, v):
         k = k.unsqueeze(2).expand(b, kv, h // kv, t, hd).reshape(b, h, t, hd)
         v = v.unsqueeze(2).expand(b, kv, h // kv, t, hd).reshape(b, h, t, hd)
     att = q @ k.transpose(-2, -1) / math.sqrt(hd)
-    mask = torch.ones(t, t, dtype=torch.bool).tril()
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
     att = att.masked_fill(~mask, torch.finfo(att.dtype).min).softmax(-1)
     return (att @ v).transpose(1, 2).contiguous().view(b, t, h * hd)
 
@@ -68,7 +74,7 @@ class OPT(nn.Module):
         self.ln_f = nn.LayerNorm(c)
 
     def forward(self, idx):
-        x = self.wte(idx) + self.wpe(torch.arange(2, idx.shape[1] + 2))
+        x = self.wte(idx) + self.wpe(torch.arange(2, idx.shape[1] + 2, device=idx.device))
         for b in self.layer_block:
             x = self.h[b](x)
         return self.ln_f(x) @ self.wte.weight.t()
@@ -124,7 +130,8 @@ class Llama(nn.Module):
 
     def forward(self, idx):
         t = idx.shape[1]
-        freqs = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq.float())
+        freqs = torch.outer(torch.arange(t, dtype=torch.float32, device=idx.device),
+                            self.inv_freq.float().to(idx.device))
         emb = torch.cat([freqs, freqs], dim=-1)
         cos, sin = emb.cos(), emb.sin()
         x = self.wte(idx)
@@ -158,7 +165,7 @@ class Block(nn.Module):
         q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
         att = q @ k.transpose(-2, -1) / math.sqrt(c // self.h)
-        mask = torch.ones(t, t, dtype=torch.bool).tril()
+        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         att = att.masked_fill(~mask, torch.finfo(att.dtype).min).softmax(-1)
         x = x + self.attn_proj((att @ v).transpose(1, 2).contiguous().view(b, t, c))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
@@ -173,7 +180,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(c)
 
     def forward(self, idx):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in self.layer_block:
             x = self.h[b](x)
         return self.ln_f(x) @ self.wte.weight.t()
@@ -181,6 +188,10 @@ class GPT(nn.Module):
 
 def main():
     preset, which, b, t, steps, threads = sys.argv[1:7]
+    device = torch.device(sys.argv[7] if len(sys.argv) > 7 else "cpu")
+    dtype = sys.argv[8] if len(sys.argv) > 8 else "f32"
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
     b, t, steps = int(b), int(t), int(steps)
     torch.set_num_threads(int(threads))
     if preset in OPT_PRESETS:
@@ -193,22 +204,35 @@ def main():
     else:
         layers, heads, c, positions, vocab = PRESETS[preset]
         model = GPT(layers, heads, c, positions, vocab, 1 if which == "aux" else layers)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x, y = torch.randint(0, vocab, (b, t)), torch.randint(0, vocab, (b, t))
+    x = torch.randint(0, vocab, (b, t)).to(device)
+    y = torch.randint(0, vocab, (b, t)).to(device)
+    amp = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
+    scaler = torch.cuda.amp.GradScaler() if dtype == "f16" else None
     times = []
     for s in range(steps + 1):
         start = time.perf_counter()
-        loss = F.cross_entropy(model(x).view(b * t, -1), y.view(-1))
-        loss.backward()
-        opt.step()
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            loss = F.cross_entropy(model(x).view(b * t, -1).float(), y.view(-1))
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         opt.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if s > 0:
             times.append(time.perf_counter() - start)
     times.sort()
     median = times[len(times) // 2]
     print(json.dumps({"impl": "pytorch", "preset": preset, "model": which,
                       "params": sum(p.numel() for p in model.parameters()),
-                      "batch": b, "seq": t, "median_s": round(median, 4),
+                      "batch": b, "seq": t, "device": str(device), "dtype": dtype,
+                      "median_s": round(median, 4),
                       "tokens_per_s": round(b * t / median, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 

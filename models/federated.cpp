@@ -188,7 +188,14 @@ result<std::shared_ptr<server_session>> server_session::create(const scenario& s
       c.n_positions = sc.model.context;
       c.vocab_size = 256;
       c.initializer_range = sc.model.init_std;
-      c.tokenizer = "byte";
+      c.tokenizer = sc.model.tokenizer.empty() ? "byte" : sc.model.tokenizer;
+      // A random model takes its tokenizer's vocabulary (gpt2: 50,257 ids),
+      // so that a model of a real one's shape can run without its weights
+      // (scenarios/gpu/). The byte vocabulary stays 256.
+      auto tok = make_tokenizer(c.tokenizer, tokenizer_source(c.tokenizer, sc.model.vocab_dir, ""));
+      if (!tok)
+        return tok.err();
+      c.vocab_size = std::max<std::int64_t>(256, tok.value()->vocab_size());
       m.global = gpt(c, sc.seed);
     }
     m.global->set_trainable(false);
