@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/trainer_fixtures.hpp"
+
 #include "models/device.hpp"
 #include "models/federated.hpp"
 #include "models/precision.hpp"
@@ -20,30 +22,9 @@ namespace {
 
 std::string here() { return torch::cuda::is_available() ? "cuda:0" : "cpu"; }
 
-decoder_config small() {
-  decoder_config c;
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 4;
-  c.n_positions = 64;
-  c.vocab_size = 256;
-  c.initializer_range = 0.2;
-  return c;
-}
-
-soft_prompt_config prompt_cfg() {
-  soft_prompt_config c;
-  c.depth = 2;
-  c.n_head = 4;
-  c.head_dim = 8;
-  c.length = 4;
-  return c;
-}
-
-std::vector<encoded_example> task(std::size_t n, std::uint64_t seed) {
-  byte_tokenizer tok;
-  return encode_examples(tok, make_synthetic_task(n, seed), 64);
-}
+using fixtures::prompt_cfg;
+using fixtures::small;
+using fixtures::task;
 
 // Three rounds of a client trainer on `device` with `dtype` (autocast for
 // bf16/f16, loss scaling for f16, as client_session runs it).

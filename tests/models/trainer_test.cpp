@@ -4,38 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/trainer_fixtures.hpp"
+
 #include "models/auxiliary.hpp"
 #include "models/trainer.hpp"
 
 namespace fedsp::models {
 namespace {
 
-decoder_config small() {
-  decoder_config c;
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 4;
-  c.n_positions = 64;
-  c.vocab_size = 256;
-  c.initializer_range = 0.2;
-  return c;
-}
-
-soft_prompt_config prompt_cfg(bool reparam = false) {
-  soft_prompt_config c;
-  c.depth = 2;
-  c.n_head = 4;
-  c.head_dim = 8;
-  c.length = 4;
-  c.reparameterize = reparam;
-  c.hidden = 16;
-  return c;
-}
-
-std::vector<encoded_example> task(std::size_t n, std::uint64_t seed) {
-  byte_tokenizer tok;
-  return encode_examples(tok, make_synthetic_task(n, seed), 64);
-}
+using fixtures::prompt_cfg;
+using fixtures::small;
+using fixtures::task;
 
 std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
   std::vector<torch::Tensor> out;
