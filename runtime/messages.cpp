@@ -87,8 +87,11 @@ std::optional<error> model_assembler::add(const model_chunk_msg& c) {
   seen_[c.index] = true;
   if (++received_ == count_) {
     bytes_.clear();
-    for (auto& p : parts_)
+    bytes_.reserve(have + c.data.size()); // one file's worth, not parts plus a doubling copy
+    for (auto& p : parts_) {
       bytes_ += p;
+      std::string().swap(p);
+    }
     parts_.clear();
     if (bytes_.size() != total_)
       return bad("model has " + std::to_string(bytes_.size()) + " bytes, "

@@ -132,6 +132,9 @@ public:
   bool complete() const { return received_ == count_ && count_ > 0; }
   /// The whole file once complete (checksum verified by the last add()).
   const std::string& bytes() const { return bytes_; }
+  /// The whole file moved out, for whoever keeps it from now on; bytes() is
+  /// empty afterwards and complete() stays true.
+  std::string take_bytes() { return std::move(bytes_); }
   std::uint32_t chunks_received() const { return received_; }
 
 private:

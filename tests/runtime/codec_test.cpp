@@ -445,6 +445,11 @@ TEST(model_transfer, chunks_reassemble_to_the_same_bytes) {
   }
   EXPECT_TRUE(in.complete());
   EXPECT_EQ(in.bytes(), model);
+  // The client moves the file into its session's build and keeps no copy.
+  EXPECT_EQ(in.take_bytes(), model);
+  EXPECT_TRUE(in.bytes().empty());
+  EXPECT_TRUE(in.complete());
+  EXPECT_EQ(in.add(chunks[0])->code, errc::duplicate); // a late chunk changes nothing
 }
 
 TEST(model_transfer, corrupt_duplicate_and_foreign_chunks_are_refused) {
