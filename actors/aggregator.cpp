@@ -1,5 +1,7 @@
 #include "actors/aggregator.hpp"
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -52,6 +54,55 @@ std::optional<error> validate(const aggregator_state& st, const envelope& env,
   if (up.num_samples == 0)
     return error{errc::malformed, "update reports zero samples"};
   return std::nullopt;
+}
+
+/// Sum of squares of n floats, in double (the norm check's one pass).
+__attribute__((target_clones("avx2", "default"))) double sum_squares(const float* p,
+                                                                     std::size_t n) {
+  double total = 0;
+  constexpr std::size_t block = 4096; // float partial sums stay exact enough per block
+  for (std::size_t lo = 0; lo < n; lo += block) {
+    float s = 0;
+    auto hi = std::min(n, lo + block);
+    for (auto i = lo; i < hi; ++i)
+      s += p[i] * p[i];
+    total += s;
+  }
+  return total;
+}
+
+/// An update far out of line with its base (docs/faults.md, "Outliers"):
+/// the norm of its prompts over `ratio` times the norm of the prompts it
+/// started from. A flipped exponent bit or a hostile client's scaled
+/// update, which the decoder cannot tell from a number, would otherwise be
+/// folded in and poison every later version.
+std::optional<error> check_outlier(aggregator_state& st, double ratio,
+                                   const std::shared_ptr<const prompt_set>& base,
+                                   const prompt_set& up, const std::vector<const float*>& in_place) {
+  if (ratio <= 0 || !base)
+    return std::nullopt;
+  if (st.normed_base != base) {
+    double bb = 0;
+    for (auto& t : base->tensors)
+      bb += sum_squares(t.data.data(), t.data.size());
+    st.normed_base = base;
+    st.base_norm = std::sqrt(bb);
+  }
+  if (st.base_norm <= 0) // (a base of zeros: nothing to compare against)
+    return std::nullopt;
+  double uu = 0;
+  for (std::size_t t = 0; t < up.tensors.size(); ++t)
+    uu += in_place.empty() ? sum_squares(up.tensors[t].data.data(), up.tensors[t].data.size())
+                           : sum_squares(in_place[t], up.tensors[t].numel());
+  auto norm = std::sqrt(uu);
+  if (std::isfinite(norm) && norm <= ratio * st.base_norm)
+    return std::nullopt;
+  char text[160];
+  std::snprintf(text, sizeof text,
+                "update prompts' norm %.4g is over %g times their base's %.4g "
+                "(federation.max_update_ratio)",
+                norm, ratio, st.base_norm);
+  return error{errc::outlier, text};
 }
 
 template <class T> std::string_view bytes_of(const T& v) {
@@ -259,6 +310,10 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                    && err->code != errc::duplicate;
         return reject(*err, own ? up->task_id : 0, env.sender, up->task_id);
       }
+      if (auto err = check_outlier(self->state, opts.max_update_ratio,
+                                   self->state.open[up->task_id].expect.base, up->prompts,
+                                   in_place))
+        return reject(*err, up->task_id, env.sender, up->task_id);
       auto& task = self->state.open[up->task_id];
       task.answered = true;
       auto round = task.expect.round;

@@ -49,6 +49,7 @@ struct aggregator_options {
   bool sync_each = false;          // fdatasync each record before its Ack
   staleness_fn staleness{staleness_fn::kind::sqrt}; // weights replayed updates
   std::vector<std::string> replay; // log records to hold again (read_log)
+  double max_update_ratio = 0;     // refuse |u - b| > ratio |b| (outlier); 0: no bound
 };
 
 /// Log records (docs/faults.md, *Durability*): a base the tasks' prompts
@@ -106,6 +107,10 @@ struct aggregator_state {
   std::map<const prompt_set*, std::pair<std::shared_ptr<const prompt_set>, std::uint64_t>>
     wal_bases;
   std::uint64_t next_base_id = 0;              // (starts at a random 64-bit value)
+  // The norm of the last base an update was measured against (one base
+  // serves a whole round or version; held so its address is not reused).
+  std::shared_ptr<const prompt_set> normed_base;
+  double base_norm = 0;
   static inline const char* name = "aggregator";
 };
 

@@ -206,6 +206,7 @@ aggregator_options aggregator_opts(server_ptr self) {
     o.wal_dir = st.cfg.run_dir + "/wal";
   o.sync_each = st.cfg.wal_sync_each;
   o.staleness = sc_of(self).federation.staleness;
+  o.max_update_ratio = sc_of(self).federation.max_update_ratio;
   return o;
 }
 

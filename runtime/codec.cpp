@@ -22,7 +22,7 @@
 
 namespace fedsp {
 
-// errc's codes up to too_large are RejectReason's values, one to one; a
+// errc's codes up to outlier are RejectReason's values, one to one; a
 // code added to either without the other stops the build here.
 #define FEDSP_SAME(code, reason)                                                          \
   static_assert(static_cast<int>(errc::code) == static_cast<int>(wire::RejectReason::reason), \
@@ -40,6 +40,7 @@ FEDSP_SAME(non_finite, NON_FINITE);
 FEDSP_SAME(future_version, FUTURE_VERSION);
 FEDSP_SAME(task_closed, TASK_CLOSED);
 FEDSP_SAME(too_large, TOO_LARGE);
+FEDSP_SAME(outlier, OUTLIER);
 #undef FEDSP_SAME
 
 namespace w = fedsp::wire;
@@ -429,7 +430,7 @@ result<envelope> decode_root(w::Envelope::Reader root, std::size_t max_bytes,
     case w::Envelope::Body::REJECT: {
       auto m = body.getReject();
       auto raw = static_cast<int>(m.getReason());
-      auto reason = raw >= 0 && raw <= static_cast<int>(errc::too_large)
+      auto reason = raw >= 0 && raw <= static_cast<int>(errc::outlier)
                       ? static_cast<errc>(raw)
                       : errc::unknown;
       env.body = reject_msg{reason, m.getText().cStr(), m.getTaskId()};
@@ -605,7 +606,7 @@ wire_buffer encode_with(const envelope& env, wire_dtype dtype,
         // errc's wire values are RejectReason's, in the same order (checked
         // below); codes that are not on the wire go as `unknown`.
         auto b = body.initReject();
-        auto code = m.reason <= errc::too_large ? m.reason : errc::unknown;
+        auto code = m.reason <= errc::outlier ? m.reason : errc::unknown;
         b.setReason(static_cast<w::RejectReason>(static_cast<int>(code)));
         b.setText(m.text);
         b.setTaskId(m.task_id);

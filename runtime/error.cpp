@@ -17,6 +17,7 @@ const char* to_string(errc code) {
     case errc::future_version: return "future_version";
     case errc::task_closed: return "task_closed";
     case errc::too_large: return "too_large";
+    case errc::outlier: return "outlier";
     case errc::bad_scenario: return "bad_scenario";
     case errc::bad_argument: return "bad_argument";
     case errc::io: return "io";

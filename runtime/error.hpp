@@ -28,6 +28,7 @@ enum class errc {
   future_version,
   task_closed,
   too_large,
+  outlier,
   // -- not on the wire ---------------------------------------------------------
   bad_scenario,
   bad_argument,

@@ -85,7 +85,7 @@ struct eval_report_msg {
 };
 
 struct reject_msg {
-  errc reason = errc::unknown; // only codes up to errc::too_large go on the wire
+  errc reason = errc::unknown; // only codes up to errc::outlier go on the wire
   std::string text;
   std::uint64_t task_id = 0;
 };

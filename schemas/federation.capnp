@@ -142,6 +142,7 @@ enum RejectReason {
   futureVersion @10;      # baseVersion is newer than anything published
   taskClosed @11;         # the task's round already ended
   tooLarge @12;           # over the reader's size limit
+  outlier @13;            # an update far larger than its base (federation.max_update_ratio)
 }
 
 struct Reject {

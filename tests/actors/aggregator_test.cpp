@@ -157,6 +157,49 @@ TEST_F(aggregator_test, bad_updates_get_typed_rejects_and_change_nothing) {
   EXPECT_EQ(rejects, 10);
 }
 
+TEST_F(aggregator_test, an_update_far_larger_than_its_base_is_refused_as_an_outlier) {
+  // A base of ones (norm sqrt(6)) and federation.max_update_ratio 1000: an
+  // update of norm 500 sqrt(6) counts; one with an element of 1e30, a
+  // finite number the decoder lets through (a flipped exponent bit), is
+  // refused and changes nothing.
+  auto ones = std::make_shared<const prompt_set>(prompts(1.f));
+  auto spawn_with = [&](double ratio) {
+    aggregator_options o;
+    o.max_update_ratio = ratio;
+    auto a = sys.spawn(aggregator, tc.ctx, layout, o);
+    server->send(a, open_atom::value, task_expectation{1, 1, 0, 1, ones});
+    server->send(a, open_atom::value, task_expectation{2, 2, 0, 1, ones});
+    return a;
+  };
+  auto huge = prompts(1.f);
+  huge.tensors[0].data[3] = 1e30f;
+  server->send_exit(agg, caf::exit_reason::user_shutdown);
+  agg = spawn_with(1000);
+  ASSERT_TRUE(std::holds_alternative<ack_msg>(
+    submit("client-1", update_msg{1, 1, 0, prompts(500.f), 10, {}}).body));
+  auto reply = submit("client-2", update_msg{2, 2, 0, huge, 10, {}});
+  ASSERT_EQ(reason(reply), errc::outlier) << describe(reply);
+  EXPECT_NE(std::get<reject_msg>(reply.body).text.find("federation.max_update_ratio"),
+            std::string::npos);
+  EXPECT_EQ(std::get<reject_msg>(reply.body).task_id, 2u); // the client's task is over
+  aggregate_request req;
+  req.round = 1;
+  req.min_updates = 1;
+  req.current = ones;
+  aggregate_outcome out;
+  server->request(agg, caf::infinite, close_atom::value, req)
+    .receive([&](aggregate_outcome& o) { out = std::move(o); },
+             [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+  ASSERT_TRUE(out.has_result) << out.note;
+  EXPECT_EQ(out.updates, (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(out.prompts.tensors[0].data, prompts(500.f).tensors[0].data);
+  // With the bound off (0), the same update is folded.
+  server->send_exit(agg, caf::exit_reason::user_shutdown);
+  agg = spawn_with(0);
+  EXPECT_TRUE(std::holds_alternative<ack_msg>(
+    submit("client-2", update_msg{2, 2, 0, huge, 10, {}}).body));
+}
+
 TEST_F(aggregator_test, fedavg_weights_updates_by_their_sample_counts) {
   submit("client-1", update_msg{1, 1, 0, prompts(0.f), 30, {}});
   submit("client-2", update_msg{2, 2, 0, prompts(4.f), 10, {}});
