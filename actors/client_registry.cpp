@@ -16,7 +16,10 @@ client_registry::client_registry(const scenario& sc, std::uint32_t n) {
 
 client_registry::entry& client_registry::join(std::uint32_t id, client_actor handle,
                                               std::uint64_t num_samples) {
-  auto& c = clients_[id];
+  auto [it, fresh] = clients_.try_emplace(id);
+  auto& c = it->second;
+  if (fresh)
+    idle_.insert(id);
   c.handle = std::move(handle);
   c.num_samples = num_samples;
   c.profile = id < profiles_.size() ? profiles_[id] : client_profile{};
@@ -33,14 +36,21 @@ std::optional<std::uint32_t> client_registry::leave(const caf::actor_addr& who) 
     if (it->second.handle.address() == who) {
       auto id = it->first;
       clients_.erase(it);
+      idle_.erase(id);
       return id;
     }
   return std::nullopt;
 }
 
 void client_registry::set_busy(std::uint32_t id, bool busy) {
-  if (auto* c = find(id))
-    c->busy = busy;
+  auto* c = find(id);
+  if (c == nullptr)
+    return;
+  c->busy = busy;
+  if (busy)
+    idle_.erase(id);
+  else
+    idle_.insert(id);
 }
 
 std::string client_registry::bind(std::uint32_t first, std::uint32_t last,
@@ -90,17 +100,26 @@ client_registry::round_pick client_registry::pick_round(const scenario& sc, doub
 }
 
 std::optional<std::uint32_t> client_registry::pick_one(const scenario& sc, double now,
-                                                       std::uint64_t draw) const {
-  std::vector<std::uint32_t> idle;
-  for (auto& [id, c] : clients_)
-    if (!c.busy)
-      idle.push_back(id);
+                                                       std::uint64_t draw) {
+  // Sampling without replacement by rank: a client drawn offline is taken
+  // out of the idle set until the pick is made, then put back. Each idle,
+  // online client is equally likely; the draw depends only on the set of
+  // idle clients, not on the order they joined or became idle in.
   rng r(mix_seed(sc.seed, 3'000'000 + draw));
-  shuffle(idle, r);
-  for (auto id : idle)
-    if (sc.clients.online.online(id, now, draw, sc.seed) && !sc.faults.away(id, now))
-      return id;
-  return std::nullopt;
+  std::vector<std::uint32_t> passed; // drawn offline, out for this pick
+  std::optional<std::uint32_t> pick;
+  while (!idle_.empty()) {
+    auto id = idle_.kth(static_cast<std::size_t>(uniform_below(r, idle_.size())));
+    if (sc.clients.online.online(id, now, draw, sc.seed) && !sc.faults.away(id, now)) {
+      pick = id;
+      break;
+    }
+    idle_.erase(id);
+    passed.push_back(id);
+  }
+  for (auto id : passed)
+    idle_.insert(id);
+  return pick;
 }
 
 } // namespace fedsp

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actors/client.hpp"
+#include "runtime/id_set.hpp"
 #include "runtime/profile.hpp"
 
 namespace fedsp {
@@ -27,7 +28,7 @@ public:
     std::uint64_t num_samples = 0;
     client_profile profile;
     double ready_at = 0; // when the model it received has arrived
-    bool busy = false;   // it has a task (in virtual time)
+    bool busy = false;   // it has a task (in virtual time); changed by set_busy only
   };
 
   client_registry() = default;
@@ -80,15 +81,17 @@ public:
   round_pick pick_round(const scenario& sc, double now, std::uint32_t round,
                         std::size_t want) const;
 
-  /// An asynchronous slot's pick: the first idle client, in an order
-  /// shuffled by (seed, draw), that is online at `now`; none if nobody is.
-  std::optional<std::uint32_t> pick_one(const scenario& sc, double now,
-                                        std::uint64_t draw) const;
+  /// An asynchronous slot's pick: an idle client online at `now`, each
+  /// equally likely, drawn by (seed, draw); none if nobody is. Idle clients
+  /// are drawn at random by rank until one is online, so a dispatch costs
+  /// O(log N) for N clients while most are online, not a walk over all.
+  std::optional<std::uint32_t> pick_one(const scenario& sc, double now, std::uint64_t draw);
 
 private:
   std::map<std::uint32_t, entry> clients_;
   std::vector<client_profile> profiles_; // by client id, drawn from the scenario
   std::map<std::uint32_t, caf::node_id> owner_; // fedsp serve: each id's node
+  id_set idle_; // joined and not busy: what pick_one draws from
 };
 
 } // namespace fedsp

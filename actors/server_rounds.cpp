@@ -164,7 +164,7 @@ void dispatch(server_ptr self, const context_ptr& ctx, std::uint32_t id, std::ui
       t.entry = st.cfg.clock->expect(finish, tag(task_result, task_id));
     }
   }
-  c.busy = true;
+  st.clients.set_busy(id, true);
   ctx->event("task", ev);
   auto& entry = st.tasks.emplace(task_id, std::move(t)).first->second;
   if (round != 0)

@@ -2,6 +2,7 @@
 // slot, who is left out and why, and which node may speak for which id.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include <caf/io/middleman.hpp>
@@ -101,6 +102,47 @@ TEST(client_registry, an_async_slot_takes_an_idle_client_or_none) {
   EXPECT_EQ(r.pick_one(sc, 0.0, 2), std::nullopt);
   r.set_busy(9, true); // an unknown id: nothing happens
   EXPECT_EQ(r.size(), 3u);
+}
+
+TEST(client_registry, an_async_slot_draws_every_idle_online_client_equally_whatever_the_join_order) {
+  auto sc = make("  availability: probability(0.5)\n");
+  auto a = joined(sc, 10);
+  client_registry b(sc, 10); // the same clients, joined and made busy in another order
+  for (std::uint32_t id = 10; id-- > 0;)
+    b.join(id, client_actor{}, 100 + id);
+  for (std::uint32_t id : {2u, 5u, 8u})
+    a.set_busy(id, true);
+  for (std::uint32_t id : {8u, 2u, 5u})
+    b.set_busy(id, true);
+  b.set_busy(4, true); // busy and idle again: back in the draw
+  b.set_busy(4, false);
+  std::map<std::uint32_t, int> count;
+  int none = 0;
+  const int draws = 14'000;
+  for (std::uint64_t d = 1; d <= draws; ++d) {
+    auto pick = a.pick_one(sc, 0.0, d);
+    ASSERT_EQ(pick, b.pick_one(sc, 0.0, d)) << "draw " << d;
+    if (!pick) { // only when every idle client is offline for this draw
+      for (std::uint32_t id : {0u, 1u, 3u, 4u, 6u, 7u, 9u})
+        EXPECT_FALSE(sc.clients.online.online(id, 0.0, d, sc.seed)) << id;
+      ++none;
+      continue;
+    }
+    EXPECT_FALSE(a.find(*pick)->busy);
+    EXPECT_TRUE(sc.clients.online.online(*pick, 0.0, d, sc.seed));
+    ++count[*pick];
+  }
+  // Seven idle clients, each online with probability 1/2 per draw: nobody
+  // with probability 1/128 (about 109 draws), else each of the seven alike,
+  // about 1,984 picks with a standard deviation of 41: 1,700-2,300 is
+  // seven deviations wide.
+  EXPECT_EQ(count.size(), 7u);
+  for (auto [id, n] : count) {
+    EXPECT_GT(n, 1700) << id;
+    EXPECT_LT(n, 2300) << id;
+  }
+  EXPECT_GT(none, 40);
+  EXPECT_LT(none, 200);
 }
 
 TEST(client_registry, join_nodes_bind_ids_and_other_nodes_may_not_speak_for_them) {
