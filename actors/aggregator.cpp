@@ -247,6 +247,21 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                                       {"text", err.text}});
     ctx->log->warn("aggregator rejected an update from '{}': {}", from,
                    err.message());
+    // Updates that keep coming back bad (a poisoned version every client
+    // trains into NaN, a client that diverges) would keep the run busy for
+    // ever without a version: it stops, naming why (docs/faults.md).
+    auto& st = self->state;
+    if (err.code == errc::malformed || err.code == errc::non_finite
+        || err.code == errc::outlier) {
+      ++st.refused_in_a_row;
+      if (opts.max_refused_in_a_row > 0 && st.refused_in_a_row == opts.max_refused_in_a_row)
+        ctx->stop_on(std::to_string(st.refused_in_a_row)
+                     + " updates in a row were refused as malformed, non-finite or outliers"
+                       " (the last: "
+                     + err.message() + ") at version " + std::to_string(st.version)
+                     + ": the federation makes no progress, so the run stops"
+                       " (federation.max_refused_in_a_row)");
+    }
     return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
   };
   // Everything held is folded or discarded: the segment is consumed.
@@ -401,6 +416,7 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                               {"wall_transfer_s", metric_or(h.metrics, "transfer_seconds", 0)}},
                  true);
       st.held.push_back(std::move(h));
+      st.refused_in_a_row = 0;
       auto ack = ctx->seal(envelope{self_name, ack_msg{task_id}});
       if (ctx->traffic != nullptr) {
         ctx->traffic->from_client(client, received_bytes);

@@ -49,7 +49,8 @@ struct aggregator_options {
   bool sync_each = false;          // fdatasync each record before its Ack
   staleness_fn staleness{staleness_fn::kind::sqrt}; // weights replayed updates
   std::vector<std::string> replay; // log records to hold again (read_log)
-  double max_update_ratio = 0;     // refuse |u - b| > ratio |b| (outlier); 0: no bound
+  double max_update_ratio = 0;     // refuse |u| > ratio |b| (outlier); 0: no bound
+  std::uint32_t max_refused_in_a_row = 0; // stop the run after so many bad updates; 0: never
 };
 
 /// Log records (docs/faults.md, *Durability*): a base the tasks' prompts
@@ -111,6 +112,7 @@ struct aggregator_state {
   // serves a whole round or version; held so its address is not reused).
   std::shared_ptr<const prompt_set> normed_base;
   double base_norm = 0;
+  std::uint32_t refused_in_a_row = 0; // bad updates since the last accepted one
   static inline const char* name = "aggregator";
 };
 

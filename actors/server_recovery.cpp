@@ -207,6 +207,7 @@ aggregator_options aggregator_opts(server_ptr self) {
   o.sync_each = st.cfg.wal_sync_each;
   o.staleness = sc_of(self).federation.staleness;
   o.max_update_ratio = sc_of(self).federation.max_update_ratio;
+  o.max_refused_in_a_row = sc_of(self).federation.max_refused_in_a_row;
   return o;
 }
 

@@ -294,6 +294,7 @@ public:
         {"staleness", string_field(f.staleness_text)},
         {"max_staleness", uint_field(f.max_staleness, 0, 1'000'000'000)},
         {"max_update_ratio", real_field(f.max_update_ratio, 0.0, 1e30)},
+        {"max_refused_in_a_row", uint_field(f.max_refused_in_a_row, 0, 1'000'000'000)},
         {"fedasync_alpha", real_field(f.fedasync_alpha, 1e-6, 1.0)},
         {"server_rate", real_field(f.server_rate, 1e-6, 100.0)},
         {"broadcast", string_field(f.broadcast, {"after_receiving", "after_aggregating"})},

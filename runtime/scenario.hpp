@@ -104,8 +104,11 @@ struct federation_params {
   std::string staleness_text = "sqrt";  // s(tau): constant | polynomial(a) | hinge(a, b) | sqrt
   staleness_fn staleness{staleness_fn::kind::sqrt}; // parsed
   std::uint32_t max_staleness = 0;      // reject updates staler than this; 0 = no bound
-  double max_update_ratio = 1000;       // refuse an update whose change is larger than
-                                        // this many times its base's norm; 0 = no bound
+  double max_update_ratio = 1000;       // refuse an update whose norm is over this many
+                                        // times its base's; 0 = no bound
+  std::uint32_t max_refused_in_a_row = 200; // stop the run after this many updates in a
+                                            // row refused as malformed, non-finite or
+                                            // outliers; 0 = never
   double fedasync_alpha = 0.5;          // fedasync mixing rate
   double server_rate = 1.0;             // fedavg / fedbuff: eta
   std::string broadcast = "after_receiving"; // async: after_receiving | after_aggregating

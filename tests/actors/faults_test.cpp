@@ -248,6 +248,28 @@ TEST(faults, on_the_real_clock_the_faults_are_survived_too) {
     EXPECT_GT(number_at(o.summary, {"faults_injected", kind}), 0) << kind;
 }
 
+TEST(faults, a_federation_whose_every_update_is_refused_stops_and_says_why) {
+  // A bound no update can meet: each is refused as an outlier, no version is
+  // ever published, and without the stop the run would go on for ever.
+  auto text = base;
+  text.replace(text.find("federation:\n"), 12,
+               "federation:\n  max_update_ratio: 1e-9\n  max_refused_in_a_row: 20\n");
+  auto sc = parse_scenario(text, "faults_test.yaml");
+  ASSERT_TRUE(sc) << sc.err().text;
+  run_options opts;
+  auto dir = fs::temp_directory_path() / ("fedsp_faults_refused_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  opts.out_dir = dir.string();
+  opts.console = false;
+  auto s = run_federation(sc.value(), opts);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.err().text.find("20 updates in a row were refused"), std::string::npos)
+    << s.err().text;
+  EXPECT_NE(s.err().text.find("outlier"), std::string::npos) << s.err().text;
+  EXPECT_NE(s.err().text.find("federation.max_refused_in_a_row"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST(faults, the_combined_scenario_survives_every_fault_at_once) {
   std::ifstream in(std::string(FEDSP_SOURCE_DIR) + "/scenarios/faults.yaml");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
