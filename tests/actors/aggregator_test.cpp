@@ -65,12 +65,13 @@ protected:
     return r ? r->reason : errc::unknown;
   }
 
-  aggregate_outcome close(std::uint32_t round, std::uint32_t min) {
+  aggregate_outcome close(std::uint32_t round, std::uint32_t min,
+                          std::shared_ptr<const prompt_set> current = nullptr) {
     aggregate_outcome out;
     aggregate_request req;
     req.round = round;
     req.min_updates = min;
-    req.current = base;
+    req.current = current ? current : base;
     server->request(agg, caf::infinite, close_atom::value, req)
       .receive([&](aggregate_outcome& o) { out = std::move(o); },
                [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
@@ -182,14 +183,7 @@ TEST_F(aggregator_test, an_update_far_larger_than_its_base_is_refused_as_an_outl
   EXPECT_NE(std::get<reject_msg>(reply.body).text.find("federation.max_update_ratio"),
             std::string::npos);
   EXPECT_EQ(std::get<reject_msg>(reply.body).task_id, 2u); // the client's task is over
-  aggregate_request req;
-  req.round = 1;
-  req.min_updates = 1;
-  req.current = ones;
-  aggregate_outcome out;
-  server->request(agg, caf::infinite, close_atom::value, req)
-    .receive([&](aggregate_outcome& o) { out = std::move(o); },
-             [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+  auto out = close(1, 1, ones);
   ASSERT_TRUE(out.has_result) << out.note;
   EXPECT_EQ(out.updates, (std::vector<std::uint64_t>{1}));
   EXPECT_EQ(out.prompts.tensors[0].data, prompts(500.f).tensors[0].data);
