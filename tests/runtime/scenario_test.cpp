@@ -128,6 +128,25 @@ TEST(scenario, out_of_range_values_are_refused) {
   EXPECT_NE(error_of("clients:\n  count: 2\nfederation:\n  clients_per_round: 3\n")
               .find("exceeds clients.count"),
             std::string::npos);
+  EXPECT_NE(error_of("federation:\n  max_update_ratio: -1\n").find("federation.max_update_ratio"),
+            std::string::npos);
+  EXPECT_NE(error_of("federation:\n  max_update_ratio: nan\n").find("federation.max_update_ratio"),
+            std::string::npos);
+  EXPECT_NE(error_of("federation:\n  max_refused_in_a_row: 2.5\n")
+              .find("federation.max_refused_in_a_row"),
+            std::string::npos);
+}
+
+TEST(scenario, the_outlier_bound_and_the_stop_have_defaults_and_can_be_turned_off) {
+  auto d = parse_scenario("federation:\n  rounds: 1\n", "s.yaml");
+  ASSERT_TRUE(d) << d.err().text;
+  EXPECT_EQ(d.value().federation.max_update_ratio, 1000); // docs/scenarios.md
+  EXPECT_EQ(d.value().federation.max_refused_in_a_row, 200u);
+  auto off = parse_scenario("federation:\n  max_update_ratio: 0\n  max_refused_in_a_row: 0\n",
+                            "s.yaml");
+  ASSERT_TRUE(off) << off.err().text;
+  EXPECT_EQ(off.value().federation.max_update_ratio, 0);
+  EXPECT_EQ(off.value().federation.max_refused_in_a_row, 0u);
 }
 
 TEST(scenario, async_mode_takes_an_async_aggregator_and_an_aggregating_method) {
