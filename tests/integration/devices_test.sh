@@ -52,20 +52,22 @@ process.exit(ev.length>0 && ev.every(e=>e.loss_after<e.loss_before) ? 0 : 1);' "
 # Paging: the families' llama scenario has 3 clients, 2 rounds, one worker.
 # A session is built with its parameters only (about 95 KB) and its first
 # task grows it fourfold (gradients, AdamW moments: 382,464 bytes); a budget
-# of 500 KB holds one grown session and no two. So: the 3 built sessions fit
-# (285 KB); task 1 grows a's session and b's goes out (1 eviction); task 2
-# brings b back, evicting c, and its growth evicts a (2 more, 1 page-in);
-# task 3 brings c back and its growth evicts b (1 more, 1 page-in); each task
-# of round 2 evicts the previous one and brings its own back (3 and 3).
+# of 500 KB holds one grown session and no two. What is exact whatever the
+# order: every session starts resident (3), each page-in adds one and each
+# eviction takes one, and one grown session is left at the end, so
+# evictions = page-ins + 2; round 2's three tasks go through room for one
+# grown session, so at least two of them page theirs in. The exact counts
+# depend on whether the third session is built before the first task grows
+# (5 page-ins and 7 evictions, or 4 and 6: both seen, 2026-12-03).
 # Training is bit for bit the same, so the events are.
 "$fedsp" run "$llama" --set compute.device=cpu --out "$tmp/resident" --quiet >/dev/null 2>&1
 "$fedsp" run "$llama" --set compute.device=cpu --set compute.device_memory_gb=0.0005 \
   --out "$tmp/paged" --quiet >/dev/null 2>&1
 check "sessions paged out and back train to the same events as resident ones" \
   cmp -s <(strip "$tmp/resident/events.jsonl") <(strip "$tmp/paged/events.jsonl")
-check "summary.json counts the paging: 5 page-ins, 7 evictions, none over budget" node -e '
+check "summary.json counts the paging: evictions = page-ins + 2, at least 2 page-ins, none over budget" node -e '
 const p=JSON.parse(require("fs").readFileSync(process.argv[1],"utf-8")).compute.paging;
-process.exit(p.page_ins===5 && p.evictions===7 && p.over_budget===0 ? 0 : 1);' "$tmp/paged/summary.json"
+process.exit(p.page_ins>=2 && p.evictions===p.page_ins+2 && p.over_budget===0 ? 0 : 1);' "$tmp/paged/summary.json"
 # Shared frozen bodies: with training.model_steps 0 the client sessions
 # share one body (compute.share_frozen_body, on by default); off, each has
 # its own. Training is the same either way, and with two workers running
