@@ -49,15 +49,26 @@ result<resume_point> read_resume_point(const std::string& dir, bool salvage) {
   rp.torn = log.value().notes.size() - log.value().damaged;
   for (auto& note : log.value().notes)
     rp.notes.push_back(note);
-  std::set<std::uint64_t> logged;
+  std::set<std::uint64_t> logged, bases;
   std::vector<std::string> records;
   for (auto& rec : log.value().records) {
     auto w = parse_wal_record(rec);
     if (!w)
       return error{errc::malformed, dir + "/wal: " + w.err().message()};
+    if (auto* b = std::get_if<wal_base>(&w.value()))
+      bases.insert(b->id);
     if (auto* u = std::get_if<wal_update>(&w.value())) {
       auto id = u->update.task_id;
       rp.first_task = std::max(rp.first_task, id);
+      // An update is folded against the base prompts its task was sent,
+      // logged once per segment ahead of it. If that record was damaged
+      // (and dropped by --salvage), the update cannot be replayed: it is
+      // not logged, so an acknowledged one is counted as lost below.
+      if (u->base != 0 && !bases.count(u->base)) {
+        rp.notes.push_back("task " + std::to_string(id)
+                           + ": its base prompts are not in the log; the update is dropped");
+        continue;
+      }
       if (!logged.insert(id).second) {
         if (!salvage)
           return error{errc::malformed,
