@@ -46,9 +46,13 @@ for n in 1 4 8 12; do
   dir=$tmp/kill-$n
   "$fedsp" run "$scenario" --out "$dir" --quiet >/dev/null 2>&1 &
   pid=$!
+  # The run is frozen (SIGSTOP) before each look, so the kill leaves
+  # exactly what was seen: no checkpoint can slip in between.
   for _ in $(seq 1 2000); do
+    kill -STOP "$pid" 2>/dev/null || break
     [[ -f $dir/checkpoint.bin ]] && break
     [[ $(log_records "$dir") -ge $n ]] && break
+    kill -CONT "$pid"
     sleep 0.005
   done
   kill -9 "$pid" 2>/dev/null
