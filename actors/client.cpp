@@ -84,14 +84,20 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
     compute_job job{[=](const std::string& dev) {
       // Onto this worker's device: back from host memory if it was paged
       // out, across devices after a failover (else both cost nothing).
+      // (acquire first: it waits for a prefetch of this session that is
+      // still copying, which place must not race)
       *device = dev;
-      *transfer = session->place(dev);
       if (pager)
-        *transfer += pager->acquire(id, session->resident_bytes(), {});
+        *transfer = pager->acquire(id, session->resident_bytes(), {});
+      *transfer += session->place(dev);
       *out = session->round(std::move(*prompts), seed);
       if (pager) // its size now: the task grew it (gradients, optimizer moments)
         pager->release(id, session->resident_bytes());
     }};
+    // The worker may be busy with other clients' tasks: the pager brings
+    // this session back meanwhile, if it fits (runtime/pager.hpp).
+    if (pager)
+      pager->prefetch(id);
     run_job(
       std::move(job),
         [=](double seconds) {
@@ -122,6 +128,8 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
             });
         },
         [=](caf::error& err) {
+          if (pager)
+            pager->cancel_prefetch(id);
           refuse(error{errc::unknown, "worker failed: " + self->system().render(err)}, task_id);
         });
   };

@@ -498,6 +498,7 @@ result<json> write_summary(const std::string& summary_text, const run_inputs& in
     if (!in.devices.note.empty())
       compute.set("note", in.devices.note);
     if (in.pager) {
+      in.pager->drain(); // (a prefetch still copying would be counted half)
       auto p = in.pager->stats();
       compute.set("paging", json::object{{"budget_bytes", p.budget_bytes},
                                          {"peak_resident_bytes", p.peak_resident_bytes},
@@ -505,7 +506,10 @@ result<json> write_summary(const std::string& summary_text, const run_inputs& in
                                          {"evictions", p.evictions},
                                          {"over_budget", p.over_budget},
                                          {"page_in_seconds", p.page_in_seconds},
-                                         {"offload_seconds", p.offload_seconds}});
+                                         {"offload_seconds", p.offload_seconds},
+                                         {"prefetched", p.prefetched},
+                                         {"prefetch_skipped", p.prefetch_skipped},
+                                         {"prefetch_seconds", p.prefetch_seconds}});
     }
     summary.set("compute", compute);
   }
@@ -600,7 +604,8 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
                 // one device in use: one pager (docs/architecture.md, "Devices")
                 sc.compute.device_memory_gb > 0
                   ? std::make_shared<session_pager>(
-                      static_cast<std::uint64_t>(sc.compute.device_memory_gb * 1e9))
+                      static_cast<std::uint64_t>(sc.compute.device_memory_gb * 1e9),
+                      sc.compute.prefetch)
                   : nullptr};
   log->info("scenario '{}': method {}, {} client(s), {} round(s), global model {} parameters",
             sc.name, sc.method.name, in.clients_n, sc.federation.rounds,

@@ -34,7 +34,9 @@ def summarise(label, run, peak_file):
     compute = summary.get("compute", {})
     paging = compute.get("paging")
     paged = (f"{paging['page_ins']} in / {paging['evictions']} out, "
-             f"{paging['page_in_seconds']:.2f} s in" if paging else "no budget")
+             f"{paging['page_in_seconds']:.2f} s in, "
+             f"{paging.get('prefetched', 0)} ahead ({paging.get('prefetch_seconds', 0):.2f} s)"
+             if paging else "no budget")
     peak = open(peak_file).read().strip() if peak_file and os.path.exists(peak_file) else "-"
     p = summary["parameters"]
     return (f"| {label} | {', '.join(compute.get('devices', ['?']))}, {compute.get('dtype', '?')} | "

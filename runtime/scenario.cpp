@@ -315,6 +315,7 @@ public:
         {"dtype", string_field(sc.compute.dtype, {"f32", "bf16", "f16"})},
         {"device_memory_gb", real_field(sc.compute.device_memory_gb, 0.0, 1e6)},
         {"share_frozen_body", bool_field(sc.compute.share_frozen_body)},
+        {"prefetch", bool_field(sc.compute.prefetch)},
         {"workers", uint_field(sc.compute.workers, 1, 256)},
         {"threads", uint_field(sc.compute.threads, 0, 256)},
         {"reference_gflops", real_field(sc.compute.reference_gflops, 1e-6, 1e9)}}},

@@ -136,6 +136,7 @@ struct compute_params {
   std::string dtype = "f32";    // f32 | bf16 | f16 (models/precision.hpp)
   double device_memory_gb = 0;  // > 0: client sessions paged to host beyond this (runtime/pager.hpp)
   bool share_frozen_body = true; // clients whose body never trains share one copy per device
+  bool prefetch = true;          // with paging: bring a queued task's session back ahead of it
   std::uint32_t workers = 1; // worker actors (threads running torch)
   std::uint32_t threads = 0; // torch intra-op threads; 0: cores / workers
   double reference_gflops = 10; // the reference device's rate: speed 1 computes this fast

@@ -17,7 +17,8 @@
 #      (bench/train_step.sh with DEVICE=cuda, DTYPE, default bf16); two
 #      FedSP rounds of 10 clients at GPT-2 XL's scale
 #      (scenarios/gpu/fedsp-gpt2-xl.yaml); 40 clients paging through a 4 GB
-#      budget and the same all resident (scenarios/gpu/paging.yaml);
+#      budget, the same with prefetch off, and all resident
+#      (scenarios/gpu/paging.yaml);
 #      peak device memory of each by scripts/peak-device-mb.sh.
 # On a machine without CUDA (as tried here) every step runs on the CPU, the
 # benchmarks at toy sizes (the tiny preset; the scenarios shrunk to 2 layers
@@ -107,11 +108,16 @@ benchmarks() {
       "$root/scenarios/gpu/fedsp-gpt2-xl.yaml" --out "$runs/xl" --overwrite --quiet "${small[@]}" >/dev/null
     DEVICE=$device "$root/scripts/peak-device-mb.sh" "$runs/paging.peak" "$fedsp" run \
       "$root/scenarios/gpu/paging.yaml" --out "$runs/paging" --overwrite --quiet "${small[@]}" >/dev/null
+    DEVICE=$device "$root/scripts/peak-device-mb.sh" "$runs/noprefetch.peak" "$fedsp" run \
+      "$root/scenarios/gpu/paging.yaml" --out "$runs/noprefetch" --overwrite --quiet "${small[@]}" \
+      --set compute.prefetch=false >/dev/null
     DEVICE=$device "$root/scripts/peak-device-mb.sh" "$runs/resident.peak" "$fedsp" run \
       "$root/scenarios/gpu/paging.yaml" --out "$runs/resident" --overwrite --quiet "${small[@]}" \
       --set compute.device_memory_gb=0 >/dev/null
     python3 "$root/bench/device_runs.py" "fedsp-gpt2-xl=$runs/xl:$runs/xl.peak" \
-      "paging=$runs/paging:$runs/paging.peak" "all resident=$runs/resident:$runs/resident.peak"
+      "paging=$runs/paging:$runs/paging.peak" \
+      "paging, prefetch off=$runs/noprefetch:$runs/noprefetch.peak" \
+      "all resident=$runs/resident:$runs/resident.peak"
   } >"$out/benchmarks.md"
 }
 

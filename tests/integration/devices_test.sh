@@ -68,6 +68,22 @@ check "sessions paged out and back train to the same events as resident ones" \
 check "summary.json counts the paging: evictions = page-ins + 2, at least 2 page-ins, none over budget" node -e '
 const p=JSON.parse(require("fs").readFileSync(process.argv[1],"utf-8")).compute.paging;
 process.exit(p.page_ins>=2 && p.evictions===p.page_ins+2 && p.over_budget===0 ? 0 : 1);' "$tmp/paged/summary.json"
+# Prefetch (compute.prefetch, on by default): a budget of 800 KB holds two
+# grown sessions, so while one task trains on the single worker the session
+# of the task queued behind it can come back ahead of it. Each task takes
+# tens of milliseconds here, far longer than the pager's thread needs to
+# start. Prefetched or not, training is bit for bit the same.
+"$fedsp" run "$llama" --set compute.device=cpu --set compute.device_memory_gb=0.0008 \
+  --out "$tmp/prefetch" --quiet >/dev/null 2>&1
+"$fedsp" run "$llama" --set compute.device=cpu --set compute.device_memory_gb=0.0008 \
+  --set compute.prefetch=false --out "$tmp/noprefetch" --quiet >/dev/null 2>&1
+check "prefetched sessions train to the same events as resident ones" \
+  cmp -s <(strip "$tmp/resident/events.jsonl") <(strip "$tmp/prefetch/events.jsonl")
+check "summary.json counts sessions brought back ahead of their task, and none with prefetch off" node -e '
+const p=f=>JSON.parse(require("fs").readFileSync(f,"utf-8")).compute.paging;
+const on=p(process.argv[1]), off=p(process.argv[2]);
+process.exit(on.prefetched>=1 && on.prefetched<=on.page_ins && off.prefetched===0 && off.page_ins>=1 ? 0 : 1);' \
+  "$tmp/prefetch/summary.json" "$tmp/noprefetch/summary.json"
 # Shared frozen bodies: with training.model_steps 0 the client sessions
 # share one body (compute.share_frozen_body, on by default); off, each has
 # its own. Training is the same either way, and with two workers running

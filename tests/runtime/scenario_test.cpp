@@ -149,6 +149,17 @@ TEST(scenario, the_outlier_bound_and_the_stop_have_defaults_and_can_be_turned_of
   EXPECT_EQ(off.value().federation.max_refused_in_a_row, 0u);
 }
 
+TEST(scenario, prefetch_is_on_by_default_and_takes_only_a_boolean) {
+  auto d = parse_scenario("compute:\n  device_memory_gb: 4\n", "s.yaml");
+  ASSERT_TRUE(d) << d.err().text;
+  EXPECT_TRUE(d.value().compute.prefetch); // docs/scenarios.md
+  auto off = parse_scenario("compute:\n  prefetch: false\n", "s.yaml");
+  ASSERT_TRUE(off) << off.err().text;
+  EXPECT_FALSE(off.value().compute.prefetch);
+  EXPECT_NE(error_of("compute:\n  prefetch: sometimes\n").find("compute.prefetch"),
+            std::string::npos);
+}
+
 TEST(scenario, async_mode_takes_an_async_aggregator_and_an_aggregating_method) {
   auto ok = parse_scenario("federation:\n  mode: async\n  staleness: hinge(10, 2)\n", "s.yaml");
   ASSERT_TRUE(ok) << ok.err().text;
