@@ -260,7 +260,8 @@ aggregator(aggregator_actor::stateful_pointer<aggregator_state> self, context_pt
                        " (the last: "
                      + err.message() + ") at version " + std::to_string(st.version)
                      + ": the federation makes no progress, so the run stops"
-                       " (federation.max_refused_in_a_row)");
+                       " (federation.max_refused_in_a_row)",
+                     err.code);
     }
     return ctx->seal(envelope{self_name, reject_msg{err.code, err.text, task}});
   };

@@ -70,6 +70,7 @@ public:
     std::string error;         // failed
     std::size_t fault = 0;     // server_crash: which
     double restart_after_s = 0;
+    errc code = errc::io;      // failed: what kind of failure
   };
   void set(value_t v) {
     std::lock_guard<std::mutex> g(mtx_);

@@ -612,11 +612,17 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
             in.session->global_parameters());
   // A durable write that fails (a full disk) stops the run: what is on disk
   // stays consistent and resumable (docs/faults.md "The durability contract").
-  io.ctx->write_failed = [outcome = in.outcome, dir = opts.out_dir](const std::string& what) {
-    outcome->set({run_outcome::kind::failed, "",
-                  what + "; run directory " + dir + " can be resumed ('fedsp resume " + dir
-                    + "') once the cause is fixed",
-                  0, 0});
+  // Any other stop (the federation makes no progress) would happen again
+  // on resume, which restores the same version: the message says so.
+  io.ctx->write_failed = [outcome = in.outcome, dir = opts.out_dir](const std::string& what,
+                                                                    errc code) {
+    auto tail = code == errc::io
+                  ? "; run directory " + dir + " can be resumed ('fedsp resume " + dir
+                      + "') once the cause is fixed"
+                  : "; resuming run directory " + dir
+                      + " restores this version and would stop the same way: change what makes"
+                        " the updates bad (a learning rate, a corrupting fault) and start a new run";
+    outcome->set({run_outcome::kind::failed, "", what + tail, 0, 0, code});
   };
   io.events->on_error([ctx = io.ctx](const std::string& what) { ctx->stop_on(what); });
   auto slot = std::make_shared<driver_slot>();
@@ -643,7 +649,7 @@ result<json> run_federation(const scenario& sc, const run_options& opts) {
   if (end.k == run_outcome::kind::failed) {
     log->error("run failed: {}", end.error);
     if (!end.error.empty())
-      return error{errc::io, end.error};
+      return error{end.code, end.error};
   }
   if (end.k != run_outcome::kind::finished || end.summary.empty())
     return error{errc::unknown, "the run did not complete (see " + opts.out_dir

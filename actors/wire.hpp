@@ -166,10 +166,13 @@ struct run_context {
 
   double now() const { return clock->now(); }
 
-  // A durable write failed (the log, a checkpoint, events.jsonl: a full
-  // disk): the run stops cleanly with this message (run_federation sets it;
-  // docs/faults.md "The durability contract"). Never writes an event.
-  std::function<void(const std::string& what)> write_failed;
+  // The run must stop (run_federation sets it). `errc::io`: a durable
+  // write failed (the log, a checkpoint, events.jsonl: a full disk), and
+  // the run stops cleanly, resumable once the cause is fixed (docs/faults.md
+  // "The durability contract"). Another code: the federation itself cannot
+  // go on (federation.max_refused_in_a_row), and resuming would stop the
+  // same way. Never writes an event.
+  std::function<void(const std::string& what, errc code)> write_failed;
 
   /// Appends one event to events.jsonl; with `now`, it is in the kernel's
   /// hands before this returns (see event_log::write).
@@ -181,12 +184,12 @@ struct run_context {
       observe(type, t, fields);
   }
 
-  /// Reports a failed durable write (see write_failed).
-  void stop_on(const std::string& what) const {
+  /// Stops the run, saying why (see write_failed).
+  void stop_on(const std::string& what, errc code = errc::io) const {
     if (log)
       log->error("{}", what);
     if (write_failed)
-      write_failed(what);
+      write_failed(what, code);
   }
 
   /// Encodes a message for sending (and dumps it when asked to).

@@ -267,6 +267,11 @@ TEST(faults, a_federation_whose_every_update_is_refused_stops_and_says_why) {
     << s.err().text;
   EXPECT_NE(s.err().text.find("outlier"), std::string::npos) << s.err().text;
   EXPECT_NE(s.err().text.find("federation.max_refused_in_a_row"), std::string::npos);
+  // Not a failed write: the code is the last refusal's, and resuming (which
+  // restores the same version) is not offered as the way out.
+  EXPECT_EQ(s.err().code, errc::outlier) << s.err().message();
+  EXPECT_EQ(s.err().text.find("can be resumed"), std::string::npos) << s.err().text;
+  EXPECT_NE(s.err().text.find("would stop the same way"), std::string::npos) << s.err().text;
   fs::remove_all(dir);
 }
 
