@@ -1,5 +1,6 @@
 #include "actors/aggregator.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -81,27 +82,34 @@ std::optional<error> check_outlier(aggregator_state& st, double ratio,
                                    const prompt_set& up, const std::vector<const float*>& in_place) {
   if (ratio <= 0 || !base)
     return std::nullopt;
-  if (st.normed_base != base) {
+  auto& kept = st.base_norms;
+  auto hit = std::find_if(kept.begin(), kept.end(),
+                          [&](const auto& e) { return e.first.lock() == base; });
+  if (hit == kept.end()) {
     double bb = 0;
     for (auto& t : base->tensors)
       bb += sum_squares(t.data.data(), t.data.size());
-    st.normed_base = base;
-    st.base_norm = std::sqrt(bb);
+    if (kept.size() == aggregator_state::base_norms_kept)
+      kept.pop_back(); // the least recently used
+    kept.insert(kept.begin(), {base, std::sqrt(bb)});
+  } else if (hit != kept.begin()) {
+    std::rotate(kept.begin(), hit, hit + 1);
   }
-  if (st.base_norm <= 0) // (a base of zeros: nothing to compare against)
+  double base_norm = kept.front().second;
+  if (base_norm <= 0) // (a base of zeros: nothing to compare against)
     return std::nullopt;
   double uu = 0;
   for (std::size_t t = 0; t < up.tensors.size(); ++t)
     uu += in_place.empty() ? sum_squares(up.tensors[t].data.data(), up.tensors[t].data.size())
                            : sum_squares(in_place[t], up.tensors[t].numel());
   auto norm = std::sqrt(uu);
-  if (std::isfinite(norm) && norm <= ratio * st.base_norm)
+  if (std::isfinite(norm) && norm <= ratio * base_norm)
     return std::nullopt;
   char text[160];
   std::snprintf(text, sizeof text,
                 "update prompts' norm %.4g is over %g times their base's %.4g "
                 "(federation.max_update_ratio)",
-                norm, ratio, st.base_norm);
+                norm, ratio, base_norm);
   return error{errc::outlier, text};
 }
 

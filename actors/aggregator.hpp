@@ -108,10 +108,12 @@ struct aggregator_state {
   std::map<const prompt_set*, std::pair<std::shared_ptr<const prompt_set>, std::uint64_t>>
     wal_bases;
   std::uint64_t next_base_id = 0;              // (starts at a random 64-bit value)
-  // The norm of the last base an update was measured against (one base
-  // serves a whole round or version; held so its address is not reused).
-  std::shared_ptr<const prompt_set> normed_base;
-  double base_norm = 0;
+  // The norms of the bases updates were last measured against, most
+  // recent first: one base serves a whole round or version, and async
+  // updates of a few stale versions interleave. Weak, so a base is freed
+  // with its last task; an expired one never matches a new base.
+  std::vector<std::pair<std::weak_ptr<const prompt_set>, double>> base_norms;
+  static constexpr std::size_t base_norms_kept = 8;
   std::uint32_t refused_in_a_row = 0; // bad updates since the last accepted one
   static inline const char* name = "aggregator";
 };

@@ -194,6 +194,40 @@ TEST_F(aggregator_test, an_update_far_larger_than_its_base_is_refused_as_an_outl
     submit("client-2", update_msg{2, 2, 0, huge, 10, {}}).body));
 }
 
+TEST_F(aggregator_test, each_update_is_judged_against_its_own_base_when_bases_interleave) {
+  // Async updates of several stale versions interleave. Ten bases of
+  // values 1 ... 10, the bound 2 times the base's norm, two passes over
+  // them (more bases than the aggregator keeps norms for): an update of
+  // 1.5 times its base's value is folded, one of 2.5 times is refused.
+  // Judged against another base's norm, some of these answers would flip.
+  server->send_exit(agg, caf::exit_reason::user_shutdown);
+  aggregator_options o;
+  o.max_update_ratio = 2;
+  agg = sys.spawn(aggregator, tc.ctx, layout, o);
+  std::vector<std::shared_ptr<const prompt_set>> bases;
+  for (int k = 1; k <= 10; ++k)
+    bases.push_back(std::make_shared<const prompt_set>(prompts(static_cast<float>(k))));
+  std::uint64_t task = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (int k = 1; k <= 10; ++k) {
+      bool big = (k + pass) % 2 == 0;
+      ++task;
+      auto client = static_cast<std::uint32_t>(task);
+      server->send(agg, open_atom::value,
+                   task_expectation{task, client, static_cast<std::uint64_t>(k), 0,
+                                    bases[k - 1]});
+      auto reply = submit("client-" + std::to_string(client),
+                          update_msg{task, client, static_cast<std::uint64_t>(k),
+                                     prompts((big ? 2.5f : 1.5f) * static_cast<float>(k)), 10,
+                                     {}});
+      if (big)
+        EXPECT_EQ(reason(reply), errc::outlier) << "base " << k << ": " << describe(reply);
+      else
+        EXPECT_TRUE(std::holds_alternative<ack_msg>(reply.body))
+          << "base " << k << ": " << describe(reply);
+    }
+}
+
 TEST_F(aggregator_test, fedavg_weights_updates_by_their_sample_counts) {
   submit("client-1", update_msg{1, 1, 0, prompts(0.f), 30, {}});
   submit("client-2", update_msg{2, 2, 0, prompts(4.f), 10, {}});
