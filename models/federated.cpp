@@ -262,6 +262,8 @@ result<distill_report_summary> server_session::prepare() {
                                        m.corpus.end());
         distill_params dp;
         dp.loss = mp.distill_loss;
+        dp.prompt_length = m.sc.model.prompt_length;
+        dp.prompt_std = m.sc.model.prompt_init_std;
         dp.lm = lm_params{mp.distill_steps, mp.distill_batch, T, mp.distill_lr, 0.01, 0.1,
                           0, 4, mix_seed(m.sc.seed, 3), m.sc.compute.dtype};
         auto start = std::chrono::steady_clock::now();

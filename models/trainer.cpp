@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "models/torch_compat.hpp"
+#include <ATen/CPUGeneratorImpl.h>
 #include "runtime/rng.hpp"
 
 namespace fedsp::models {
@@ -460,8 +461,15 @@ result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int
                           const std::vector<std::int64_t>& heldout, const distill_params& dp,
                           const progress_fn& progress) {
   auto& p = dp.lm;
-  if (dp.loss != "mse" && dp.loss != "mixed")
-    return error{errc::bad_argument, "unknown distillation loss '" + dp.loss + "' (mse or mixed)"};
+  if (dp.loss != "mse" && dp.loss != "mixed" && dp.loss != "prompted")
+    return error{errc::bad_argument,
+                 "unknown distillation loss '" + dp.loss + "' (mse, mixed or prompted)"};
+  if (dp.loss == "prompted" && student->depth() != teacher->depth())
+    return error{errc::bad_argument,
+                 "distillation loss 'prompted' needs the auxiliary model at the global depth ("
+                   + std::to_string(teacher->depth()) + " layers, not "
+                   + std::to_string(student->depth()) + ")"};
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(p.seed ^ 0x9e3779b97f4a7c15ULL);
   if (auto err = check_stream(train, p.seq_len, "the distillation corpus"))
     return *err;
   if (auto err = check_stream(heldout, p.seq_len, "the held-out corpus"))
@@ -476,6 +484,20 @@ result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int
     auto mse = torch::mse_loss(sh, th);
     if (dp.loss == "mse")
       return mse;
+    if (dp.loss == "prompted") {
+      auto& c = teacher->config();
+      torch::Tensor prefix;
+      {
+        torch::NoGradGuard no_grad;
+        auto scale = dp.prompt_std * std::exp(torch::rand({1}, gen).item<double>() * 2 - 1);
+        prefix = (torch::randn({teacher->depth(), 2, c.kv_heads(), dp.prompt_length, c.head_dim()},
+                               gen)
+                  * scale)
+                   .to(x.device());
+        th = teacher->hidden(x, prefix);
+      }
+      return 0.5 * mse + 0.5 * torch::mse_loss(student->hidden(x, prefix), th);
+    }
     auto slogits = student->head(sh); // (B, T, V)
     torch::Tensor tprob;
     {

@@ -208,12 +208,18 @@ result<lm_report> pretrain(gpt& model, const std::vector<std::int64_t>& train,
 
 struct distill_params {
   lm_params lm{5000, 16, 128, 5e-4, 0.01, 0.1, 500, 4, 1};
-  std::string loss = "mse";   // mse (paper default) | mixed
+  std::string loss = "mse";   // mse (paper default) | mixed | prompted
+  std::int64_t prompt_length = 16; // prompted: the prefixes drawn
+  double prompt_std = 0.5;         // prompted: their scale (the prompts' init std)
 };
 
 /// Knowledge distillation: `student` (all parameters train) towards the
 /// frozen `teacher`, no prompts. Loss "mse": MSE of the final hidden states;
-/// "mixed": 0.5 LM + 0.5 (MSE + soft cross-entropy of the logits).
+/// "mixed": 0.5 LM + 0.5 (MSE + soft cross-entropy of the logits);
+/// "prompted": 0.5 MSE without a prefix + 0.5 MSE with the same random
+/// prefix in both models (every layer, std prompt_std times e^U, U uniform
+/// in [-1, 1], drawn per step), so that a prompt moves the student's
+/// hidden states as it moves the teacher's (both must have the same depth).
 /// The reported held-out figure is the distillation loss on held-out windows.
 result<lm_report> distill(gpt& student, gpt& teacher, const std::vector<std::int64_t>& train,
                           const std::vector<std::int64_t>& heldout, const distill_params& p,

@@ -265,7 +265,7 @@ public:
         {"distill_lr", real_field(mp.distill_lr, 1e-9, 10.0)},
         {"distill_batch", uint_field(mp.distill_batch, 1, 65536)},
         {"distill_seq_len", uint_field(mp.distill_seq_len, 2, 65536)},
-        {"distill_loss", string_field(mp.distill_loss, {"mse", "mixed"})},
+        {"distill_loss", string_field(mp.distill_loss, {"mse", "mixed", "prompted"})},
         {"server_steps", uint_field(mp.server_steps, 0, 10'000'000)},
         {"server_lr", real_field(mp.server_lr, 1e-9, 100.0)},
         {"server_batch", uint_field(mp.server_batch, 1, 65536)},

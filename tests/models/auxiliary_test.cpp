@@ -1,6 +1,10 @@
 // The auxiliary model: parameter counts, layer maps, and distillation.
 #include <gtest/gtest.h>
 
+#include <map>
+
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "models/auxiliary.hpp"
 #include "models/trainer.hpp"
 #include "runtime/dataset.hpp"
@@ -127,6 +131,56 @@ TEST(distillation, loss_falls_for_both_losses) {
     std::printf("%s distillation loss %.4f -> %.4f\n", kind, head, tail);
     EXPECT_LT(tail, head) << kind;
   }
+}
+
+TEST(distillation, prompted_distillation_makes_a_prefix_move_the_student_as_it_moves_the_teacher) {
+  // What FedSP needs of its auxiliary model: prompts tuned on it should act
+  // on the global model as they act on it. After distilling the same
+  // student with and without prefixes, a prefix neither saw (drawn with
+  // another seed) changes the teacher's hidden states by d_t and the
+  // student's by d_s; with "prompted", d_s is closer to d_t. Three
+  // teachers, every one of them.
+  auto cfg = small(3);
+  cfg.initializer_range = 0.1;
+  auto bytes = byte_stream(20, 5); // held-out text (the corpus below is seed 1)
+  bytes.resize(48);
+  auto x = torch::tensor(bytes).view({2, 24});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(99);
+  auto prefix = torch::randn({3, 2, cfg.kv_heads(), 16, cfg.head_dim()}, gen) * 0.5;
+  auto effect = [&](gpt& m) {
+    torch::NoGradGuard no_grad;
+    m->eval();
+    return m->hidden(x, prefix) - m->hidden(x, torch::Tensor());
+  };
+  for (std::uint64_t seed : {2, 3, 4}) {
+    gpt teacher(cfg, seed);
+    auto d_t = effect(teacher);
+    std::map<std::string, double> gap;
+    for (const char* kind : {"mse", "prompted"}) {
+      auto student = build_auxiliary(teacher, aux_params{}).value().model;
+      distill_params p;
+      p.loss = kind;
+      p.lm = lm_params{160, 8, 24, 3e-3, 0.0, 0.1, 0, 4, 7};
+      ASSERT_TRUE(distill(student, teacher, byte_stream(200, 1), byte_stream(50, 9), p).ok());
+      gap[kind] = torch::mse_loss(effect(student), d_t).item<double>();
+    }
+    std::printf("teacher %d: prefix effect gap: mse %.5f, prompted %.5f (ratio %.2f)\n",
+                static_cast<int>(seed), gap["mse"], gap["prompted"], gap["prompted"] / gap["mse"]);
+    EXPECT_LT(gap["prompted"], 0.8 * gap["mse"]) << "teacher " << seed;
+  }
+}
+
+TEST(distillation, prompted_needs_the_auxiliary_model_at_the_global_depth) {
+  gpt teacher(small(4), 2);
+  aux_params ap;
+  ap.depth = 2;
+  auto student = build_auxiliary(teacher, ap).value().model;
+  distill_params p;
+  p.loss = "prompted";
+  auto r = distill(student, teacher, byte_stream(200, 1), byte_stream(50, 2), p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, errc::bad_argument);
+  EXPECT_NE(r.err().text.find("global depth"), std::string::npos) << r.err().text;
 }
 
 TEST(distillation, unknown_loss_and_tiny_corpus_are_errors) {
