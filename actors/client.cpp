@@ -85,10 +85,12 @@ client(client_actor::stateful_pointer<client_state> self, context_ptr ctx, clien
       // Onto this worker's device: back from host memory if it was paged
       // out, across devices after a failover (else both cost nothing).
       // (acquire first: it waits for a prefetch of this session that is
-      // still copying, which place must not race)
+      // still copying, which place must not race; nor may resident_bytes,
+      // so the size is not read here: the pager has known the session since
+      // it was built, and release gives its size after the task)
       *device = dev;
       if (pager)
-        *transfer = pager->acquire(id, session->resident_bytes(), {});
+        *transfer = pager->acquire(id, 0, {});
       *transfer += session->place(dev);
       *out = session->round(std::move(*prompts), seed);
       if (pager) // its size now: the task grew it (gradients, optimizer moments)

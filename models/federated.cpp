@@ -2,6 +2,7 @@
 #include "runtime/strategy.hpp"
 #include "models/simple_model.hpp"
 
+#include <cstdlib>
 #include <algorithm>
 
 #include <dlfcn.h>
@@ -278,7 +279,11 @@ result<distill_report_summary> server_session::prepare() {
       }
       m.aux.model->set_trainable(false);
       m.aux.model->eval();
-      auto bytes = gpt_bytes(m.aux.model, "auxiliary", {{"to_global", join_map(m.aux.to_global)}});
+      // The prompts' depth is the global model's: an auxiliary model that
+      // dropped the last layers cannot tell it from its map.
+      auto bytes = gpt_bytes(m.aux.model, "auxiliary",
+                             {{"to_global", join_map(m.aux.to_global)},
+                              {"global_depth", std::to_string(m.global->depth())}});
       if (!bytes)
         return bytes.err();
       m.client_bytes = std::move(bytes).value();
@@ -600,6 +605,17 @@ result<std::shared_ptr<client_session>> client_session::create(const std::string
       if (meta != st.value().metadata.end() && !meta->second.empty()) {
         layer_map = parse_map(meta->second);
         prompt_depth = *std::max_element(layer_map.begin(), layer_map.end()) + 1;
+        // (files written before 2026-12-03 lack it: the map's reach, which
+        // is the global depth unless the last layers were dropped)
+        auto global = st.value().metadata.find("global_depth");
+        if (global != st.value().metadata.end()) {
+          char* end = nullptr;
+          auto d = std::strtoll(global->second.c_str(), &end, 10);
+          if (end == global->second.c_str() || *end != '\0' || d < prompt_depth || d > 4096)
+            return error{errc::malformed, "auxiliary model file: global_depth '"
+                                            + global->second + "' does not fit its layer map"};
+          prompt_depth = d;
+        }
         bool identity = static_cast<std::int64_t>(layer_map.size()) == prompt_depth;
         for (std::size_t j = 0; identity && j < layer_map.size(); ++j)
           identity = layer_map[j] == static_cast<std::int64_t>(j);

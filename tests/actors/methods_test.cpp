@@ -22,9 +22,9 @@ struct method_run {
 };
 
 method_run run_method(const std::string& method, std::uint32_t server_examples = 0,
-                      const std::string& family = "") {
+                      const std::string& family = "", const std::string& aux_method = "share") {
   auto dir = fs::temp_directory_path()
-             / ("fedsp_methods_" + method + family + "_" + std::to_string(::getpid()));
+             / ("fedsp_methods_" + method + family + aux_method + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   scenario sc;
   sc.name = method;
@@ -43,6 +43,7 @@ method_run run_method(const std::string& method, std::uint32_t server_examples =
   sc.clients.count = 3;
   sc.federation.rounds = method == "zeroshot" ? 0 : 2;
   sc.method.name = method;
+  sc.method.aux_method = aux_method;
   sc.method.distill_steps = 2;
   sc.method.distill_batch = 2;
   sc.method.distill_seq_len = 16;
@@ -87,6 +88,19 @@ TEST(methods, fedsp_ships_the_auxiliary_model_once_and_tunes_on_the_server) {
       EXPECT_GT(number_at(e, {"chunks"}), 1);
     if (e.find("type")->as_string() == "server_step") // all 8 public examples by default
       EXPECT_EQ(number_at(e, {"examples"}), 8);
+  }
+}
+
+TEST(methods, fedsp_and_fedprompt_single_run_with_an_auxiliary_model_that_dropped_the_last_layer) {
+  // Layer dropping keeps global layers 0 of 2: the clients' prompts still
+  // have the global model's depth. Every task used to be refused as a shape
+  // mismatch (the depth was taken from the layer map: 1), and the run
+  // ended at version 0.
+  for (auto method : {"fedsp", "fedprompt_single"}) {
+    auto r = run_method(method, 0, "", "drop");
+    EXPECT_EQ(number_at(r.summary, {"final_version"}), 2) << method;
+    EXPECT_EQ(r.events["update"], 6) << method;
+    EXPECT_EQ(r.events["task_failed"], 0) << method;
   }
 }
 
