@@ -10,9 +10,11 @@
 
 #include "tests/models/trainer_fixtures.hpp"
 
+#include "models/checkpoint.hpp"
 #include "models/device.hpp"
 #include "models/federated.hpp"
 #include "models/precision.hpp"
+#include "models/safetensors.hpp"
 #include "models/scoring.hpp"
 #include "models/tokenizer.hpp"
 #include "models/trainer.hpp"
@@ -310,6 +312,43 @@ training: {prompt_steps: 3, model_steps: 0, batch_size: 4}
   ASSERT_TRUE(d.ok());
   ASSERT_TRUE(d.value()->round(prompts, 1).ok());
   EXPECT_GE(d.value()->resident_bytes(), body_bytes);
+}
+
+
+// The model file a client receives names the global depth its prompts have
+// (layer dropping may leave the last layers out of the map). A value that
+// is not a number, falls short of the map or is absurd is refused by name,
+// as malformed; one that fits is taken.
+TEST(devices, a_model_file_whose_global_depth_does_not_fit_is_refused) {
+  auto p = prepare_server(R"(name: depth
+seed: 5
+model: {layers: 2, width: 16, heads: 2, context: 48, prompt_length: 2, init_std: 0.2}
+data: {train: 16, test: 8, public: 8}
+clients: {count: 1}
+method: {name: fedsp, aux_method: drop, distill_steps: 2, distill_batch: 2, distill_seq_len: 16, server_steps: 2}
+training: {prompt_steps: 2, model_steps: 0, batch_size: 4}
+)",
+                          "depth.yaml");
+  ASSERT_TRUE(p.has_value());
+  auto file = parse_safetensors(p->server->client_model(), "client model");
+  ASSERT_TRUE(file.ok()) << file.err().text;
+  auto aux = load_gpt(file.value(), "client model");
+  ASSERT_TRUE(aux.ok()) << aux.err().text;
+  auto with_depth = [&](const std::string& depth) {
+    auto bytes = gpt_bytes(aux.value(), "auxiliary", {{"to_global", "0"}, {"global_depth", depth}});
+    EXPECT_TRUE(bytes.ok());
+    return client_session::create(bytes.value(), p->sc, p->data.train, "cpu");
+  };
+  for (const char* bad : {"banana", "", "2x", "0", "99999999"}) {
+    auto s = with_depth(bad);
+    ASSERT_FALSE(s.ok()) << "'" << bad << "'";
+    EXPECT_EQ(s.err().code, errc::malformed) << "'" << bad << "'";
+    EXPECT_NE(s.err().text.find("global_depth"), std::string::npos) << s.err().text;
+  }
+  auto good = with_depth("2");
+  ASSERT_TRUE(good.ok()) << good.err().text;
+  auto r = good.value()->round(p->server->initial_prompts(), 1);
+  EXPECT_TRUE(r.ok()) << r.err().text; // prompts of the global depth, 2
 }
 
 } // namespace
